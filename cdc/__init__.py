@@ -1,0 +1,1 @@
+"""CDC replication service: PostgreSQL -> Debezium -> Kafka -> warehouse."""

@@ -1,0 +1,114 @@
+"""``cdc connector``: register the Debezium connector on Kafka Connect and show its state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdc.config import Config, ConfigError, load_config
+from cdc.source.connect_client import ConnectClient, ConnectError
+from cdc.source.connector import debezium_properties, redacted
+
+app = typer.Typer(
+    help="Manage the Debezium connector on Kafka Connect (production deployments).",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Path of the cdc.yaml configuration file.")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Kafka Connect REST URL (default: connect.url from the config)."),
+]
+
+_err = Console(stderr=True)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _err.print(f"[red]invalid configuration[/red] ({len(exc.problems)} problem(s)):")
+        _err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _connect_url(config: Config, url: str | None) -> str:
+    if url:
+        return url
+    if config.connect is None:
+        _err.print("[red]no Kafka Connect URL:[/red] add `connect: {url: ...}` or pass --url")
+        raise typer.Exit(2)
+    return config.connect.url
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@app.command()
+def register(
+    config_path: ConfigOption = Path("cdc.yaml"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the connector config (redacted); send nothing.")
+    ] = False,
+    url: UrlOption = None,
+) -> None:
+    """Create or update the Debezium connector from the config (PUT /connectors/NAME/config)."""
+    config = _load(config_path)
+    props = debezium_properties(config, runtime="connect")
+    if dry_run:
+        _echo_json(redacted(props))
+        return
+    name = config.source.connector_name
+    try:
+        with ConnectClient(_connect_url(config, url)) as client:
+            result = client.put_connector_config(name, props)
+    except ConnectError as exc:
+        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    _err.print(f"connector [bold]{name}[/bold] registered")
+    _echo_json(redacted(result))
+
+
+@app.command()
+def status(
+    config_path: ConfigOption = Path("cdc.yaml"),
+    url: UrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print Connect's raw answer.")] = False,
+) -> None:
+    """Show the state of the connector and its tasks (GET /connectors/NAME/status)."""
+    config = _load(config_path)
+    name = config.source.connector_name
+    try:
+        with ConnectClient(_connect_url(config, url)) as client:
+            answer = client.status(name)
+    except ConnectError as exc:
+        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        _echo_json(answer)
+        return
+    table = Table(title=f"connector {name}")
+    for column in ("part", "state", "worker", "trace"):
+        table.add_column(column)
+    connector = answer.get("connector", {})
+    table.add_row("connector", connector.get("state", "?"), connector.get("worker_id", ""), "")
+    for task in answer.get("tasks", []):
+        trace = str(task.get("trace", "")).splitlines()
+        table.add_row(
+            f"task {task.get('id', '?')}",
+            task.get("state", "?"),
+            task.get("worker_id", ""),
+            trace[0] if trace else "",
+        )
+    Console().print(table)
+    failed = [t for t in answer.get("tasks", []) if t.get("state") == "FAILED"]
+    if connector.get("state") == "FAILED" or failed:
+        raise typer.Exit(1)

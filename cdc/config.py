@@ -1,0 +1,963 @@
+"""The service's one configuration file (``cdc.yaml``), validated by pydantic.
+
+:func:`load_config` reads the YAML file, replaces ``${VAR}`` / ``${VAR:-default}`` references in
+string values with environment variables (on the parsed values, so a secret can never break the
+YAML), validates everything at once and raises :class:`ConfigError` listing every problem as
+``cdc.yaml:LINE: dotted.key.path: what is wrong``.
+
+Write ``$${`` for a literal ``${``. Secrets (``source.password`` and every entry of
+``kafka.client`` / ``source.debezium`` whose key contains ``password``, ``secret`` or ``sasl``)
+are held as :class:`pydantic.SecretStr` and never appear in ``repr()``, logs or error messages.
+
+Relative paths (``warehouse.path``) resolve against the folder of the configuration file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from cdc.model import TableId
+from warehouse.base import MetadataColumns, TableTarget
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConnectConfig",
+    "ConsumerConfig",
+    "DuckDBWarehouseConfig",
+    "KafkaConfig",
+    "Problem",
+    "SourceConfig",
+    "TableConfig",
+    "WarehouseConfig",
+    "dump_example_config",
+    "is_secret_key",
+    "load_config",
+    "parse_config",
+]
+
+_SECRET_KEY_PARTS = ("password", "secret", "sasl")
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a setting's name marks its value as a secret (password, secret, sasl)."""
+    lowered = key.lower()
+    return any(part in lowered for part in _SECRET_KEY_PARTS)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a configuration file."""
+
+    file: str
+    line: int
+    path: str  # dotted key path, e.g. ``tables[1].mode``; empty for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:"
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where} {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``problems`` lists every problem found; ``str(error)`` has one line per problem in the form
+    ``cdc.yaml:LINE: dotted.key.path: what is wrong``.
+    """
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line, p.path))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Value checks shared by the models
+
+_PG_SLOT_RE = re.compile(r"[a-z0-9_]{1,63}")
+_PG_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_CONNECTOR_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _check_slot_name(value: str) -> str:
+    if not _PG_SLOT_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "pg_slot_name",
+            "must be a valid replication slot name: 1-63 characters of a-z, 0-9 and _",
+        )
+    return value
+
+
+def _check_pg_identifier(value: str) -> str:
+    if not _PG_IDENT_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "pg_identifier",
+            "must be a plain PostgreSQL identifier: a letter or _ then letters, digits, _ or $ "
+            "(at most 63 characters)",
+        )
+    return value
+
+
+def _check_topic_part(value: str) -> str:
+    if not _TOPIC_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "kafka_topic", "must be 1-200 characters of letters, digits, '.', '_' and '-'"
+        )
+    return value
+
+
+def _check_connector_name(value: str) -> str:
+    if not _CONNECTOR_NAME_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "connector_name", "must be 1-200 characters of letters, digits, '.', '_' and '-'"
+        )
+    return value
+
+
+def _check_metadata_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", value):
+        raise PydanticCustomError(
+            "metadata_prefix", "must start with a letter or _ and hold only letters, digits and _"
+        )
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise PydanticCustomError("http_url", "must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _to_property_string(value: Any) -> Any:
+    """Debezium/Connect properties are strings; accept YAML numbers and booleans too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _check_scalar_setting(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str | int | bool) or isinstance(value, float):
+        raise PydanticCustomError("client_setting", "must be a string, an integer or a boolean")
+    return value
+
+
+PropertyValue = Annotated[str | SecretStr, BeforeValidator(_to_property_string)]
+ClientValue = Annotated[str | int | bool | SecretStr, BeforeValidator(_check_scalar_setting)]
+
+
+def _wrap_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: SecretStr(str(_to_property_string(value)))
+        if is_secret_key(key) and not isinstance(value, SecretStr)
+        else value
+        for key, value in values.items()
+    }
+
+
+def _reveal(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+class SourceConfig(_Model):
+    """The PostgreSQL database to replicate and the Debezium connector that reads it."""
+
+    host: str = Field(description="Host name or IP address of the PostgreSQL server.")
+    port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL TCP port.")
+    database: str = Field(description="Name of the database holding the replicated tables.")
+    user: str = Field(
+        description="User Debezium connects as; needs the REPLICATION attribute and SELECT "
+        "on the replicated tables (and CREATE on the database to create the publication)."
+    )
+    password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of `user`. Use `${PGPASSWORD}` to read it from the environment.",
+    )
+    slot_name: str = Field(
+        default="cdc_slot",
+        description="Logical replication slot Debezium reads (created if missing). The slot "
+        "keeps WAL on the server until the connector confirms it.",
+    )
+    publication_name: str = Field(
+        default="cdc_pub",
+        description="pgoutput publication Debezium reads; created for the configured tables "
+        "(`publication.autocreate.mode=filtered`).",
+    )
+    topic_prefix: str = Field(
+        default="cdc",
+        description="Debezium `topic.prefix`: changes of `schema.table` go to the Kafka topic "
+        "`<topic_prefix>.<schema>.<table>`.",
+    )
+    snapshot_mode: Literal[
+        "initial", "no_data", "never", "always", "when_needed", "initial_only"
+    ] = Field(
+        default="initial",
+        description="Debezium `snapshot.mode`: `initial` copies existing rows once then "
+        "streams; `no_data` streams only new changes; `when_needed` snapshots again if the "
+        "stored offset is no longer available; `initial_only` snapshots and stops.",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="Debezium heartbeat interval (0 disables). Heartbeats let the slot advance "
+        "while the replicated tables are idle, so the server can recycle WAL.",
+    )
+    connector_name: str = Field(
+        default="cdc-postgres",
+        description="Name of the connector (Kafka Connect connector name, embedded engine name).",
+    )
+    debezium: dict[str, PropertyValue] = Field(
+        default_factory=dict,
+        description="Extra Debezium connector properties passed through verbatim; they "
+        "override the derived ones. Values whose key contains password/secret/sasl are secret.",
+    )
+
+    @field_validator("slot_name")
+    @classmethod
+    def _slot(cls, value: str) -> str:
+        return _check_slot_name(value)
+
+    @field_validator("publication_name")
+    @classmethod
+    def _publication(cls, value: str) -> str:
+        return _check_pg_identifier(value)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        return _check_topic_part(value)
+
+    @field_validator("connector_name")
+    @classmethod
+    def _connector_name(cls, value: str) -> str:
+        return _check_connector_name(value)
+
+    @field_validator("debezium")
+    @classmethod
+    def _debezium_secrets(cls, value: dict[str, str | SecretStr]) -> dict[str, str | SecretStr]:
+        return _wrap_secrets(value)
+
+    def debezium_extras(self) -> dict[str, str]:
+        """The extra Debezium properties with secrets revealed (for the connector only)."""
+        return {key: str(_reveal(value)) for key, value in self.debezium.items()}
+
+
+class KafkaConfig(_Model):
+    """The Kafka cluster the connector writes to and the consumer reads from."""
+
+    bootstrap_servers: str = Field(
+        min_length=1, description="Comma-separated `host:port` list of Kafka brokers."
+    )
+    group_id: str = Field(
+        default="cdc-warehouse",
+        min_length=1,
+        description="Consumer group of `cdc run`; offsets are stored in the warehouse under it.",
+    )
+    dlq_topic_suffix: str = Field(
+        default=".dlq",
+        min_length=1,
+        description="Dead-letter topic of a table topic: `<topic><dlq_topic_suffix>`.",
+    )
+    client: dict[str, ClientValue] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings (e.g. `security.protocol`, `sasl.username`) "
+        "merged into the consumer and producer configuration. Values whose key contains "
+        "password/secret/sasl are secret.",
+    )
+
+    @field_validator("client")
+    @classmethod
+    def _client_secrets(
+        cls, value: dict[str, str | int | bool | SecretStr]
+    ) -> dict[str, str | int | bool | SecretStr]:
+        return _wrap_secrets(value)
+
+    @field_validator("dlq_topic_suffix")
+    @classmethod
+    def _suffix(cls, value: str) -> str:
+        return _check_topic_part(value)
+
+    def client_config(self) -> dict[str, str | int | bool]:
+        """librdkafka settings: ``bootstrap.servers`` plus ``client`` with secrets revealed."""
+        settings: dict[str, str | int | bool] = {"bootstrap.servers": self.bootstrap_servers}
+        settings.update({key: _reveal(value) for key, value in self.client.items()})
+        return settings
+
+
+class DuckDBWarehouseConfig(_Model):
+    """DuckDB: the embedded warehouse, one database file."""
+
+    type: Literal["duckdb"] = Field(description="Warehouse engine: `duckdb`.")
+    path: Path = Field(
+        default=Path("warehouse.duckdb"),
+        description="Database file; a relative path resolves against the folder of the "
+        "configuration file. `:memory:` keeps everything in memory (tests only).",
+    )
+    schema_name: str = Field(
+        default="main",
+        alias="schema",
+        description="Schema the replicated tables are created in.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: Path, info: ValidationInfo) -> Path:
+        if str(value) == ":memory:" or value.is_absolute():
+            return value
+        base = (info.context or {}).get("config_dir")
+        return (Path(base) / value) if base is not None else value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        return _check_pg_identifier(value)
+
+
+# Only DuckDB for now; more engines join this union (discriminated on ``type``).
+WarehouseConfig = Annotated[Union[DuckDBWarehouseConfig], Field(discriminator="type")]  # noqa: UP007
+
+
+class ConsumerConfig(_Model):
+    """How `cdc run` batches changes before applying them."""
+
+    batch_size: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Most events applied in one warehouse transaction.",
+    )
+    linger_ms: int = Field(
+        default=500,
+        ge=0,
+        le=600_000,
+        description="Longest wait (ms) to fill a batch before applying what has arrived.",
+    )
+    metadata_prefix: str = Field(
+        default="_cdc_",
+        description="Prefix of the metadata columns on every replicated table "
+        "(`<prefix>lsn`, `<prefix>txid`, `<prefix>op`, `<prefix>source_ts`, "
+        "`<prefix>loaded_at`, `<prefix>deleted`).",
+    )
+
+    @field_validator("metadata_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _check_metadata_prefix(value)
+
+    def metadata_columns(self) -> MetadataColumns:
+        """Names of the metadata columns, built from ``metadata_prefix``."""
+        p = self.metadata_prefix
+        return MetadataColumns(
+            lsn=f"{p}lsn",
+            txid=f"{p}txid",
+            op=f"{p}op",
+            source_ts=f"{p}source_ts",
+            loaded_at=f"{p}loaded_at",
+            deleted=f"{p}deleted",
+        )
+
+
+class TableConfig(_Model):
+    """One replicated table."""
+
+    name: str = Field(
+        description="Source table as `schema.table` (`table` alone means `public.table`)."
+    )
+    mode: Literal["mirror"] = Field(
+        default="mirror",
+        description="`mirror`: the warehouse table holds the current rows (upsert/delete).",
+    )
+    soft_delete: bool = Field(
+        default=False,
+        description="Keep deleted rows, flagged by the `<prefix>deleted` column, instead of "
+        "deleting them.",
+    )
+    target: str | None = Field(
+        default=None,
+        description="Warehouse table name; defaults to the source table's name.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
+            raise PydanticCustomError(
+                "table_name",
+                "must be 'schema.table' or 'table' (plain PostgreSQL identifiers)",
+            )
+        return value if len(parts) == 2 else f"public.{value}"
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return None if value is None else _check_pg_identifier(value)
+
+    @property
+    def source(self) -> TableId:
+        """The source table."""
+        schema, _, name = self.name.partition(".")
+        return TableId(schema, name)
+
+    @property
+    def target_name(self) -> str:
+        """The warehouse table name (``target``, else the source table's name)."""
+        return self.target or self.source.name
+
+
+class ConnectConfig(_Model):
+    """Kafka Connect, where the Debezium connector runs in production."""
+
+    url: str = Field(
+        default="http://127.0.0.1:8083", description="Base URL of the Kafka Connect REST API."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class Config(_Model):
+    """The whole ``cdc.yaml``."""
+
+    source: SourceConfig = Field(description="PostgreSQL and the Debezium connector reading it.")
+    kafka: KafkaConfig = Field(description="Kafka cluster and consumer group.")
+    warehouse: WarehouseConfig = Field(description="Where changes land; chosen by `type`.")
+    consumer: ConsumerConfig = Field(
+        default_factory=ConsumerConfig, description="Batching of `cdc run`."
+    )
+    tables: list[TableConfig] = Field(
+        min_length=1, description="The replicated tables (at least one; names unique)."
+    )
+    connect: ConnectConfig | None = Field(
+        default=None, description="Kafka Connect REST API (production deployments)."
+    )
+
+    _config_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("tables", mode="wrap")
+    @classmethod
+    def _unique_tables(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Wrap, not after: duplicates are reported even when another table entry is invalid.
+        try:
+            tables = handler(value)
+        except ValidationError as exc:
+            duplicates = _duplicate_tables(value)
+            if not duplicates:
+                raise
+            raise ValidationError.from_exception_data(
+                "tables", [*_error_details(exc), *duplicates]
+            ) from None
+        duplicates = _duplicate_tables(tables)
+        if duplicates:
+            raise ValidationError.from_exception_data("tables", duplicates)
+        return tables
+
+    @property
+    def config_dir(self) -> Path:
+        """Folder of the configuration file (relative paths resolve against it)."""
+        return self._config_dir
+
+    def table(self, source_name: str | TableId) -> TableConfig:
+        """The configured table ``schema.table`` (or ``table`` in ``public``)."""
+        wanted = str(source_name) if isinstance(source_name, TableId) else source_name
+        if "." not in wanted:
+            wanted = f"public.{wanted}"
+        for table in self.tables:
+            if table.name == wanted:
+                return table
+        known = ", ".join(t.name for t in self.tables)
+        raise KeyError(f"table {wanted!r} is not configured (configured: {known})")
+
+    def topic_for(self, table: TableConfig) -> str:
+        """Kafka topic Debezium writes the table's changes to: ``<prefix>.<schema>.<table>``."""
+        return f"{self.source.topic_prefix}.{table.source.schema}.{table.source.name}"
+
+    def dlq_topic_for(self, table: TableConfig) -> str:
+        """Dead-letter topic of a table: its topic plus ``kafka.dlq_topic_suffix``."""
+        return f"{self.topic_for(table)}{self.kafka.dlq_topic_suffix}"
+
+    def table_target(self, table: TableConfig) -> TableTarget:
+        """The warehouse-side description of a table (name, mode, metadata column names)."""
+        return TableTarget(
+            name=table.target_name,
+            mode=table.mode,
+            soft_delete=table.soft_delete,
+            metadata=self.consumer.metadata_columns(),
+        )
+
+
+_BUILTIN_ERROR_TYPES: frozenset[str] = frozenset(typing.get_args(ErrorType))
+
+
+def _error_details(exc: ValidationError) -> list[InitErrorDetails]:
+    """A validation error's errors in the form needed to raise them again with others."""
+    details: list[InitErrorDetails] = []
+    for error in exc.errors(include_url=False):
+        kind = error["type"]
+        detail = InitErrorDetails(
+            type=kind if kind in _BUILTIN_ERROR_TYPES else PydanticCustomError(kind, error["msg"]),
+            loc=error["loc"],
+            input=error["input"],
+        )
+        if kind in _BUILTIN_ERROR_TYPES and "ctx" in error:
+            detail["ctx"] = error["ctx"]
+        details.append(detail)
+    return details
+
+
+def _duplicate_tables(tables: Any) -> list[InitErrorDetails]:
+    """Errors for entries repeating an earlier table name or warehouse target."""
+    if not isinstance(tables, list):
+        return []
+    errors: list[InitErrorDetails] = []
+    seen_names: dict[str, int] = {}
+    seen_targets: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        if isinstance(table, TableConfig):
+            name, target, explicit = table.name, table.target_name, table.target is not None
+        elif isinstance(table, dict) and isinstance(table.get("name"), str):
+            name = table["name"] if "." in table["name"] else f"public.{table['name']}"
+            explicit = isinstance(table.get("target"), str)
+            target = table["target"] if explicit else name.partition(".")[2]
+        else:
+            continue
+        first = seen_names.setdefault(name, index)
+        if first != index:
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "duplicate_table",
+                        "duplicate table '{name}' (already tables[{first}])",
+                        {"name": name, "first": first},
+                    ),
+                    loc=(index, "name"),
+                    input=name,
+                )
+            )
+            continue
+        first = seen_targets.setdefault(target.lower(), index)
+        if first != index:
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "duplicate_target",
+                        "warehouse table '{target}' is already the target of tables[{first}]",
+                        {"target": target, "first": first},
+                    ),
+                    loc=(index, "target" if explicit else "name"),
+                    input=target,
+                )
+            )
+    return errors
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+Loc = tuple[str | int, ...]
+
+
+class _Reader:
+    """Turns a YAML document into plain values, remembering the line of every key path."""
+
+    _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+    _INNER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+    def __init__(self, text: str, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+        self.lines: dict[Loc, int] = {(): 1}
+        # values changed by interpolation: their text as written (errors show it, not the value)
+        self.written: dict[Loc, str] = {}
+        self.problems: list[Problem] = []
+        self._loader = yaml.SafeLoader(text)
+
+    def read(self) -> Any:
+        try:
+            node = self._loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else 1
+            self.problems.append(Problem(self.file, line, "", f"YAML syntax error: {exc.problem}"))
+            return None
+        except yaml.YAMLError as exc:  # pragma: no cover - defensive
+            self.problems.append(Problem(self.file, 1, "", f"YAML error: {exc}"))
+            return None
+        finally:
+            self._loader.dispose()
+        if node is None:
+            return None
+        return self._value(node, ())
+
+    def _problem(self, node: yaml.Node, loc: Loc, message: str) -> None:
+        self.problems.append(Problem(self.file, node.start_mark.line + 1, _dotted(loc), message))
+
+    def _value(self, node: yaml.Node, loc: Loc) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            try:
+                self._loader.flatten_mapping(node)
+            except yaml.MarkedYAMLError as exc:
+                self._problem(node, loc, f"YAML error: {exc.problem}")
+                return {}
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node, loc)
+                if not isinstance(key, str):
+                    self._problem(key_node, loc, f"keys must be strings (got {key!r})")
+                    continue
+                child = (*loc, key)
+                if key in result:
+                    self._problem(key_node, child, "duplicate key")
+                    continue
+                self.lines[child] = key_node.start_mark.line + 1
+                result[key] = self._value(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items: list[Any] = []
+            for index, item in enumerate(node.value):
+                child = (*loc, index)
+                self.lines[child] = item.start_mark.line + 1
+                items.append(self._value(item, child))
+            return items
+        value = self._scalar(node, loc)
+        if isinstance(value, str):
+            return self._interpolate(value, node, loc)
+        return value
+
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self._problem(node, loc, "keys must be strings")
+            return None
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self._problem(node, loc, f"YAML error: {exc.problem}")
+            return None
+
+    def _interpolate(self, value: str, node: yaml.Node, loc: Loc) -> str:
+        if "$" not in value:
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            text = match.group(0)
+            if text == "$${":
+                return "${"
+            inner = match.group(1)
+            if inner is None:
+                self._problem(node, loc, "unclosed '${' (write '$${' for a literal '${')")
+                return text
+            ref = self._INNER.fullmatch(inner)
+            if ref is None:
+                self._problem(
+                    node,
+                    loc,
+                    f"malformed reference '${{{inner}}}': use ${{NAME}} or ${{NAME:-default}}",
+                )
+                return text
+            name, default = ref.group(1), ref.group(2)
+            current = self.env.get(name)
+            if current:
+                return current
+            if default is not None:
+                return default
+            if current is not None:  # set but empty, no default: empty is what was asked for
+                return current
+            self._problem(
+                node,
+                loc,
+                f"environment variable {name} is not set "
+                f"(set it, or give a default: ${{{name}:-default}})",
+            )
+            return text
+
+        result = self._REF.sub(replace, value)
+        if result != value:
+            self.written[loc] = value
+        return result
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> problems
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through Optional, Union, Annotated, list)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _model_types(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _model_types(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _item_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _item_type(typing.get_args(annotation)[0])
+    if origin is list:
+        return typing.get_args(annotation)[0]
+    return None
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field.annotation
+    return None
+
+
+def _pick_model(candidates: list[type[BaseModel]], data: Any) -> type[BaseModel] | None:
+    if len(candidates) == 1:
+        return candidates[0]
+    if isinstance(data, dict):
+        for model in candidates:
+            tag = model.model_fields.get("type")
+            if tag is not None and data.get("type") in typing.get_args(tag.annotation):
+                return model
+    return None
+
+
+def _allowed_keys(loc: Loc, data: Any) -> list[str]:
+    """Keys the model at ``loc`` accepts (for "did you mean" suggestions)."""
+    annotation: Any = Config
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            annotation = _item_type(annotation)
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        model = _pick_model(_model_types(annotation), node)
+        if model is None:
+            return []
+        annotation = _field(model, part)
+        node = node.get(part) if isinstance(node, dict) else None
+    model = _pick_model(_model_types(annotation), node)
+    return _keys(model) if model is not None else []
+
+
+def _data_loc(loc: tuple[str | int, ...], data: Any) -> Loc:
+    """Drop the parts pydantic adds that are not in the file (union tags)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            if node.get("type") == part:  # discriminated union tag
+                continue
+            out.append(part)
+            node = None
+            continue
+        if isinstance(node, list) and isinstance(part, int):
+            out.append(part)
+            node = node[part] if part < len(node) else None
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return tuple(out)
+
+
+def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _shown(value: Any) -> str | None:
+    if isinstance(value, bool | int | float | str) or value is None:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return None
+
+
+def _message(error: Any, loc: Loc, data: Any, written: Mapping[Loc, str]) -> tuple[Loc, str]:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        close = difflib.get_close_matches(key, _allowed_keys(loc[:-1], data), n=1, cutoff=0.6)
+        return loc, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "missing":
+        return loc, "required key is missing"
+    if kind == "union_tag_not_found":
+        return (*loc, "type"), "required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return (
+            *loc,
+            "type",
+        ), f"Input should be {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    secret = any(isinstance(part, str) and is_secret_key(part) for part in loc)
+    shown = None if secret else _shown(error.get("input"))
+    if shown is not None and loc in written:  # never echo a value read from the environment
+        message += f" (from {written[loc]!r})"
+        return loc, message
+    if shown is not None and kind not in ("duplicate_table", "duplicate_target"):
+        message += f" (got {shown})"
+    return loc, message
+
+
+def _problems(exc: ValidationError, data: Any, reader: _Reader) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc, message = _message(error, _data_loc(error["loc"], data), data, reader.written)
+        problems.append(Problem(reader.file, _line_of(loc, reader.lines), _dotted(loc), message))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def parse_config(
+    text: str,
+    *,
+    file: str = "cdc.yaml",
+    config_dir: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate configuration text; ``file`` names it in errors, ``config_dir`` anchors paths."""
+    reader = _Reader(text, file, os.environ if env is None else env)
+    data = reader.read()
+    problems = list(reader.problems)
+    if data is None and not problems:
+        raise ConfigError([Problem(file, 1, "", "the file is empty")])
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([Problem(file, 1, "", "the file must hold a mapping of sections")])
+    if data is None:
+        raise ConfigError(problems)
+    directory = Path(config_dir) if config_dir is not None else Path.cwd()
+    try:
+        config = Config.model_validate(data, context={"config_dir": directory})
+    except ValidationError as exc:
+        problems.extend(_problems(exc, data, reader))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    config._config_dir = directory
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a ``cdc.yaml`` file; ``env`` defaults to ``os.environ``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), 1, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), 1, "", f"cannot read the file: {exc}")]) from None
+    return parse_config(text, file=str(path), config_dir=file.resolve().parent, env=env)
+
+
+_EXAMPLE = """\
+# cdc.yaml: configuration of the CDC replication service
+# (PostgreSQL -> Debezium -> Kafka -> cdc consumer -> warehouse).
+# Any string value may use ${VAR} or ${VAR:-default} to read the environment.
+
+source:                         # PostgreSQL and the Debezium connector reading it
+  host: 127.0.0.1
+  port: 5432
+  database: shop
+  user: postgres                # needs REPLICATION and SELECT on the tables
+  password: ${PGPASSWORD:-}     # secret: never logged
+  slot_name: cdc_slot           # logical replication slot (a-z, 0-9, _)
+  publication_name: cdc_pub     # pgoutput publication, created for the tables below
+  topic_prefix: cdc             # topics are <topic_prefix>.<schema>.<table>
+  snapshot_mode: initial        # initial | no_data | never | always | when_needed | initial_only
+  heartbeat_interval_ms: 10000  # lets the slot advance while tables are idle (0 = off)
+  connector_name: cdc-postgres
+  debezium: {}                  # extra Debezium connector properties (they win)
+
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  group_id: cdc-warehouse       # consumer group of `cdc run`
+  dlq_topic_suffix: .dlq        # dead letters of <topic> go to <topic>.dlq
+  client: {}                    # extra librdkafka settings, e.g. security.protocol: SSL
+
+warehouse:
+  type: duckdb
+  path: warehouse.duckdb        # relative to this file's folder
+  schema: main
+
+consumer:
+  batch_size: 5000              # most events per warehouse transaction
+  linger_ms: 500                # longest wait to fill a batch
+  metadata_prefix: _cdc_        # _cdc_lsn, _cdc_txid, _cdc_op, _cdc_source_ts, ...
+
+tables:
+  - name: public.customers      # source schema.table
+    mode: mirror                # current rows only
+    soft_delete: false          # true: keep deleted rows flagged by _cdc_deleted
+    # target: customers         # warehouse table name (default: the table's name)
+
+# Kafka Connect REST API (production: `cdc connector register`)
+# connect:
+#   url: http://127.0.0.1:8083
+"""
+
+
+def dump_example_config() -> str:
+    """A commented example ``cdc.yaml`` (written by ``cdc init``); it validates as is."""
+    return _EXAMPLE

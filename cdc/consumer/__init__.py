@@ -1,0 +1,1 @@
+"""The stream consumer: Kafka batches in, one warehouse transaction per batch out."""

@@ -1,0 +1,187 @@
+"""The dead-letter topic: messages we could not decode or apply, with the reason in headers.
+
+Each dead letter keeps the original key and value bytes untouched, plus headers naming the error
+class, its message, and the original topic/partition/offset. ``cdc dlq list`` reads them back,
+``cdc dlq replay`` re-publishes them to their original topic once the cause is fixed; there the
+normal apply path, with its position guard, decides whether they are still newest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from cdc.consumer.batching import Polled
+
+H_ERROR_CLASS = "cdc.error.class"
+H_ERROR_MESSAGE = "cdc.error.message"
+H_TOPIC = "cdc.original.topic"
+H_PARTITION = "cdc.original.partition"
+H_OFFSET = "cdc.original.offset"
+H_FAILED_AT = "cdc.failed.at"
+
+
+def dlq_topic(topic: str, suffix: str) -> str:
+    return f"{topic}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str  # the dead-letter topic
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def original_topic(self) -> str:
+        return self.headers.get(H_TOPIC, "")
+
+    @property
+    def error(self) -> str:
+        return f"{self.headers.get(H_ERROR_CLASS, '?')}: {self.headers.get(H_ERROR_MESSAGE, '')}"
+
+
+class DeadLetterWriter:
+    """Sends dead letters and waits for the broker's acknowledgement before returning."""
+
+    def __init__(self, producer_conf: dict[str, Any], suffix: str) -> None:
+        self._producer = Producer({**producer_conf, "enable.idempotence": True})
+        self._suffix = suffix
+        self.count = 0
+
+    def send(self, message: Polled, error: BaseException) -> None:
+        headers = [
+            (H_ERROR_CLASS, type(error).__name__.encode()),
+            (H_ERROR_MESSAGE, str(error)[:4000].encode()),
+            (H_TOPIC, message.origin.topic.encode()),
+            (H_PARTITION, str(message.origin.partition).encode()),
+            (H_OFFSET, str(message.origin.offset).encode()),
+            (H_FAILED_AT, str(int(time.time() * 1000)).encode()),
+        ]
+        self._producer.produce(
+            dlq_topic(message.origin.topic, self._suffix),
+            key=message.key,
+            value=message.value,
+            headers=headers,
+        )
+        self.count += 1
+
+    def flush(self, timeout: float = 30) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise KafkaException(f"{remaining} dead letters not acknowledged within {timeout} s")
+
+
+def read_dead_letters(
+    bootstrap_servers: str, topics: list[str], *, timeout: float = 10
+) -> Iterator[DeadLetter]:
+    """Every message currently in the dead-letter ``topics`` (from the start to the end)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "cdc-dlq-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        assignments = []
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout
+                )
+                if high > low:
+                    assignments.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+        if not assignments:
+            return
+        consumer.assign(assignments)
+        open_partitions = {(tp.topic, tp.partition) for tp in assignments}
+        deadline = time.monotonic() + timeout
+        while open_partitions and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == err._PARTITION_EOF:
+                    open_partitions.discard((msg.topic(), msg.partition()))
+                    continue
+                raise KafkaException(err)
+            deadline = time.monotonic() + timeout
+            yield DeadLetter(
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                key=msg.key(),
+                value=msg.value(),
+                headers={k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []},
+            )
+    finally:
+        consumer.close()
+
+
+def replay_dead_letters(
+    bootstrap_servers: str, topics: list[str], *, group_id: str, timeout: float = 10
+) -> int:
+    """Re-publish dead letters not replayed before to their original topics.
+
+    Progress is kept in the consumer group ``group_id`` on the dead-letter topics, so a second
+    replay only sends letters that arrived since.
+    """
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    sent = 0
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        wanted = [t for t in topics if t in metadata.topics]
+        partitions = [TopicPartition(t, p) for t in wanted for p in metadata.topics[t].partitions]
+        if not partitions:
+            return 0
+        committed = consumer.committed(partitions, timeout=timeout)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+        consumer.assign(committed)
+        open_partitions = {(tp.topic, tp.partition) for tp in committed}
+        deadline = time.monotonic() + timeout
+        while open_partitions and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == err._PARTITION_EOF:
+                    open_partitions.discard((msg.topic(), msg.partition()))
+                    continue
+                raise KafkaException(err)
+            headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+            original = headers.get(H_TOPIC)
+            if not original:
+                continue
+            producer.produce(original, key=msg.key(), value=msg.value())
+            sent += 1
+        if producer.flush(30):
+            raise KafkaException("replayed messages were not acknowledged; nothing committed")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return sent

@@ -1,0 +1,415 @@
+"""The replication loop: poll a batch, decode, apply it with its offsets in one warehouse
+transaction, then commit to Kafka.
+
+Order of effects per batch (the exactly-once argument, architecture.md §4.1):
+
+1. dead letters for undecodable messages are produced and acknowledged;
+2. the warehouse commits the batch's rows AND the offsets it covers in one transaction;
+3. the offsets are committed to Kafka (advisory only: on assignment we seek to the offsets
+   stored in the warehouse, never to Kafka's).
+
+A crash between any two steps re-delivers the batch; the warehouse's position guard makes the
+re-delivery a no-op. Transient warehouse errors are retried with backoff while every partition
+is paused (offsets never move past unapplied data); terminal errors stop the loop with a message.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
+from cdc.consumer.dlq import DeadLetterWriter
+from cdc.decoding import DecodeError, Skip, decode_message
+from cdc.model import ChangeEvent, KafkaOrigin, Op
+from warehouse.base import (
+    DataError,
+    IncompatibleSchemaChange,
+    TableBatch,
+    TableTarget,
+    TerminalWarehouseError,
+    TransientWarehouseError,
+    Warehouse,
+)
+
+log = structlog.get_logger("cdc.consumer")
+
+
+class ReplicationStopped(Exception):
+    """The loop stopped on a terminal error; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ReplicatorSettings:
+    bootstrap_servers: str
+    group_id: str
+    targets: dict[str, TableTarget]  # topic -> where its table lands
+    batch_size: int = 5000
+    linger_ms: int = 500
+    dlq_suffix: str = ".dlq"
+    kafka: dict[str, Any] = field(default_factory=dict)  # extra librdkafka settings
+    retry_initial_seconds: float = 0.2
+    retry_max_seconds: float = 10.0
+    retry_give_up_seconds: float | None = None  # None: retry transient errors forever
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    events: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    per_table: dict[str, int] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)  # source commit -> warehouse commit
+    apply_seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    parked: dict[str, str] = field(default_factory=dict)  # topic -> reason
+
+
+class Replicator:
+    """A consumer-group member applying its partitions to one warehouse."""
+
+    def __init__(
+        self,
+        settings: ReplicatorSettings,
+        warehouse: Warehouse,
+        *,
+        decoder: Callable[..., ChangeEvent | Skip] = decode_message,
+    ) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.decode = decoder
+        self.stats = RunStats()
+        self._stop = False
+        self.until_caught_up = False  # may be set from another thread (e.g. the demo)
+        self._revoked: set[tuple[str, int]] = set()
+        base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
+        self.consumer = Consumer(
+            {
+                **base,
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "max.poll.interval.ms": 300000,
+                "fetch.wait.max.ms": 100,
+                "topic.metadata.refresh.interval.ms": 2000,
+                **{k: v for k, v in settings.kafka.items() if k != "bootstrap.servers"},
+            }
+        )
+        self.dlq = DeadLetterWriter(base, settings.dlq_suffix)
+
+    # ------------------------------------------------------------ assignment
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Seek every assigned partition to the offset stored in the warehouse."""
+        stored = self._with_retry(
+            lambda: self.warehouse.load_offsets(self.settings.group_id), in_callback=True
+        )
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                tp.offset = OFFSET_BEGINNING
+                continue
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            if offset > high:
+                # the topic is younger than our offsets (e.g. a recreated local broker):
+                # start over; the position guard absorbs changes already applied.
+                log.warning(
+                    "stored offset beyond end of partition; replaying it from the start",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    stored=offset,
+                    high_watermark=high,
+                )
+                tp.offset = OFFSET_BEGINNING
+            else:
+                tp.offset = offset
+        self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
+        consumer.assign(partitions)
+        log.info(
+            "partitions assigned",
+            partitions=[f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions],
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
+        consumer.unassign()
+        log.info("partitions revoked", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
+
+    # ------------------------------------------------------------------ loop
+    def request_stop(self, *_: object) -> None:
+        """Finish the current batch, then return from :meth:`run` (SIGTERM/Ctrl-C)."""
+        self._stop = True
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stop requested; finishing the current batch", signal=signum)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(
+        self,
+        *,
+        until_caught_up: bool = False,
+        max_seconds: float | None = None,
+        idle_grace_seconds: float = 1.0,
+    ) -> RunStats:
+        """Replicate until stopped (or caught up / out of time when asked)."""
+        self.warehouse.ensure_bookkeeping()
+        topics = sorted(self.settings.targets)
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("consumer started", group=self.settings.group_id, topics=topics)
+        self.until_caught_up = self.until_caught_up or until_caught_up
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        idle_since: float | None = None
+        try:
+            while not self._stop:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                batch = self._poll_batch()
+                if batch:
+                    idle_since = None
+                    self._process(batch)
+                    continue
+                if self.until_caught_up:
+                    now = time.monotonic()
+                    idle_since = idle_since or now
+                    if now - idle_since >= idle_grace_seconds and self.caught_up():
+                        break
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        finally:
+            self.warehouse.close()
+
+    def caught_up(self) -> bool:
+        """True when every assigned partition's position is at its high watermark."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return False
+        positions = self.consumer.position(assignment)
+        for tp in positions:
+            if (tp.topic, tp.partition) in self._revoked or tp.topic in self.stats.parked:
+                continue
+            _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            if high > 0 and (tp.offset < 0 or tp.offset < high):
+                return False
+        return True
+
+    def _poll_batch(self) -> list[Polled]:
+        """Up to batch_size messages, waiting at most linger_ms after the first one."""
+        out: list[Polled] = []
+        first_at: float | None = None
+        linger = self.settings.linger_ms / 1000
+        while len(out) < self.settings.batch_size and not self._stop:
+            if first_at is None:
+                timeout = 0.5
+            else:
+                timeout = linger - (time.monotonic() - first_at)
+                if timeout <= 0:
+                    break
+            msgs: list[Message] = self.consumer.consume(
+                num_messages=min(self.settings.batch_size - len(out), 10000), timeout=timeout
+            )
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("kafka error", error=str(err))
+                    continue
+                out.append(
+                    Polled(
+                        KafkaOrigin(m.topic() or "", m.partition() or 0, m.offset() or 0),
+                        m.key(),
+                        m.value(),
+                    )
+                )
+            if not msgs and first_at is None:
+                return out
+            if first_at is None and out:
+                first_at = time.monotonic()
+        if self._revoked:
+            out = [m for m in out if (m.origin.topic, m.origin.partition) not in self._revoked]
+        return out
+
+    # --------------------------------------------------------------- a batch
+    def _decode(self, batch: list[Polled]) -> list[ChangeEvent]:
+        events: list[ChangeEvent] = []
+        for m in batch:
+            try:
+                result = self.decode(
+                    m.key,
+                    m.value,
+                    topic=m.origin.topic,
+                    partition=m.origin.partition,
+                    offset=m.origin.offset,
+                )
+            except DecodeError as exc:
+                self._dead_letter(m, exc)
+                continue
+            if isinstance(result, Skip):
+                self.stats.skipped += 1
+                continue
+            if result.op is Op.TRUNCATE:
+                self._dead_letter(
+                    m, DecodeError("TRUNCATE is not replicated; re-snapshot the table instead")
+                )
+                continue
+            events.append(result)
+        return events
+
+    def _dead_letter(self, message: Polled, error: BaseException) -> None:
+        log.warning(
+            "dead-lettered a message",
+            topic=message.origin.topic,
+            partition=message.origin.partition,
+            offset=message.origin.offset,
+            error_class=type(error).__name__,
+            error=str(error)[:500],
+        )
+        self.dlq.send(message, error)
+        self.stats.dead_letters += 1
+
+    def _process(self, batch: list[Polled]) -> None:
+        events = self._decode(batch)
+        offsets = next_offsets(batch)
+        table_batches = group_by_table(events, self.settings.targets)
+        table_batches = [b for b in table_batches if b.events[0].origin.topic not in self.stats.parked]
+        for (topic, _p) in list(offsets):
+            if topic in self.stats.parked:
+                del offsets[(topic, _p)]
+        self.dlq.flush()  # dead letters are durable before the offsets pass them
+        rows = offset_rows(self.settings.group_id, offsets)
+        started = time.monotonic()
+        while True:
+            try:
+                result = self._with_retry(lambda: self.warehouse.apply(table_batches, rows))
+                break
+            except DataError as exc:
+                table_batches = self._isolate_bad_events(table_batches, exc)
+            except IncompatibleSchemaChange as exc:
+                table_batches = self._park(table_batches, exc, offsets)
+                rows = offset_rows(self.settings.group_id, offsets)
+        committed_at = time.time()
+        self.stats.apply_seconds += time.monotonic() - started
+        self.stats.batches += 1
+        for stats in result.tables:
+            self.stats.per_table[stats.table] = self.stats.per_table.get(stats.table, 0) + stats.events
+        for b in table_batches:
+            self.stats.events += len(b.events)
+            self.stats.latencies_s.extend(
+                committed_at - e.position.commit_ts_us / 1e6 for e in b.events if not e.position.snapshot
+            )
+        log.info(
+            "batch applied",
+            messages=len(batch),
+            events=len(events),
+            tables={s.table: s.events for s in result.tables},
+            seconds=round(result.seconds, 4),
+        )
+        if rows:
+            self.consumer.commit(
+                offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],
+                asynchronous=True,
+            )
+
+    def _isolate_bad_events(self, batches: Sequence[TableBatch], exc: DataError) -> list[TableBatch]:
+        """Find the events the warehouse rejects (bisection), dead-letter them, and return the
+        batches without them. Good halves are committed on the way: replay-safe by the guard."""
+        failing = [b for b in batches if b.target.name == exc.table] or list(batches)
+        rest = [b for b in batches if b not in failing]
+        for table_batch in failing:
+            self._bisect(table_batch)
+        return rest
+
+    def _bisect(self, batch: TableBatch) -> None:
+        try:
+            self._with_retry(lambda: self.warehouse.apply([batch], []))
+            self.stats.events += len(batch.events)
+            return
+        except DataError as exc:
+            if len(batch.events) == 1:
+                event = batch.events[0]
+                self._dead_letter(
+                    Polled(event.origin, None, event.raw_value), exc
+                )
+                self.dlq.flush()
+                return
+        first, second = split_events(batch)
+        self._bisect(first)
+        self._bisect(second)
+
+    def _park(
+        self,
+        batches: Sequence[TableBatch],
+        exc: IncompatibleSchemaChange,
+        offsets: dict[tuple[str, int], int],
+    ) -> list[TableBatch]:
+        """Stop applying one table (its offsets stay where they are), let the others flow."""
+        table = getattr(exc, "table", None)
+        parked = [b for b in batches if b.target.name == table] or list(batches)[:1]
+        for b in parked:
+            topic = b.events[0].origin.topic
+            self.stats.parked[topic] = str(exc)
+            for tp in list(offsets):
+                if tp[0] == topic:
+                    del offsets[tp]
+            self.consumer.pause(
+                [tp for tp in self.consumer.assignment() if tp.topic == topic]
+            )
+            log.error(
+                "table parked after an incompatible schema change; other tables go on",
+                table=b.target.name,
+                topic=topic,
+                error=str(exc),
+                action="migrate the warehouse table (or re-snapshot it), then restart `cdc run`",
+            )
+        return [b for b in batches if b not in parked]
+
+    def _with_retry(self, fn: Callable[[], Any], *, in_callback: bool = False) -> Any:
+        """Run ``fn``; on transient warehouse errors wait with exponential backoff and retry.
+
+        Nothing is consumed meanwhile (the loop is single-threaded), so no offset can move
+        past unapplied data. An outage longer than max.poll.interval.ms makes the broker
+        rebalance us out; on return the consumer rejoins and seeks to the warehouse offsets.
+        """
+        del in_callback  # the wait is a sleep either way: polling here could drop messages
+        delay = self.settings.retry_initial_seconds
+        started = time.monotonic()
+        while True:
+            try:
+                return fn()
+            except TransientWarehouseError as exc:
+                waited = time.monotonic() - started
+                limit = self.settings.retry_give_up_seconds
+                if limit is not None and waited >= limit:
+                    raise ReplicationStopped(
+                        f"the warehouse stayed unavailable for {waited:.0f} s: {exc}. "
+                        "Nothing past the last applied batch was committed; fix the "
+                        "warehouse and start `cdc run` again."
+                    ) from exc
+                self.stats.retries += 1
+                log.warning("warehouse unavailable; retrying", error=str(exc), in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_seconds)
+            except TerminalWarehouseError as exc:
+                raise ReplicationStopped(
+                    f"the warehouse refused the batch: {exc}. Nothing of this batch was "
+                    "committed; fix the cause and start `cdc run` again."
+                ) from exc

@@ -1,0 +1,1 @@
+"""``cdc demo``: a small shop replicated end to end on the embedded stack."""

@@ -1,0 +1,172 @@
+"""``cdc demo``: start the local stack, create the shop, run a random workload while
+replicating into DuckDB, wait until caught up, compare every table, print a summary, and stop
+everything it started."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cdc.compare import TableDiff
+from cdc.demo.shop import SHOP_DDL, SHOP_TABLES
+from cdc.demo.workload import ShopWorkload
+from cdc.local.pipeline import (
+    ReplicatorThread,
+    compare_all,
+    source_flush_lsn,
+    start_debezium,
+    wait_until_published,
+    write_stack_config,
+)
+from cdc.local.stack import LocalStack
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    events: int
+    tables: list[TableDiff]
+    warehouse: Path
+    seconds: float
+    workload_changes: int
+    workload_transactions: int
+    latencies_s: list[float] = field(default_factory=list)
+    dead_letters: int = 0
+    replicate_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "tables": [
+                {
+                    "name": t.name,
+                    "source_rows": t.source_rows,
+                    "warehouse_rows": t.warehouse_rows,
+                    "diffs": t.diffs,
+                }
+                for t in self.tables
+            ],
+            "warehouse": str(self.warehouse),
+        }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_demo(
+    *, seconds: float, state_dir: Path, warehouse: Path, console: Console, seed: int = 7
+) -> DemoResult:
+    started = time.monotonic()
+    stack = LocalStack(state_dir, pg_port=None, kafka_port=None, database="shop")
+    say = console.print
+    say(f"[bold]Starting the local stack[/] in {stack.state_dir}")
+    stack.up()
+    try:
+        say(f"  PostgreSQL  {stack.pg_url()}")
+        say(f"  Kafka       {stack.bootstrap_servers}")
+        url = stack.pg_url()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(SHOP_DDL)
+        workload = ShopWorkload(url, seed=seed)
+        workload.seed()
+        if warehouse.exists():
+            warehouse.unlink()
+        config = write_stack_config(
+            stack.state_dir / "cdc.yaml",
+            stack,
+            [f"public.{t}" for t in SHOP_TABLES],
+            warehouse_path=warehouse,
+        )
+        say("[bold]Starting Debezium[/] (initial snapshot, then streaming)")
+        start_debezium(stack, config)
+        replicator = ReplicatorThread(config).start()
+        with Progress(
+            TextColumn("[bold]workload[/]"),
+            BarColumn(),
+            TextColumn("{task.fields[changes]} changes, {task.fields[tx]} transactions"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("workload", total=seconds, changes=0, tx=0)
+            t0 = time.monotonic()
+
+            def tick(stats: Any) -> None:
+                progress.update(
+                    task,
+                    completed=time.monotonic() - t0,
+                    changes=stats.changes,
+                    tx=stats.transactions,
+                )
+
+            stats = workload.run(seconds=seconds, on_progress=tick)
+        say(
+            f"Workload: {stats.changes} row changes in {stats.transactions} transactions "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_kind.items()))})"
+        )
+        say("[bold]Waiting until caught up[/]")
+        wait_until_published(url, config.source.slot_name, source_flush_lsn(url))
+        run_stats = replicator.finish()
+        diffs = compare_all(config, url)
+    finally:
+        stack.down()
+    replicate_seconds = time.monotonic() - run_stats.started
+    return DemoResult(
+        ok=all(d.diffs == 0 for d in diffs),
+        events=run_stats.events,
+        tables=diffs,
+        warehouse=warehouse,
+        seconds=time.monotonic() - started,
+        workload_changes=stats.changes,
+        workload_transactions=stats.transactions,
+        latencies_s=run_stats.latencies_s,
+        dead_letters=run_stats.dead_letters,
+        replicate_seconds=replicate_seconds,
+    )
+
+
+def print_summary(result: DemoResult, console: Console) -> None:
+    table = Table(title="Source vs warehouse, row by row")
+    for col in ("table", "source rows", "warehouse rows", "diffs", "detail"):
+        table.add_column(col, justify="right" if "rows" in col or col == "diffs" else "left")
+    for t in result.tables:
+        table.add_row(
+            t.name,
+            str(t.source_rows),
+            str(t.warehouse_rows),
+            f"[green]{t.diffs}[/]" if t.diffs == 0 else f"[red]{t.diffs}[/]",
+            "" if t.diffs == 0 else t.describe(),
+        )
+    console.print(table)
+    lat = result.latencies_s
+    rate = result.events / result.replicate_seconds if result.replicate_seconds else 0.0
+    console.print(
+        f"Events applied: {result.events} ({rate:,.0f} events/s over the run), "
+        f"dead letters: {result.dead_letters}"
+    )
+    if lat:
+        console.print(
+            f"Lag, source commit -> warehouse commit: p50 {_percentile(lat, 0.5):.3f} s, "
+            f"p99 {_percentile(lat, 0.99):.3f} s, mean {statistics.fmean(lat):.3f} s"
+        )
+    console.print(f"Warehouse: {result.warehouse}")
+    verdict = "[bold green]ok: true[/]" if result.ok else "[bold red]ok: false[/]"
+    console.print(f"{verdict}  (demo took {result.seconds:.0f} s)")
+
+
+def result_json(result: DemoResult) -> str:
+    return json.dumps(result.to_json())

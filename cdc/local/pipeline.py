@@ -1,0 +1,146 @@
+"""The whole chain on the local stack, as reusable steps for the demo, the tests and the
+benchmarks: write a cdc.yaml for the stack, start Debezium, run the consumer in a thread, wait
+until everything committed at the source has reached the warehouse, compare."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from cdc.compare import TableDiff, compare_rows, source_connection, source_rows
+from cdc.config import Config, load_config
+from cdc.consumer.loop import Replicator, RunStats
+from cdc.local.stack import LocalStack
+from cdc.runtime import open_warehouse, replicator_settings
+from cdc.source.connector import debezium_properties
+
+
+def write_stack_config(
+    path: Path,
+    stack: LocalStack,
+    tables: Sequence[str | dict[str, Any]],
+    *,
+    warehouse_path: Path,
+    group_id: str = "cdc-warehouse",
+    topic_prefix: str = "cdc",
+    slot_name: str = "cdc_slot",
+    batch_size: int = 5000,
+    linger_ms: int = 200,
+    heartbeat_interval_ms: int = 1000,
+) -> Config:
+    """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded."""
+    document = {
+        "source": {
+            "host": "127.0.0.1",
+            "port": stack.state.pg_port,
+            "database": stack.state.database,
+            "user": "postgres",
+            "slot_name": slot_name,
+            "publication_name": f"{slot_name}_pub",
+            "topic_prefix": topic_prefix,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+        },
+        "kafka": {"bootstrap_servers": stack.bootstrap_servers, "group_id": group_id},
+        "warehouse": {"type": "duckdb", "path": str(warehouse_path)},
+        "consumer": {"batch_size": batch_size, "linger_ms": linger_ms},
+        "tables": [t if isinstance(t, dict) else {"name": t} for t in tables],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return load_config(path)
+
+
+def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) -> None:
+    props = debezium_properties(config, runtime="embedded", offsets_file=stack.debezium_offsets)
+    stack.start_debezium(props, partitions=partitions)
+
+
+def source_flush_lsn(url: str) -> int:
+    """The source's current WAL insert position, as an integer LSN."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_until_published(url: str, slot: str, lsn: int, timeout: float = 120) -> None:
+    """Wait until Debezium has confirmed the slot past ``lsn`` (all earlier commits are in
+    Kafka: Debezium confirms only what its handler, i.e. the Kafka publisher, acknowledged)."""
+    deadline = time.monotonic() + timeout
+    confirmed = -1
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+            confirmed = int(row[0]) if row and row[0] is not None else -1
+            if confirmed >= lsn:
+                return
+            time.sleep(0.2)
+    raise TimeoutError(
+        f"Debezium did not confirm LSN {lsn} on slot {slot} within {timeout:.0f} s "
+        f"(confirmed: {confirmed}); see its log"
+    )
+
+
+class ReplicatorThread:
+    """`cdc run` in a background thread (no signal handlers), stoppable when caught up."""
+
+    def __init__(self, config: Config) -> None:
+        self.replicator = Replicator(replicator_settings(config), open_warehouse(config))
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replicator", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.replicator.run()
+        except BaseException as exc:  # surfaced by finish()
+            self.error = exc
+
+    def start(self) -> ReplicatorThread:
+        self._thread.start()
+        return self
+
+    def finish(self, timeout: float = 180) -> RunStats:
+        """Stop once every partition is consumed to its end; re-raise a failure."""
+        self.replicator.until_caught_up = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.replicator.request_stop()
+            self._thread.join(30)
+            raise TimeoutError(f"the consumer did not catch up within {timeout:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self.replicator.stats
+
+    def stop(self) -> RunStats:
+        self.replicator.request_stop()
+        self._thread.join(60)
+        if self.error is not None:
+            raise self.error
+        return self.replicator.stats
+
+
+def compare_all(config: Config, url: str) -> list[TableDiff]:
+    """Source vs warehouse, every configured table, every column."""
+    warehouse = open_warehouse(config)
+    diffs = []
+    try:
+        with source_connection(url) as conn:
+            for table in config.tables:
+                key, types, rows = source_rows(conn, table.source)
+                target = config.table_target(table)
+                diffs.append(
+                    compare_rows(table.target_name, key, types, rows, warehouse.fetch_table(target))
+                )
+    finally:
+        warehouse.close()
+    return diffs

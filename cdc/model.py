@@ -1,0 +1,207 @@
+"""The typed records every layer shares: column types, table schemas and change events.
+
+Decoding (``cdc.decoding``) produces these from Debezium envelopes; the warehouse adapters
+(``warehouse``) consume them. Nothing here does I/O.
+
+Python value representation of each :class:`Kind` (decoders produce exactly these, the warehouse
+stages exactly these, comparisons normalise to these):
+
+============  =====================================================================
+Kind          Python value
+============  =====================================================================
+INT16/32/64   ``int``
+DECIMAL       ``decimal.Decimal`` (exact; ``precision``/``scale`` on the type)
+VARDECIMAL    ``decimal.Decimal`` (unconstrained ``numeric``; any scale)
+FLOAT32/64    ``float``
+BOOLEAN       ``bool``
+TEXT          ``str`` (text, varchar(n), char(n), inet, cidr, macaddr ...)
+ENUM          ``str`` (``enum_values`` lists the allowed labels when known)
+BYTES         ``bytes``
+DATE          ``datetime.date``
+TIME          ``datetime.time`` (naive, µs)
+TIMETZ        ``datetime.time`` with ``tzinfo=UTC`` (Debezium normalises to UTC)
+TIMESTAMP     ``datetime.datetime`` naive (µs)
+TIMESTAMPTZ   ``datetime.datetime`` aware, UTC (µs)
+INTERVAL      :class:`Interval` (months, days, microseconds: lossless)
+UUID          ``uuid.UUID``
+JSON          ``str`` holding the JSON text exactly as Debezium sent it
+ARRAY         ``list`` of the element kind's values (``element`` on the type)
+============  =====================================================================
+
+``None`` is SQL NULL for every kind. :data:`UNCHANGED_TOAST` stands for a value PostgreSQL did
+not send because it was TOASTed and unchanged; the apply path carries the previous value forward.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+
+class Kind(enum.StrEnum):
+    INT16 = "int16"
+    INT32 = "int32"
+    INT64 = "int64"
+    DECIMAL = "decimal"
+    VARDECIMAL = "vardecimal"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    BOOLEAN = "boolean"
+    TEXT = "text"
+    ENUM = "enum"
+    BYTES = "bytes"
+    DATE = "date"
+    TIME = "time"
+    TIMETZ = "timetz"
+    TIMESTAMP = "timestamp"
+    TIMESTAMPTZ = "timestamptz"
+    INTERVAL = "interval"
+    UUID = "uuid"
+    JSON = "json"
+    ARRAY = "array"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """A column's logical type, independent of any warehouse engine."""
+
+    kind: Kind
+    precision: int | None = None  # DECIMAL
+    scale: int | None = None  # DECIMAL
+    length: int | None = None  # TEXT from varchar(n)/char(n), when the source says so
+    element: ColumnType | None = None  # ARRAY
+    enum_values: tuple[str, ...] | None = None  # ENUM
+    source_type: str | None = None  # the PostgreSQL type name, when Debezium propagates it
+
+    def __str__(self) -> str:
+        if self.kind is Kind.DECIMAL:
+            return f"decimal({self.precision},{self.scale})"
+        if self.kind is Kind.ARRAY:
+            return f"{self.element}[]"
+        return self.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TableId:
+    """A source table: ``schema.name`` (PostgreSQL schema, not the Debezium schema)."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """Columns of a table as Debezium describes them, with the key columns named."""
+
+    table: TableId
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A PostgreSQL interval, kept as its three independent parts (no 30-day months)."""
+
+    months: int
+    days: int
+    microseconds: int
+
+
+class Op(enum.StrEnum):
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    READ = "r"  # snapshot read
+    TRUNCATE = "t"
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a change came from in the source's log.
+
+    ``lsn`` orders changes of one row (row locks serialise writers). ``commit_lsn`` is the
+    first element of Debezium's ``source.sequence`` (the last commit LSN seen before this
+    change), which with ``lsn`` orders changes across transactions in commit order.
+    """
+
+    lsn: int
+    tx_id: int | None
+    commit_ts_us: int
+    snapshot: bool
+    commit_lsn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOrigin:
+    topic: str
+    partition: int
+    offset: int
+
+
+class _UnchangedToast:
+    """Sentinel type: the source did not send this value because it is TOASTed and unchanged."""
+
+    _instance: _UnchangedToast | None = None
+
+    def __new__(cls) -> _UnchangedToast:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED_TOAST"
+
+    def __reduce__(self) -> str:
+        return "UNCHANGED_TOAST"
+
+
+UNCHANGED_TOAST: Final = _UnchangedToast()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One decoded Debezium change of one row.
+
+    ``key`` holds the key columns' values (from the Kafka message key). ``before``/``after``
+    are full rows keyed by column name (``before`` may hold only the key under the default
+    REPLICA IDENTITY). Values follow the table in the module docstring; any value may be
+    :data:`UNCHANGED_TOAST` in ``after``.
+    """
+
+    op: Op
+    schema: TableSchema
+    key: dict[str, Any]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    position: SourcePosition
+    origin: KafkaOrigin
+    raw_value: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def table(self) -> TableId:
+        return self.schema.table
+
+    @property
+    def is_delete(self) -> bool:
+        return self.op is Op.DELETE

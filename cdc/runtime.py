@@ -1,0 +1,29 @@
+"""Wiring: from a validated Config to the running pieces (warehouse, replicator settings)."""
+
+from __future__ import annotations
+
+from cdc.config import Config
+from cdc.consumer.loop import ReplicatorSettings
+from warehouse.base import Warehouse
+
+
+def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
+    """The warehouse engine named by ``warehouse.type`` (imported only when chosen)."""
+    settings = config.warehouse
+    if settings.type == "duckdb":
+        from warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(settings.path, schema=settings.schema_name, keep_open=keep_open)
+    raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
+
+
+def replicator_settings(config: Config) -> ReplicatorSettings:
+    return ReplicatorSettings(
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        group_id=config.kafka.group_id,
+        targets={config.topic_for(t): config.table_target(t) for t in config.tables},
+        batch_size=config.consumer.batch_size,
+        linger_ms=config.consumer.linger_ms,
+        dlq_suffix=config.kafka.dlq_topic_suffix,
+        kafka=dict(config.kafka.client_config()),
+    )

@@ -1,0 +1,121 @@
+"""Debezium PostgreSQL connector properties, derived from ``cdc.yaml`` by one function.
+
+The same properties drive both runtimes, so topics, keys and envelopes are identical:
+
+- ``embedded``: the Debezium engine inside a Python process (local stack, tests); offsets in a
+  file, flushed after every batch.
+- ``connect``: a connector on Kafka Connect (production), registered through its REST API.
+
+The returned dict holds the database password in plain text, because it must reach Debezium;
+print only :func:`redacted` copies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from cdc.config import Config
+
+__all__ = ["CONNECTOR_CLASS", "debezium_properties", "redacted", "table_include_list"]
+
+CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+_MASK = "********"
+_SECRET_KEY = re.compile(r"password|secret|sasl\.jaas", re.IGNORECASE)
+
+
+def table_include_list(config: Config) -> str:
+    """Debezium ``table.include.list``: the configured tables as regexes (dots escaped)."""
+    return ",".join(
+        rf"{re.escape(t.source.schema)}\.{re.escape(t.source.name)}" for t in config.tables
+    )
+
+
+def debezium_properties(
+    config: Config,
+    *,
+    runtime: Literal["embedded", "connect"],
+    offsets_file: Path | None = None,
+) -> dict[str, str]:
+    """Connector properties for ``runtime``; ``offsets_file`` is required for ``embedded``.
+
+    Types are kept lossless (``decimal.handling.mode=precise``, microsecond times, intervals as
+    ISO strings, bytea as bytes, hstore as JSON, source column types propagated); deletes are
+    followed by tombstones; heartbeats keep the slot moving. ``source.debezium`` extras are
+    applied last and win over everything derived here.
+    """
+    source = config.source
+    props: dict[str, str] = {
+        "connector.class": CONNECTOR_CLASS,
+        "plugin.name": "pgoutput",
+        "database.hostname": source.host,
+        "database.port": str(source.port),
+        "database.user": source.user,
+        "database.password": source.password.get_secret_value(),
+        "database.dbname": source.database,
+        "topic.prefix": source.topic_prefix,
+        "slot.name": source.slot_name,
+        "publication.name": source.publication_name,
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": table_include_list(config),
+        "snapshot.mode": source.snapshot_mode,
+        "decimal.handling.mode": "precise",
+        "time.precision.mode": "adaptive_time_microseconds",
+        "interval.handling.mode": "string",
+        "binary.handling.mode": "bytes",
+        "hstore.handling.mode": "json",
+        "column.propagate.source.type": ".*",
+        "tombstones.on.delete": "true",
+        "heartbeat.interval.ms": str(source.heartbeat_interval_ms),
+        "provide.transaction.metadata": "false",
+    }
+    if runtime == "embedded":
+        if offsets_file is None:
+            raise ValueError("the embedded runtime needs offsets_file (Debezium's offset store)")
+        props.update(
+            {
+                "name": source.connector_name,
+                "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+                "offset.storage.file.filename": str(offsets_file),
+                "offset.flush.interval.ms": "0",
+                "poll.interval.ms": "100",
+                "max.batch.size": "2048",
+                "key.converter.schemas.enable": "true",
+                "value.converter.schemas.enable": "true",
+            }
+        )
+    elif runtime == "connect":
+        if offsets_file is not None:
+            raise ValueError("offsets_file applies to the embedded runtime only")
+        props.update(
+            {
+                "tasks.max": "1",
+                "key.converter": JSON_CONVERTER,
+                "value.converter": JSON_CONVERTER,
+                "key.converter.schemas.enable": "true",
+                "value.converter.schemas.enable": "true",
+            }
+        )
+    else:
+        raise ValueError(f"unknown runtime {runtime!r}: expected 'embedded' or 'connect'")
+    props.update(source.debezium_extras())
+    return props
+
+
+def redacted(props: Mapping[str, object]) -> dict[str, object]:
+    """A copy safe to print: values of keys naming a password (or secret, JAAS config) masked.
+
+    Nested mappings (e.g. the ``config`` of a Kafka Connect response) are redacted too.
+    """
+    out: dict[str, object] = {}
+    for key, value in props.items():
+        if isinstance(value, Mapping):
+            out[key] = redacted(value)
+        elif _SECRET_KEY.search(key) and value not in (None, ""):
+            out[key] = _MASK
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,438 @@
+"""The embedded DuckDB warehouse.
+
+DuckDB allows one read-write process per file, and while a process holds the file no other
+process can open it at all. So by default every :meth:`DuckDBWarehouse.apply` opens the file,
+does its one transaction and closes it again: between batches ``cdc status``, reconciliation or
+an ad-hoc query in another process can open the file (architecture.md §5). Opening a file that
+someone else holds is retried with exponential backoff for a bounded time, then reported as a
+:class:`~warehouse.base.TransientWarehouseError`. ``keep_open=True`` holds one connection
+instead (benchmarks, tests and tools that own the file).
+
+Target tables have no PRIMARY KEY constraint: uniqueness per key comes from the plan (one row
+per key per stage) and the MERGE on the key columns, as on Snowflake where keys are not
+enforced either. A DuckDB index would also block ``ALTER COLUMN ... TYPE`` on indexed columns
+and cost index maintenance on every update, for no extra safety here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa  # type: ignore[import-untyped]
+from sqlglot import exp
+from sqlglot.errors import ParseError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from warehouse import sql
+from warehouse.arrow import mirror_stage, needs_python_conversion, python_value
+from warehouse.base import (
+    ApplyResult,
+    Capabilities,
+    DataError,
+    IncompatibleSchemaChange,
+    OffsetRow,
+    TableApplyStats,
+    TableBatch,
+    TableTarget,
+    TerminalWarehouseError,
+    TransientWarehouseError,
+    Warehouse,
+    WarehouseError,
+)
+from warehouse.mirror import MirrorPlan, plan_mirror
+from warehouse.sql import MirrorTable, TableRef, render
+from warehouse.types import DT, metadata_types, sql_type, widen
+
+DIALECT = "duckdb"
+
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.ConstraintException,
+    duckdb.TypeMismatchException,
+)
+
+
+def map_error(exc: duckdb.Error, *, table: str | None, path: str) -> WarehouseError:
+    """Classify a DuckDB error by its class (never its message) into the contract's errors."""
+    if isinstance(exc, duckdb.IOException):
+        return TransientWarehouseError(f"DuckDB file {path}: I/O error, retry later: {exc}")
+    if isinstance(exc, duckdb.TransactionException):
+        return TransientWarehouseError(f"DuckDB file {path}: transaction conflict: {exc}")
+    if isinstance(exc, _DATA_ERRORS):
+        return DataError(
+            f"table {table!r}: the batch holds a value the target can't take: {exc}", table=table
+        )
+    return TerminalWarehouseError(
+        f"DuckDB file {path} (table {table!r}): {type(exc).__name__}: {exc}. "
+        "Not retryable: check the file, the table definitions and the configuration"
+    )
+
+
+def _schema_json(batch: TableBatch) -> str:
+    target = batch.target
+    doc = {
+        "mode": target.mode,
+        "soft_delete": target.soft_delete,
+        "metadata": asdict(target.metadata),
+        "schema": asdict(batch.schema),
+    }
+    return json.dumps(doc, default=str, sort_keys=True)
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB file as the warehouse (see the module docstring for the connection policy)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactional_ddl=True, max_decimal_precision=38, concurrent_readers=True
+    )
+
+    def __init__(
+        self,
+        path: str | Path,
+        schema: str = "main",
+        bookkeeping_schema: str = "_cdc",
+        *,
+        keep_open: bool = False,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = str(path)
+        self.schema = schema
+        self.bookkeeping_schema = bookkeeping_schema
+        self.keep_open = keep_open
+        self.lock_timeout_s = lock_timeout_s
+        self._held: duckdb.DuckDBPyConnection | None = None
+        self._bookkept = False
+        # Target name -> (target, schema) whose DDL is known committed; skips catalog reads.
+        self._ensured: dict[str, tuple[TableTarget, Any]] = {}
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        retrying = Retrying(
+            retry=retry_if_exception_type(duckdb.IOException),
+            stop=stop_after_delay(self.lock_timeout_s),
+            wait=wait_exponential(multiplier=0.01, min=0.01, max=1.0),
+            reraise=True,
+        )
+        try:
+            con = retrying(duckdb.connect, self.path)
+        except duckdb.IOException as exc:
+            raise TransientWarehouseError(
+                f"DuckDB file {self.path} could not be opened within {self.lock_timeout_s:g}s; "
+                f"another process probably holds it (a `cdc run` or a long query): {exc}"
+            ) from exc
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work: the held one, or a short-lived one."""
+        if self.keep_open:
+            if self._held is None:
+                self._held = self._open()
+            yield self._held
+            return
+        con = self._open()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def _exec(
+        self, con: duckdb.DuckDBPyConnection, stmt: exp.Expression, params: Sequence[Any] = ()
+    ) -> duckdb.DuckDBPyConnection:
+        return con.execute(render(stmt, DIALECT), list(params) if params else None)
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+
+    def _ref(self, name: str) -> TableRef:
+        return TableRef(self.bookkeeping_schema, name)
+
+    def _bookkeeping_ddl(self, con: duckdb.DuckDBPyConnection) -> None:
+        def t(name: str) -> exp.DataType:
+            return exp.DataType.build(name, dialect=DIALECT)
+
+        self._exec(con, sql.create_schema(self.bookkeeping_schema))
+        self._exec(con, sql.create_schema(self.schema))
+        offsets = [
+            ("consumer_group", t("VARCHAR")),
+            ("topic", t("VARCHAR")),
+            ("partition", t("INTEGER")),
+            ("next_offset", t("BIGINT")),
+            ("updated_at", t("TIMESTAMPTZ")),
+        ]
+        self._exec(con, sql.create_table(self._ref("offsets"), offsets, sql.OFFSET_KEY))
+        tables = [
+            ("table_name", t("VARCHAR")),
+            ("source_table", t("VARCHAR")),
+            ("mode", t("VARCHAR")),
+            ("schema_json", t("VARCHAR")),
+            ("updated_at", t("TIMESTAMPTZ")),
+        ]
+        self._exec(con, sql.create_table(self._ref("tables"), tables, ("table_name",)))
+
+    def ensure_bookkeeping(self) -> None:
+        with self.connection() as con:
+            self._in_transaction(con, lambda: self._bookkeeping_ddl(con), table=None)
+        self._bookkept = True
+
+    def _in_transaction(self, con: duckdb.DuckDBPyConnection, work: Any, table: str | None) -> Any:
+        con.begin()
+        try:
+            result = work()
+            con.commit()
+            return result
+        except duckdb.Error as exc:
+            _rollback(con)
+            raise map_error(exc, table=table, path=self.path) from exc
+        except BaseException:
+            _rollback(con)
+            raise
+
+    # ---- schema -----------------------------------------------------------------------------
+
+    def _sync_table(
+        self, con: duckdb.DuckDBPyConnection, ref: TableRef, columns: sql.Columns
+    ) -> None:
+        """Create the table if missing, add missing columns, widen compatible types."""
+        self._exec(con, sql.create_table(ref, columns))
+        rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
+        existing: dict[str, exp.DataType] = {}
+        for name, type_text in rows:
+            try:
+                existing[name] = exp.DataType.build(type_text, dialect=DIALECT)
+            except (ParseError, ValueError) as exc:
+                raise IncompatibleSchemaChange(
+                    f"table {ref.name!r} column {name!r} has type {type_text} this adapter "
+                    "does not understand; fix the table by hand"
+                ) from exc
+        for name, dtype in columns:
+            old = existing.get(name)
+            if old is None:
+                self._exec(con, sql.add_column(ref, name, dtype))
+                continue
+            wider = widen(ref.name, name, old, dtype)
+            if wider is not None:
+                self._exec(con, sql.alter_column_type(ref, name, wider))
+
+    def _mirror_table(self, batch: TableBatch) -> MirrorTable:
+        target, schema = batch.target, batch.schema
+        if target.mode != "mirror":
+            raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
+        meta_names = {n for n, _ in metadata_types(target.metadata, True)}
+        clash = meta_names.intersection(schema.names)
+        if clash:
+            raise IncompatibleSchemaChange(
+                f"table {target.name!r}: source columns {sorted(clash)} collide with the "
+                "metadata columns; rename them in the table's metadata settings"
+            )
+        markers = None if target.soft_delete else self._ref(f"{target.name}__deleted")
+        return MirrorTable(
+            target=TableRef(self.schema, target.name),
+            markers=markers,
+            columns=tuple((c.name, sql_type(c.type)) for c in schema.columns),
+            key=schema.key,
+            meta=target.metadata,
+            soft_delete=target.soft_delete,
+        )
+
+    def _ensure_table(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: TableBatch,
+        m: MirrorTable,
+        pending: dict[str, tuple[TableTarget, Any]],
+    ) -> None:
+        name = batch.target.name
+        wanted = (batch.target, batch.schema)
+        if self._ensured.get(name) == wanted or pending.get(name) == wanted:
+            return
+        meta = metadata_types(m.meta, m.soft_delete)
+        self._sync_table(con, m.target, [*m.columns, *meta])
+        if m.markers is not None:
+            keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
+            self._sync_table(con, m.markers, [*keys, (m.meta.lsn, exp.DataType(this=DT.BIGINT))])
+        params = [name, str(batch.schema.table), batch.target.mode, _schema_json(batch)]
+        self._exec(con, sql.register_table(self._ref("tables")), params)
+        pending[name] = wanted
+
+    # ---- apply ------------------------------------------------------------------------------
+
+    def apply(self, batches: Sequence[TableBatch], offsets: Sequence[OffsetRow]) -> ApplyResult:
+        started = time.perf_counter()
+        work = []
+        for batch in batches:
+            plan = plan_mirror(batch)
+            m = self._mirror_table(batch)
+            stage, toast = mirror_stage(plan)
+            work.append((batch, plan, m, stage, toast))
+        pending: dict[str, tuple[TableTarget, Any]] = {}
+        stats: list[TableApplyStats] = []
+        registered: list[str] = []
+        current: str | None = None
+        with self.connection() as con:
+            con.begin()
+            try:
+                if not self._bookkept:
+                    self._bookkeeping_ddl(con)
+                for i, (batch, plan, m, stage, toast) in enumerate(work):
+                    current = batch.target.name
+                    self._ensure_table(con, batch, m, pending)
+                    name = f"_cdc_stage_{i}"
+                    con.register(name, stage)
+                    registered.append(name)
+                    stats.append(self._apply_plan(con, m, plan, name, toast))
+                current = None
+                self._store_offsets(con, offsets, registered)
+                con.commit()
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise map_error(exc, table=current, path=self.path) from exc
+            except BaseException:
+                _rollback(con)
+                raise
+            finally:
+                for name in registered:
+                    con.unregister(name)
+        self._bookkept = True
+        self._ensured.update(pending)
+        return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
+
+    def _apply_plan(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        m: MirrorTable,
+        plan: MirrorPlan,
+        stage: str,
+        toast: frozenset[int],
+    ) -> TableApplyStats:
+        """The set-based statements of one table: constant in number, whatever the batch size."""
+        row = self._exec(con, sql.guard_counts(m, stage)).fetchone()
+        upserts, deletes = (int(row[0]), int(row[1])) if row else (0, 0)
+        if plan.upserts:
+            self._exec(con, sql.mirror_upsert(m, stage, toast))
+        if plan.deletes and m.soft_delete:
+            self._exec(con, sql.soft_delete(m, stage))
+        elif plan.deletes:
+            self._exec(con, sql.record_delete_markers(m, stage))
+            self._exec(con, sql.hard_delete(m, stage))
+        if plan.upserts and m.markers is not None:
+            self._exec(con, sql.prune_delete_markers(m, stage))
+        staged = len(plan.upserts) + len(plan.deletes)
+        return TableApplyStats(
+            table=plan.table,
+            events=plan.events,
+            upserted=upserts,
+            deleted=deletes,
+            stale=staged - upserts - deletes,
+        )
+
+    def _store_offsets(
+        self, con: duckdb.DuckDBPyConnection, offsets: Sequence[OffsetRow], registered: list[str]
+    ) -> None:
+        newest: dict[tuple[str, str, int], int] = {}
+        for o in offsets:
+            k = (o.consumer_group, o.topic, o.partition)
+            newest[k] = max(newest.get(k, o.next_offset), o.next_offset)
+        if not newest:
+            return
+        table = pa.table(
+            {
+                "consumer_group": pa.array([k[0] for k in newest], pa.string()),
+                "topic": pa.array([k[1] for k in newest], pa.string()),
+                "partition": pa.array([k[2] for k in newest], pa.int32()),
+                "next_offset": pa.array(list(newest.values()), pa.int64()),
+            }
+        )
+        con.register("_cdc_stage_offsets", table)
+        registered.append("_cdc_stage_offsets")
+        self._exec(con, sql.upsert_offsets(self._ref("offsets"), "_cdc_stage_offsets"))
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def load_offsets(self, consumer_group: str) -> dict[tuple[str, int], int]:
+        with self.connection() as con:
+            try:
+                rows = self._exec(con, sql.select_offsets(self._ref("offsets")), [consumer_group])
+                return {(topic, int(p)): int(n) for topic, p, n in rows.fetchall()}
+            except duckdb.Error as exc:
+                raise map_error(exc, table=None, path=self.path) from exc
+
+    def _live_query(
+        self, con: duckdb.DuckDBPyConnection, target: TableTarget
+    ) -> tuple[exp.Select, list[tuple[str, exp.DataType]]]:
+        ref = TableRef(self.schema, target.name)
+        meta = {n for n, _ in metadata_types(target.metadata, True)}
+        rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
+        if not rows:
+            raise TerminalWarehouseError(f"table {ref.schema}.{ref.name} does not exist")
+        names = {name for name, _ in rows}
+        columns = [
+            (name, exp.DataType.build(type_text, dialect=DIALECT))
+            for name, type_text in rows
+            if name not in meta
+        ]
+        deleted = target.metadata.deleted if target.metadata.deleted in names else None
+        return sql.select_live(ref, columns, deleted), columns
+
+    def fetch_table_arrow(self, target: TableTarget) -> pa.Table:
+        """Live rows as Arrow, in the staging representation (UUID/JSON text, TIMETZ as UTC)."""
+        with self.connection() as con:
+            try:
+                query, _ = self._live_query(con, target)
+                return con.sql(render(query, DIALECT)).to_arrow_table()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+
+    def fetch_table(self, target: TableTarget) -> list[dict[str, Any]]:
+        with self.connection() as con:
+            try:
+                query, columns = self._live_query(con, target)
+                table: pa.Table = con.sql(render(query, DIALECT)).to_arrow_table()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        out: dict[str, list[Any]] = {}
+        for i, (name, dtype) in enumerate(columns):
+            values = table.column(i).to_pylist()
+            if needs_python_conversion(dtype):
+                values = [python_value(dtype, v) for v in values]
+            out[name] = values
+        return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
+
+    def row_counts(self) -> dict[str, int]:
+        """Live rows per registered table (soft-deleted rows excluded)."""
+        counts: dict[str, int] = {}
+        with self.connection() as con:
+            try:
+                registry = exp.select(sql.col("table_name"), sql.col("schema_json")).from_(
+                    self._ref("tables").expr()
+                )
+                for name, doc in self._exec(con, registry).fetchall():
+                    info = json.loads(doc)
+                    deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
+                    query = sql.count_rows(TableRef(self.schema, name), deleted)
+                    row = self._exec(con, query).fetchone()
+                    counts[name] = int(row[0]) if row else 0
+            except duckdb.Error as exc:
+                raise map_error(exc, table=None, path=self.path) from exc
+        return counts
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure; a failing rollback must not hide the original error."""
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()

@@ -1,0 +1,414 @@
+"""Statement builders: every statement is a sqlglot expression, rendered per dialect.
+
+Identifiers are always quoted; values never appear in SQL text: rows reach the engine as a
+staged (registered) Arrow table whose columns follow :class:`warehouse.arrow.Stage`, and the
+few scalar inputs are bound parameters (``exp.Placeholder``). Nothing here is DuckDB-specific
+beyond the default dialect, so another engine's adapter can reuse the builders and render
+them with its own dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from warehouse.arrow import Stage
+from warehouse.base import MetadataColumns
+from warehouse.types import fetch_type
+
+Columns = Sequence[tuple[str, exp.DataType]]
+
+S, T, D = "s", "t", "d"  # aliases: stage (source), target, delete markers
+
+
+def ident(name: str) -> exp.Identifier:
+    """A quoted identifier."""
+    return exp.Identifier(this=name, quoted=True)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    """A quoted (optionally qualified) column reference."""
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+def render(statement: exp.Expr, dialect: str = "duckdb") -> str:
+    """SQL text of a statement in a dialect, every identifier quoted."""
+    return statement.sql(dialect=dialect, identify=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """A schema-qualified table."""
+
+    schema: str
+    name: str
+
+    def expr(self, alias: str | None = None) -> exp.Table:
+        table = exp.Table(this=ident(self.name), db=ident(self.schema))
+        if alias:
+            table.set("alias", exp.TableAlias(this=ident(alias)))
+        return table
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorTable:
+    """What the mirror statements need to know about one target table.
+
+    ``columns`` are the data columns in schema order (stage column ``c<i>`` is column i);
+    ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes.
+    """
+
+    target: TableRef
+    markers: TableRef | None
+    columns: tuple[tuple[str, exp.DataType], ...]
+    key: tuple[str, ...]
+    meta: MetadataColumns
+    soft_delete: bool
+
+    def index(self, name: str) -> int:
+        return [c for c, _ in self.columns].index(name)
+
+    def staged(self, name: str) -> exp.Expr:
+        """The stage's value of a data column, cast to the column's SQL type."""
+        i = self.index(name)
+        return exp.Cast(this=col(Stage.data(i), S), to=self.columns[i][1].copy())
+
+    def key_match(self, other: str, staged: bool = True) -> exp.Expr:
+        """``other.k = <stage key>`` for every key column, ANDed."""
+        conds = [
+            exp.EQ(this=col(k, other), expression=self.staged(k) if staged else col(k, S))
+            for k in self.key
+        ]
+        return exp.and_(*conds)
+
+
+# ---- DDL ----------------------------------------------------------------------------------
+
+
+def create_schema(schema: str) -> exp.Create:
+    return exp.Create(this=exp.Table(db=ident(schema)), kind="SCHEMA", exists=True)
+
+
+def create_table(ref: TableRef, columns: Columns, primary_key: Sequence[str] = ()) -> exp.Create:
+    """``CREATE TABLE IF NOT EXISTS`` with the columns and an optional primary key."""
+    defs: list[exp.Expr] = [exp.ColumnDef(this=ident(n), kind=t.copy()) for n, t in columns]
+    if primary_key:
+        defs.append(exp.PrimaryKey(expressions=[ident(k) for k in primary_key]))
+    return exp.Create(this=exp.Schema(this=ref.expr(), expressions=defs), kind="TABLE", exists=True)
+
+
+def add_column(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alter:
+    return exp.Alter(
+        this=ref.expr(), kind="TABLE", actions=[exp.ColumnDef(this=ident(name), kind=dtype.copy())]
+    )
+
+
+def alter_column_type(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alter:
+    return exp.Alter(
+        this=ref.expr(),
+        kind="TABLE",
+        actions=[exp.AlterColumn(this=ident(name), dtype=dtype.copy())],
+    )
+
+
+def table_columns() -> exp.Select:
+    """Columns of one table (bound: schema, table) in ordinal order: name, SQL type text."""
+    info = exp.Table(this=ident("columns"), db=ident("information_schema"))
+    return (
+        exp.select(col("column_name"), col("data_type"))
+        .from_(info)
+        .where(
+            exp.and_(
+                exp.EQ(this=col("table_schema"), expression=exp.Placeholder()),
+                exp.EQ(this=col("table_name"), expression=exp.Placeholder()),
+            )
+        )
+        .order_by(col("ordinal_position"))
+    )
+
+
+# ---- mirror apply -------------------------------------------------------------------------
+
+
+def _is_null(e: exp.Expr) -> exp.Expr:
+    return exp.Is(this=e, expression=exp.Null())
+
+
+def _newer(than: exp.Expr) -> exp.Expr:
+    """``than IS NULL OR s.m_lsn > than``: the position guard against one stored lsn."""
+    return exp.or_(_is_null(than), exp.GT(this=col(Stage.lsn, S), expression=than))
+
+
+def _guarded_source(m: MirrorTable, stage: str, deleted: bool) -> exp.Expr:
+    """Stage rows of one kind (upserts or deletes) not older than a recorded delete marker."""
+    kind = col(Stage.deleted, S) if deleted else exp.Not(this=col(Stage.deleted, S))
+    query = exp.select(exp.Column(this=exp.Star(), table=ident(S))).from_(
+        exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S)))
+    )
+    where: exp.Expr = kind
+    if m.markers is not None and not deleted:
+        query = query.join(m.markers.expr(D), on=m.key_match(D), join_type="left")
+        where = exp.and_(kind, _newer(col(m.meta.lsn, D)))
+    return query.where(where).subquery(S)
+
+
+def _metadata_values(m: MirrorTable, deleted: bool) -> list[tuple[str, exp.Expr]]:
+    meta = m.meta
+    values: list[tuple[str, exp.Expr]] = [
+        (meta.lsn, col(Stage.lsn, S)),
+        (meta.txid, col(Stage.txid, S)),
+        (meta.op, col(Stage.op, S)),
+        (meta.source_ts, col(Stage.source_ts, S)),
+        (meta.loaded_at, exp.CurrentTimestamp()),
+    ]
+    if m.soft_delete:
+        values.append((meta.deleted, exp.true() if deleted else exp.false()))
+    return values
+
+
+def _set(pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Update:
+    return exp.Update(expressions=[exp.EQ(this=col(n), expression=v) for n, v in pairs])
+
+
+def _insert(pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Insert:
+    return exp.Insert(
+        this=exp.Tuple(expressions=[col(n) for n, _ in pairs]),
+        expression=exp.Tuple(expressions=[v for _, v in pairs]),
+    )
+
+
+def mirror_upsert(m: MirrorTable, stage: str, toast: frozenset[int]) -> exp.Merge:
+    """Upsert the stage's newest rows under the position guard, keeping TOAST columns.
+
+    A row is written only if its lsn is newer than the stored row's and than a recorded
+    delete of its key. Columns flagged ``t<i>`` keep the stored value.
+    """
+    updates: list[tuple[str, exp.Expr]] = []
+    inserts: list[tuple[str, exp.Expr]] = []
+    for i, (name, _) in enumerate(m.columns):
+        value = m.staged(name)
+        inserts.append((name, value))
+        if name in m.key:
+            continue
+        if i in toast:
+            value = exp.Case(ifs=[exp.If(this=col(Stage.toast(i), S), true=exp.Null())])
+            value.set("default", m.staged(name))
+        updates.append((name, value))
+    meta = _metadata_values(m, deleted=False)
+    return exp.Merge(
+        this=m.target.expr(T),
+        using=_guarded_source(m, stage, deleted=False),
+        on=m.key_match(T),
+        whens=exp.Whens(
+            expressions=[
+                exp.When(
+                    matched=True, condition=_newer(col(m.meta.lsn, T)), then=_set(updates + meta)
+                ),
+                exp.When(matched=False, then=_insert(inserts + meta)),
+            ]
+        ),
+    )
+
+
+def record_delete_markers(m: MirrorTable, stage: str) -> exp.Merge:
+    """Remember each hard-deleted key with the delete's lsn (the highest one wins)."""
+    assert m.markers is not None
+    keys = [exp.alias_(m.staged(k), ident(k)) for k in m.key]
+    source = (
+        exp.select(*keys, exp.alias_(col(Stage.lsn, S), ident(Stage.lsn)))
+        .from_(exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S))))
+        .where(col(Stage.deleted, S))
+        .subquery(S)
+    )
+    lsn = m.meta.lsn
+    pairs = [(k, col(k, S)) for k in m.key] + [(lsn, col(Stage.lsn, S))]
+    return exp.Merge(
+        this=m.markers.expr(D),
+        using=source,
+        on=m.key_match(D, staged=False),
+        whens=exp.Whens(
+            expressions=[
+                exp.When(
+                    matched=True,
+                    condition=exp.GT(this=col(Stage.lsn, S), expression=col(lsn, D)),
+                    then=_set([(lsn, col(Stage.lsn, S))]),
+                ),
+                exp.When(matched=False, then=_insert(pairs)),
+            ]
+        ),
+    )
+
+
+def _stage_table(stage: str) -> exp.Table:
+    return exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S)))
+
+
+def hard_delete(m: MirrorTable, stage: str) -> exp.Delete:
+    """Delete stored rows whose stage delete is newer than the stored row."""
+    cond = exp.and_(
+        m.key_match(T),
+        col(Stage.deleted, S),
+        exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T)),
+    )
+    return exp.Delete(
+        this=m.target.expr(T), using=[_stage_table(stage)], where=exp.Where(this=cond)
+    )
+
+
+def prune_delete_markers(m: MirrorTable, stage: str) -> exp.Delete:
+    """Drop markers superseded by a newer upsert of the key in this stage.
+
+    Safe after :func:`mirror_upsert`: either the upsert was written (the row's lsn now guards
+    the key) or a stored row newer than the upsert, hence than the marker, guards it.
+    """
+    assert m.markers is not None
+    cond = exp.and_(
+        m.key_match(D),
+        exp.Not(this=col(Stage.deleted, S)),
+        exp.LT(this=col(m.meta.lsn, D), expression=col(Stage.lsn, S)),
+    )
+    return exp.Delete(
+        this=m.markers.expr(D), using=[_stage_table(stage)], where=exp.Where(this=cond)
+    )
+
+
+def soft_delete(m: MirrorTable, stage: str) -> exp.Merge:
+    """Mark deleted keys ``deleted = true`` with the delete's metadata (position-guarded).
+
+    A key the table never had gets a tombstone row (key + metadata) so that the guard still
+    refuses an older replayed insert.
+    """
+    meta = _metadata_values(m, deleted=True)
+    keys = [(k, m.staged(k)) for k in m.key]
+    return exp.Merge(
+        this=m.target.expr(T),
+        using=_guarded_source(m, stage, deleted=True),
+        on=m.key_match(T),
+        whens=exp.Whens(
+            expressions=[
+                exp.When(matched=True, condition=_newer(col(m.meta.lsn, T)), then=_set(meta)),
+                exp.When(matched=False, then=_insert(keys + meta)),
+            ]
+        ),
+    )
+
+
+def _count_if(cond: exp.Expr, name: str) -> exp.Expr:
+    case = exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))])
+    case.set("default", exp.Literal.number(0))
+    return exp.alias_(
+        exp.Coalesce(this=exp.Sum(this=case), expressions=[exp.Literal.number(0)]), name
+    )
+
+
+def guard_counts(m: MirrorTable, stage: str) -> exp.Select:
+    """How many staged upserts and deletes pass the position guard: (upserts, deletes)."""
+    guard = _newer(col(m.meta.lsn, T))
+    query = exp.select().from_(_stage_table(stage))
+    query = query.join(m.target.expr(T), on=m.key_match(T), join_type="left")
+    if m.markers is not None:
+        query = query.join(m.markers.expr(D), on=m.key_match(D), join_type="left")
+        guard = exp.and_(guard, _newer(col(m.meta.lsn, D)))
+    return query.select(
+        _count_if(exp.and_(exp.Not(this=col(Stage.deleted, S)), guard), "upserts"),
+        _count_if(exp.and_(col(Stage.deleted, S), guard), "deletes"),
+    )
+
+
+def select_live(ref: TableRef, columns: Columns, deleted: str | None) -> exp.Select:
+    """Live rows of a table, each column cast to its fetch representation."""
+    projections: list[exp.Expr] = []
+    for name, dtype in columns:
+        as_type = fetch_type(dtype)
+        value: exp.Expr = col(name) if as_type is None else exp.Cast(this=col(name), to=as_type)
+        projections.append(exp.alias_(value, ident(name)))
+    query = exp.select(*projections).from_(ref.expr())
+    if deleted is not None:
+        query = query.where(
+            exp.Not(this=exp.Coalesce(this=col(deleted), expressions=[exp.false()]))
+        )
+    return query
+
+
+# ---- bookkeeping --------------------------------------------------------------------------
+
+OFFSET_KEY = ("consumer_group", "topic", "partition")
+
+
+def upsert_offsets(offsets: TableRef, stage: str) -> exp.Merge:
+    """Store next offsets, forward only: an older offset (a zombie consumer) changes nothing."""
+    on = exp.and_(*[exp.EQ(this=col(k, T), expression=col(k, S)) for k in OFFSET_KEY])
+    now = exp.CurrentTimestamp()
+    return exp.Merge(
+        this=offsets.expr(T),
+        using=_stage_table(stage),
+        on=on,
+        whens=exp.Whens(
+            expressions=[
+                exp.When(
+                    matched=True,
+                    condition=exp.GT(this=col("next_offset", S), expression=col("next_offset", T)),
+                    then=_set(
+                        [
+                            (
+                                "next_offset",
+                                exp.Greatest(
+                                    this=col("next_offset", T), expressions=[col("next_offset", S)]
+                                ),
+                            ),
+                            ("updated_at", now),
+                        ]
+                    ),
+                ),
+                exp.When(
+                    matched=False,
+                    then=_insert(
+                        [(k, col(k, S)) for k in (*OFFSET_KEY, "next_offset")]
+                        + [("updated_at", now.copy())]
+                    ),
+                ),
+            ]
+        ),
+    )
+
+
+def select_offsets(offsets: TableRef) -> exp.Select:
+    """(topic, partition, next_offset) of one consumer group (bound: group)."""
+    return (
+        exp.select(col("topic"), col("partition"), col("next_offset"))
+        .from_(offsets.expr())
+        .where(exp.EQ(this=col("consumer_group"), expression=exp.Placeholder()))
+    )
+
+
+REGISTRY_COLUMNS = ("table_name", "source_table", "mode", "schema_json")
+
+
+def register_table(registry: TableRef) -> exp.Merge:
+    """Upsert one table's registry row (bound: table_name, source_table, mode, schema_json)."""
+    source = exp.select(
+        *[exp.alias_(exp.Placeholder(), ident(c)) for c in REGISTRY_COLUMNS]
+    ).subquery(S)
+    pairs = [(c, col(c, S)) for c in REGISTRY_COLUMNS] + [("updated_at", exp.CurrentTimestamp())]
+    return exp.Merge(
+        this=registry.expr(T),
+        using=source,
+        on=exp.EQ(this=col("table_name", T), expression=col("table_name", S)),
+        whens=exp.Whens(
+            expressions=[
+                exp.When(matched=True, then=_set(pairs[1:])),
+                exp.When(matched=False, then=_insert(pairs)),
+            ]
+        ),
+    )
+
+
+def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
+    query = exp.select(exp.Count(this=exp.Star())).from_(ref.expr())
+    if deleted is not None:
+        query = query.where(
+            exp.Not(this=exp.Coalesce(this=col(deleted), expressions=[exp.false()]))
+        )
+    return query
