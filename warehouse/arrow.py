@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from sqlglot import exp
 
 from cdc.model import ColumnType, Interval, Kind
-from warehouse.base import DataError, IncompatibleSchemaChange
+from warehouse.base import DataError, IncompatibleSchemaChangeError
 from warehouse.mirror import MirrorPlan
 from warehouse.types import (
     DT,
@@ -63,14 +63,14 @@ def arrow_type(ct: ColumnType) -> pa.DataType:
     if ct.kind in (Kind.DECIMAL, Kind.VARDECIMAL):
         precision, scale = decimal_shape(ct)
         if precision > MAX_DECIMAL_PRECISION:
-            raise IncompatibleSchemaChange(
+            raise IncompatibleSchemaChangeError(
                 f"decimal({precision},{scale}) exceeds the maximum precision "
                 f"{MAX_DECIMAL_PRECISION}"
             )
         return pa.decimal128(precision, scale)
     if ct.kind is Kind.ARRAY:
         if ct.element is None:
-            raise IncompatibleSchemaChange("array type without an element type")
+            raise IncompatibleSchemaChangeError("array type without an element type")
         return pa.list_(arrow_type(ct.element))
     return _SIMPLE[ct.kind]
 
@@ -118,7 +118,7 @@ def _converter(ct: ColumnType) -> Convert | None:
     return None
 
 
-class _DecimalDoesNotFit(ValueError):
+class _DecimalDoesNotFitError(ValueError):
     pass
 
 
@@ -127,7 +127,7 @@ def _check_decimal(ct: ColumnType) -> Convert:
 
     def check(value: Any) -> Any:
         if not isinstance(value, decimal.Decimal) or not _decimal_fits(value, precision, scale):
-            raise _DecimalDoesNotFit(f"does not fit decimal({precision},{scale}) exactly")
+            raise _DecimalDoesNotFitError(f"does not fit decimal({precision},{scale}) exactly")
         return value
 
     return check

@@ -109,7 +109,7 @@ class DataError(WarehouseError):
         self.table = table
 
 
-class IncompatibleSchemaChange(WarehouseError):
+class IncompatibleSchemaChangeError(WarehouseError):
     """The source changed a column in a way the target can't follow (e.g. text -> int)."""
 
 

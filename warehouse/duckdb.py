@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import ParseError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -36,7 +36,7 @@ from warehouse.base import (
     ApplyResult,
     Capabilities,
     DataError,
-    IncompatibleSchemaChange,
+    IncompatibleSchemaChangeError,
     OffsetRow,
     TableApplyStats,
     TableBatch,
@@ -216,7 +216,7 @@ class DuckDBWarehouse(Warehouse):
             try:
                 existing[name] = exp.DataType.build(type_text, dialect=DIALECT)
             except (ParseError, ValueError) as exc:
-                raise IncompatibleSchemaChange(
+                raise IncompatibleSchemaChangeError(
                     f"table {ref.name!r} column {name!r} has type {type_text} this adapter "
                     "does not understand; fix the table by hand"
                 ) from exc
@@ -236,7 +236,7 @@ class DuckDBWarehouse(Warehouse):
         meta_names = {n for n, _ in metadata_types(target.metadata, True)}
         clash = meta_names.intersection(schema.names)
         if clash:
-            raise IncompatibleSchemaChange(
+            raise IncompatibleSchemaChangeError(
                 f"table {target.name!r}: source columns {sorted(clash)} collide with the "
                 "metadata columns; rename them in the table's metadata settings"
             )

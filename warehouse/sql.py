@@ -193,7 +193,7 @@ def mirror_upsert(m: MirrorTable, stage: str, toast: frozenset[int]) -> exp.Merg
         if name in m.key:
             continue
         if i in toast:
-            value = exp.Case(ifs=[exp.If(this=col(Stage.toast(i), S), true=exp.Null())])
+            value = exp.Case(ifs=[exp.If(this=col(Stage.toast(i), S), true=col(name, T))])
             value.set("default", m.staged(name))
         updates.append((name, value))
     meta = _metadata_values(m, deleted=False)

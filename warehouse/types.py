@@ -12,7 +12,7 @@ from sqlglot import exp
 from sqlglot.expressions.datatypes import DType
 
 from cdc.model import ColumnType, Kind
-from warehouse.base import IncompatibleSchemaChange, MetadataColumns
+from warehouse.base import IncompatibleSchemaChangeError, MetadataColumns
 
 DT = DType
 
@@ -78,7 +78,7 @@ def sql_type(ct: ColumnType) -> exp.DataType:
         if precision is None:
             return decimal_type(VARDECIMAL_PRECISION, VARDECIMAL_SCALE)
         if precision > MAX_DECIMAL_PRECISION:
-            raise IncompatibleSchemaChange(
+            raise IncompatibleSchemaChangeError(
                 f"decimal({precision},{scale}) exceeds the warehouse maximum precision "
                 f"{MAX_DECIMAL_PRECISION}; declare the source column with a smaller precision "
                 "or as unconstrained numeric"
@@ -88,7 +88,7 @@ def sql_type(ct: ColumnType) -> exp.DataType:
         return decimal_type(VARDECIMAL_PRECISION, VARDECIMAL_SCALE)
     if ct.kind is Kind.ARRAY:
         if ct.element is None:
-            raise IncompatibleSchemaChange("array type without an element type")
+            raise IncompatibleSchemaChangeError("array type without an element type")
         return array_of(sql_type(ct.element))
     return exp.DataType(this=_SIMPLE[ct.kind])
 
@@ -144,7 +144,7 @@ def widen(table: str, column: str, old: exp.DataType, new: exp.DataType) -> exp.
     """The type to alter ``column`` to so it holds both ``old`` and ``new`` values.
 
     ``None`` when ``old`` already holds every ``new`` value (same type, or ``new`` narrower).
-    Raises :class:`IncompatibleSchemaChange` when no lossless common type exists.
+    Raises :class:`IncompatibleSchemaChangeError` when no lossless common type exists.
     """
     if same_type(old, new):
         return None
@@ -169,7 +169,7 @@ def widen(table: str, column: str, old: exp.DataType, new: exp.DataType) -> exp.
     elif bo is DT.ARRAY and bn is DT.ARRAY:
         element = widen(table, column, old.expressions[0], new.expressions[0])
         return None if element is None else array_of(element)
-    raise IncompatibleSchemaChange(
+    raise IncompatibleSchemaChangeError(
         f"table {table!r} column {column!r}: cannot change type {old.sql('duckdb')} to "
         f"{new.sql('duckdb')} without losing data; the table is parked. Add a new column at "
         "the source, or recreate the target table and re-snapshot it"

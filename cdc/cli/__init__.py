@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
-from cdc.config import ConfigError, Config, dump_example_config, load_config
+from cdc.config import Config, ConfigError, dump_example_config, load_config
 
 app = typer.Typer(
     help="Change-data-capture replication: PostgreSQL -> Debezium -> Kafka -> warehouse.",
@@ -61,7 +61,7 @@ def run(
     Each batch is applied in one warehouse transaction together with the Kafka offsets it
     covers; SIGTERM or Ctrl-C finishes the current batch, then exits.
     """
-    from cdc.consumer.loop import ReplicationStopped, Replicator
+    from cdc.consumer.loop import ReplicationStoppedError, Replicator
     from cdc.logs import configure_logging
     from cdc.runtime import open_warehouse, replicator_settings
 
@@ -71,7 +71,7 @@ def run(
     replicator.install_signal_handlers()
     try:
         stats = replicator.run()
-    except ReplicationStopped as exc:
+    except ReplicationStoppedError as exc:
         err.print(f"[red]stopped:[/] {exc}")
         raise typer.Exit(3) from None
     err.print(
@@ -179,6 +179,9 @@ def demo(
         Path, typer.Option(help="The DuckDB file the demo replicates into.")
     ] = Path("demo.duckdb"),
     seed: Annotated[int, typer.Option(help="Seed of the random workload.")] = 7,
+    rate: Annotated[
+        float, typer.Option(help="Workload transactions per second (0: as fast as it can).")
+    ] = 200,
 ) -> None:
     """Replicate a random shop workload end to end on the embedded stack, then compare
     every table source vs warehouse row by row. Stops everything it started."""
@@ -191,6 +194,7 @@ def demo(
         warehouse=warehouse.resolve(),
         console=out,
         seed=seed,
+        rate=rate or None,
     )
     print_summary(result, out)
     if as_json:

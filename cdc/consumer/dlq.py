@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from cdc.consumer.batching import Polled
 
@@ -23,6 +30,19 @@ H_TOPIC = "cdc.original.topic"
 H_PARTITION = "cdc.original.partition"
 H_OFFSET = "cdc.original.offset"
 H_FAILED_AT = "cdc.failed.at"
+
+
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _headers(msg: Message) -> dict[str, str]:
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    out = {}
+    for k, v in pairs:
+        out[k] = v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
+    return out
 
 
 def dlq_topic(topic: str, suffix: str) -> str:
@@ -56,7 +76,7 @@ class DeadLetterWriter:
         self.count = 0
 
     def send(self, message: Polled, error: BaseException) -> None:
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             (H_ERROR_CLASS, type(error).__name__.encode()),
             (H_ERROR_MESSAGE, str(error)[:4000].encode()),
             (H_TOPIC, message.origin.topic.encode()),
@@ -76,6 +96,11 @@ class DeadLetterWriter:
         remaining = self._producer.flush(timeout)
         if remaining:
             raise KafkaException(f"{remaining} dead letters not acknowledged within {timeout} s")
+
+    def close(self) -> None:
+        """Flush, then release the producer (its connections close with it)."""
+        self.flush()
+        del self._producer
 
 
 def read_dead_letters(
@@ -120,12 +145,12 @@ def read_dead_letters(
                 raise KafkaException(err)
             deadline = time.monotonic() + timeout
             yield DeadLetter(
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
-                key=msg.key(),
-                value=msg.value(),
-                headers={k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []},
+                topic=msg.topic() or "",
+                partition=msg.partition() or 0,
+                offset=msg.offset() or 0,
+                key=_as_bytes(msg.key()),
+                value=_as_bytes(msg.value()),
+                headers=_headers(msg),
             )
     finally:
         consumer.close()
@@ -173,7 +198,7 @@ def replay_dead_letters(
                     open_partitions.discard((msg.topic(), msg.partition()))
                     continue
                 raise KafkaException(err)
-            headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+            headers = _headers(msg)
             original = headers.get(H_TOPIC)
             if not original:
                 continue

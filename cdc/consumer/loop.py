@@ -16,11 +16,12 @@ is paused (offsets never move past unapplied data); terminal errors stop the loo
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -30,8 +31,10 @@ from cdc.consumer.dlq import DeadLetterWriter
 from cdc.decoding import DecodeError, Skip, decode_message
 from cdc.model import ChangeEvent, KafkaOrigin, Op
 from warehouse.base import (
+    ApplyResult,
     DataError,
-    IncompatibleSchemaChange,
+    IncompatibleSchemaChangeError,
+    OffsetRow,
     TableBatch,
     TableTarget,
     TerminalWarehouseError,
@@ -42,7 +45,7 @@ from warehouse.base import (
 log = structlog.get_logger("cdc.consumer")
 
 
-class ReplicationStopped(Exception):
+class ReplicationStoppedError(Exception):
     """The loop stopped on a terminal error; the message says what to do."""
 
 
@@ -71,6 +74,8 @@ class RunStats:
     latencies_s: list[float] = field(default_factory=list)  # source commit -> warehouse commit
     apply_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
     parked: dict[str, str] = field(default_factory=dict)  # topic -> reason
 
 
@@ -90,6 +95,7 @@ class Replicator:
         self.stats = RunStats()
         self._stop = False
         self.until_caught_up = False  # may be set from another thread (e.g. the demo)
+        self.caught_up_event = threading.Event()  # set while idle at the end of every partition
         self._revoked: set[tuple[str, int]] = set()
         base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
         self.consumer = Consumer(
@@ -144,7 +150,9 @@ class Replicator:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
         consumer.unassign()
-        log.info("partitions revoked", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        log.info(
+            "partitions revoked", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions]
+        )
 
     # ------------------------------------------------------------------ loop
     def request_stop(self, *_: object) -> None:
@@ -181,12 +189,14 @@ class Replicator:
                 batch = self._poll_batch()
                 if batch:
                     idle_since = None
+                    self.caught_up_event.clear()
                     self._process(batch)
                     continue
-                if self.until_caught_up:
-                    now = time.monotonic()
-                    idle_since = idle_since or now
-                    if now - idle_since >= idle_grace_seconds and self.caught_up():
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since >= idle_grace_seconds and self.caught_up():
+                    self.caught_up_event.set()
+                    if self.until_caught_up:
                         break
         finally:
             self.close()
@@ -194,6 +204,7 @@ class Replicator:
 
     def close(self) -> None:
         try:
+            self.dlq.close()
             self.consumer.close()
         finally:
             self.warehouse.close()
@@ -213,40 +224,44 @@ class Replicator:
         return True
 
     def _poll_batch(self) -> list[Polled]:
-        """Up to batch_size messages, waiting at most linger_ms after the first one."""
+        """Up to batch_size messages, waiting at most linger_ms after the first one.
+
+        The first message is awaited with ``poll`` (returns as soon as one arrives); the rest
+        with ``consume``, which returns when the batch is full or the linger time is over.
+        """
         out: list[Polled] = []
-        first_at: float | None = None
-        linger = self.settings.linger_ms / 1000
+        first = self.consumer.poll(0.5)
+        if first is None:
+            return out
+        self._keep(first, out)
+        deadline = time.monotonic() + self.settings.linger_ms / 1000
         while len(out) < self.settings.batch_size and not self._stop:
-            if first_at is None:
-                timeout = 0.5
-            else:
-                timeout = linger - (time.monotonic() - first_at)
-                if timeout <= 0:
-                    break
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                break
             msgs: list[Message] = self.consumer.consume(
                 num_messages=min(self.settings.batch_size - len(out), 10000), timeout=timeout
             )
             for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("kafka error", error=str(err))
-                    continue
-                out.append(
-                    Polled(
-                        KafkaOrigin(m.topic() or "", m.partition() or 0, m.offset() or 0),
-                        m.key(),
-                        m.value(),
-                    )
-                )
-            if not msgs and first_at is None:
-                return out
-            if first_at is None and out:
-                first_at = time.monotonic()
+                self._keep(m, out)
         if self._revoked:
             out = [m for m in out if (m.origin.topic, m.origin.partition) not in self._revoked]
         return out
+
+    @staticmethod
+    def _keep(m: Message, out: list[Polled]) -> None:
+        err = m.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka error", error=str(err))
+            return
+        out.append(
+            Polled(
+                KafkaOrigin(m.topic() or "", m.partition() or 0, m.offset() or 0),
+                m.key(),
+                m.value(),
+            )
+        )
 
     # --------------------------------------------------------------- a batch
     def _decode(self, batch: list[Polled]) -> list[ChangeEvent]:
@@ -290,8 +305,10 @@ class Replicator:
         events = self._decode(batch)
         offsets = next_offsets(batch)
         table_batches = group_by_table(events, self.settings.targets)
-        table_batches = [b for b in table_batches if b.events[0].origin.topic not in self.stats.parked]
-        for (topic, _p) in list(offsets):
+        table_batches = [
+            b for b in table_batches if b.events[0].origin.topic not in self.stats.parked
+        ]
+        for topic, _p in list(offsets):
             if topic in self.stats.parked:
                 del offsets[(topic, _p)]
         self.dlq.flush()  # dead letters are durable before the offsets pass them
@@ -299,22 +316,28 @@ class Replicator:
         started = time.monotonic()
         while True:
             try:
-                result = self._with_retry(lambda: self.warehouse.apply(table_batches, rows))
+                result = self._apply(table_batches, rows)
                 break
             except DataError as exc:
                 table_batches = self._isolate_bad_events(table_batches, exc)
-            except IncompatibleSchemaChange as exc:
+            except IncompatibleSchemaChangeError as exc:
                 table_batches = self._park(table_batches, exc, offsets)
                 rows = offset_rows(self.settings.group_id, offsets)
         committed_at = time.time()
         self.stats.apply_seconds += time.monotonic() - started
+        self.stats.first_batch_at = self.stats.first_batch_at or started
+        self.stats.last_batch_at = time.monotonic()
         self.stats.batches += 1
         for stats in result.tables:
-            self.stats.per_table[stats.table] = self.stats.per_table.get(stats.table, 0) + stats.events
+            self.stats.per_table[stats.table] = (
+                self.stats.per_table.get(stats.table, 0) + stats.events
+            )
         for b in table_batches:
             self.stats.events += len(b.events)
             self.stats.latencies_s.extend(
-                committed_at - e.position.commit_ts_us / 1e6 for e in b.events if not e.position.snapshot
+                committed_at - e.position.commit_ts_us / 1e6
+                for e in b.events
+                if not e.position.snapshot
             )
         log.info(
             "batch applied",
@@ -329,7 +352,12 @@ class Replicator:
                 asynchronous=True,
             )
 
-    def _isolate_bad_events(self, batches: Sequence[TableBatch], exc: DataError) -> list[TableBatch]:
+    def _apply(self, batches: Sequence[TableBatch], rows: Sequence[OffsetRow]) -> ApplyResult:
+        return cast(ApplyResult, self._with_retry(lambda: self.warehouse.apply(batches, rows)))
+
+    def _isolate_bad_events(
+        self, batches: Sequence[TableBatch], exc: DataError
+    ) -> list[TableBatch]:
         """Find the events the warehouse rejects (bisection), dead-letter them, and return the
         batches without them. Good halves are committed on the way: replay-safe by the guard."""
         failing = [b for b in batches if b.target.name == exc.table] or list(batches)
@@ -346,9 +374,7 @@ class Replicator:
         except DataError as exc:
             if len(batch.events) == 1:
                 event = batch.events[0]
-                self._dead_letter(
-                    Polled(event.origin, None, event.raw_value), exc
-                )
+                self._dead_letter(Polled(event.origin, None, event.raw_value), exc)
                 self.dlq.flush()
                 return
         first, second = split_events(batch)
@@ -358,7 +384,7 @@ class Replicator:
     def _park(
         self,
         batches: Sequence[TableBatch],
-        exc: IncompatibleSchemaChange,
+        exc: IncompatibleSchemaChangeError,
         offsets: dict[tuple[str, int], int],
     ) -> list[TableBatch]:
         """Stop applying one table (its offsets stay where they are), let the others flow."""
@@ -370,9 +396,7 @@ class Replicator:
             for tp in list(offsets):
                 if tp[0] == topic:
                     del offsets[tp]
-            self.consumer.pause(
-                [tp for tp in self.consumer.assignment() if tp.topic == topic]
-            )
+            self.consumer.pause([tp for tp in self.consumer.assignment() if tp.topic == topic])
             log.error(
                 "table parked after an incompatible schema change; other tables go on",
                 table=b.target.name,
@@ -399,7 +423,7 @@ class Replicator:
                 waited = time.monotonic() - started
                 limit = self.settings.retry_give_up_seconds
                 if limit is not None and waited >= limit:
-                    raise ReplicationStopped(
+                    raise ReplicationStoppedError(
                         f"the warehouse stayed unavailable for {waited:.0f} s: {exc}. "
                         "Nothing past the last applied batch was committed; fix the "
                         "warehouse and start `cdc run` again."
@@ -409,7 +433,7 @@ class Replicator:
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_seconds)
             except TerminalWarehouseError as exc:
-                raise ReplicationStopped(
+                raise ReplicationStoppedError(
                     f"the warehouse refused the batch: {exc}. Nothing of this batch was "
                     "committed; fix the cause and start `cdc run` again."
                 ) from exc

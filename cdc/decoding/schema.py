@@ -115,7 +115,6 @@ class StructPlan:
             raise exc.within(f"{section}.{name}") from None
         return out
 
-
     def decode_lenient(self, row: Any, placeholder: str) -> dict[str, Any]:
         """Decode what decodes; other fields become None.
 

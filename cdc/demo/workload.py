@@ -272,9 +272,11 @@ class ShopWorkload:
         *,
         seconds: float | None = None,
         changes: int | None = None,
+        rate: float | None = None,
         on_progress: Callable[[WorkloadStats], None] | None = None,
     ) -> WorkloadStats:
-        """Run random transactions until ``seconds`` pass or ``changes`` rows changed."""
+        """Run random transactions until ``seconds`` pass or ``changes`` rows changed,
+        at most ``rate`` transactions per second when given."""
         weighted: list[tuple[Callable[[psycopg.Cursor[object]], None], int]] = [
             (self.tx_new_customer, 10),
             (self.tx_new_product, 5),
@@ -301,6 +303,10 @@ class ShopWorkload:
                     for fn in self.rng.choices(funcs, weights, k=self.rng.choice([1, 1, 2, 3])):
                         fn(cur)
                 self.stats.transactions += 1
+                if rate:
+                    ahead = self.stats.transactions / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 if on_progress is not None and self.stats.transactions % 50 == 0:
                     on_progress(self.stats)
         self.stats.seconds = time.monotonic() - started

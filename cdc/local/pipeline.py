@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 import yaml
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from cdc.compare import TableDiff, compare_rows, source_connection, source_rows
 from cdc.config import Config, load_config
@@ -56,7 +58,20 @@ def write_stack_config(
     return load_config(path)
 
 
+def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int) -> None:
+    """Create the topics that don't exist yet (so consumers are assigned them at once,
+    instead of rebalancing whenever Debezium publishes a table's first change)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
+    if missing:
+        for future in admin.create_topics(missing).values():
+            future.result(timeout=10)
+
+
 def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) -> None:
+    """Create the tables' topics, then start the embedded connector on the stack."""
+    ensure_topics(stack.bootstrap_servers, [config.topic_for(t) for t in config.tables], partitions)
     props = debezium_properties(config, runtime="embedded", offsets_file=stack.debezium_offsets)
     stack.start_debezium(props, partitions=partitions)
 
@@ -108,6 +123,16 @@ class ReplicatorThread:
     def start(self) -> ReplicatorThread:
         self._thread.start()
         return self
+
+    def wait_caught_up(self, timeout: float = 120) -> None:
+        """Block until the consumer has applied everything in its partitions (keeps running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
+            if self.replicator.caught_up_event.wait(0.2):
+                return
+        raise TimeoutError(f"the consumer did not catch up within {timeout:.0f} s")
 
     def finish(self, timeout: float = 180) -> RunStats:
         """Stop once every partition is consumed to its end; re-raise a failure."""

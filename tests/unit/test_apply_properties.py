@@ -3,6 +3,7 @@ re-applying any earlier range of batches afterwards changes nothing."""
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def reference(events: list[ChangeEvent]) -> list[dict[str, Any]]:
 
 def split(events: list[ChangeEvent], cuts: list[int]) -> list[list[ChangeEvent]]:
     bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
-    return [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

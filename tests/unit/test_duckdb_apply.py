@@ -27,7 +27,7 @@ from cdc.model import (
 )
 from warehouse.base import (
     DataError,
-    IncompatibleSchemaChange,
+    IncompatibleSchemaChangeError,
     OffsetRow,
     TableBatch,
     TableTarget,
@@ -259,7 +259,8 @@ def test_schema_evolution_adds_columns_and_widens_types(wh: DuckDBWarehouse) -> 
     with wh.connection() as con:
         types = dict(
             con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name='evo'"
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'evo'"
             ).fetchall()
         )
     assert (types["id"], types["amount"], types["n"], types["note"]) == (
@@ -277,7 +278,8 @@ def test_schema_evolution_adds_columns_and_widens_types(wh: DuckDBWarehouse) -> 
     wh.apply([batch(ev(Op.UPDATE, 1, 3, schema=v1, amount=Decimal("1.00"), n=1), target=evo)], [])
     with wh.connection() as con:
         assert con.execute(
-            "SELECT data_type FROM information_schema.columns WHERE table_name='evo' AND column_name='amount'"
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'evo' AND column_name = 'amount'"
         ).fetchone() == ("DECIMAL(14,4)",)
 
 
@@ -288,7 +290,7 @@ def test_incompatible_type_change_is_refused_with_table_column_and_types(
     v1 = _schema(("id", ColumnType(Kind.INT64)), ("code", ColumnType(Kind.TEXT)))
     wh.apply([batch(ev(Op.CREATE, 1, 1, schema=v1, code="A1"), target=evo)], [])
     v2 = _schema(("id", ColumnType(Kind.INT64)), ("code", ColumnType(Kind.INT32)))
-    with pytest.raises(IncompatibleSchemaChange, match=r"'evo' column 'code'.*TEXT.*INT"):
+    with pytest.raises(IncompatibleSchemaChangeError, match=r"'evo' column 'code'.*TEXT.*INT"):
         wh.apply(
             [batch(ev(Op.CREATE, 2, 2, schema=v2, code=5), target=evo)], [OffsetRow("g", "t", 0, 9)]
         )
@@ -343,7 +345,8 @@ def test_a_file_held_by_another_process_is_a_transient_error_after_retrying(tmp_
         [
             sys.executable,
             "-c",
-            "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('ok', flush=True); time.sleep(30)",
             str(path),
         ],
         stdout=subprocess.PIPE,
@@ -424,7 +427,8 @@ def test_print_throughput_and_open_close_overhead(tmp_path: Path) -> None:
         timings[keep_open] = (time.perf_counter() - started) / (9 if keep_open else 10)
         w.close()
     print(
-        f"\n[bench] 50k-event insert batch (10 cols): {insert_s:.2f}s = {50_000 / insert_s:,.0f} ev/s; "
+        f"\n[bench] 50k-event insert batch (10 cols): {insert_s:.2f}s = "
+        f"{50_000 / insert_s:,.0f} ev/s; "
         f"50k-event update batch: {update_s:.2f}s = {50_000 / update_s:,.0f} ev/s"
         f"\n[bench] 1-event apply, held connection: {timings[True] * 1000:.1f} ms; "
         f"open/close per apply: {timings[False] * 1000:.1f} ms "

@@ -24,12 +24,12 @@ from cdc.model import (
 )
 from warehouse.base import (
     DataError,
-    IncompatibleSchemaChange,
+    IncompatibleSchemaChangeError,
     TableBatch,
     TableTarget,
 )
 from warehouse.duckdb import DuckDBWarehouse
-from warehouse.sql import render, upsert_offsets, TableRef
+from warehouse.sql import TableRef, render, upsert_offsets
 
 ALL_KINDS = (
     Column("id", ColumnType(Kind.INT64), nullable=False),
@@ -175,7 +175,7 @@ def test_decimal_precision_above_38_is_refused(wh: DuckDBWarehouse) -> None:
         (Column("id", ColumnType(Kind.INT64)), Column("n", ColumnType(Kind.DECIMAL, 50, 2))),
         ("id",),
     )
-    with pytest.raises(IncompatibleSchemaChange, match=r"decimal\(50,2\)"):
+    with pytest.raises(IncompatibleSchemaChangeError, match=r"decimal\(50,2\)"):
         wh.apply(
             [TableBatch(TableTarget("big"), schema, [_event(schema, {"id": 1, "n": None}, 1)])], []
         )
