@@ -39,7 +39,7 @@ integration: $(STAMP)
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.run $(ARGS)
+	$(BIN)/python tests/bench/run.py $(ARGS)
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --generate-hashes --universal --python-version 3.11 --no-header -o requirements/dev.lock

@@ -55,6 +55,13 @@ def _load(path: Path) -> Config:
 def run(
     config: ConfigOpt = Path("cdc.yaml"),
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(help="Stop once every partition is applied to its end (micro-batch runs)."),
+    ] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds.")
+    ] = None,
 ) -> None:
     """Replicate: consume the tables' topics and apply them to the warehouse until stopped.
 
@@ -70,7 +77,7 @@ def run(
     replicator = Replicator(replicator_settings(cfg), open_warehouse(cfg))
     replicator.install_signal_handlers()
     try:
-        stats = replicator.run()
+        stats = replicator.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     except ReplicationStoppedError as exc:
         err.print(f"[red]stopped:[/] {exc}")
         raise typer.Exit(3) from None

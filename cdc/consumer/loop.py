@@ -15,6 +15,7 @@ is paused (offsets never move past unapplied data); terminal errors stop the loo
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -43,6 +44,17 @@ from warehouse.base import (
 )
 
 log = structlog.get_logger("cdc.consumer")
+
+# Fault injection for the crash tests: "after_warehouse_commit:N" kills the process (SIGKILL)
+# right after the N-th batch is committed to the warehouse, before the Kafka commit.
+FAILPOINT_ENV = "CDC_FAILPOINT"
+
+
+def _failpoint(name: str, count: int) -> None:
+    spec = os.environ.get(FAILPOINT_ENV, "")
+    if spec and spec == f"{name}:{count}":
+        log.warning("failpoint hit: killing the process", failpoint=spec)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class ReplicationStoppedError(Exception):
@@ -346,6 +358,7 @@ class Replicator:
             tables={s.table: s.events for s in result.tables},
             seconds=round(result.seconds, 4),
         )
+        _failpoint("after_warehouse_commit", self.stats.batches)
         if rows:
             self.consumer.commit(
                 offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],

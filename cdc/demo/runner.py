@@ -22,7 +22,6 @@ from cdc.demo.workload import ShopWorkload
 from cdc.local.pipeline import (
     ReplicatorThread,
     compare_all,
-    source_flush_lsn,
     start_debezium,
     wait_until_published,
     write_stack_config,
@@ -100,7 +99,7 @@ def run_demo(
         say("[bold]Starting Debezium[/] (initial snapshot, then streaming)")
         start_debezium(stack, config)
         replicator = ReplicatorThread(config).start()
-        wait_until_published(url, config.source.slot_name, source_flush_lsn(url))
+        wait_until_published(url, config.source.slot_name)
         replicator.wait_caught_up()
         say("Initial snapshot replicated; starting the workload")
         with Progress(
@@ -128,7 +127,7 @@ def run_demo(
             f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_kind.items()))})"
         )
         say("[bold]Waiting until caught up[/]")
-        wait_until_published(url, config.source.slot_name, source_flush_lsn(url))
+        wait_until_published(url, config.source.slot_name)
         run_stats = replicator.finish()
         diffs = compare_all(config, url)
     finally:

@@ -35,13 +35,14 @@ def write_stack_config(
     batch_size: int = 5000,
     linger_ms: int = 200,
     heartbeat_interval_ms: int = 1000,
+    database: str | None = None,
 ) -> Config:
     """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded."""
     document = {
         "source": {
             "host": "127.0.0.1",
             "port": stack.state.pg_port,
-            "database": stack.state.database,
+            "database": database or stack.state.database,
             "user": "postgres",
             "slot_name": slot_name,
             "publication_name": f"{slot_name}_pub",
@@ -84,24 +85,39 @@ def source_flush_lsn(url: str) -> int:
     return int(row[0])
 
 
-def wait_until_published(url: str, slot: str, lsn: int, timeout: float = 120) -> None:
-    """Wait until Debezium has confirmed the slot past ``lsn`` (all earlier commits are in
-    Kafka: Debezium confirms only what its handler, i.e. the Kafka publisher, acknowledged)."""
+def wait_until_published(
+    url: str, slot: str, lsn: int | None = None, timeout: float = 120
+) -> None:
+    """Wait until everything committed at the source so far is in Kafka.
+
+    Once the slot exists, write a WAL marker (``pg_logical_emit_message``) and wait until
+    Debezium confirms the slot past it. Debezium confirms only what its handler (the Kafka
+    publisher) acknowledged, and only while streaming, i.e. after its snapshot is complete;
+    the marker comes after every earlier commit, so all of them are in Kafka by then.
+    ``lsn``, when given, must be confirmed too.
+    """
     deadline = time.monotonic() + timeout
+    query = (
+        "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+        "WHERE slot_name = %s"
+    )
+    marker: int | None = None
     confirmed = -1
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
-                "WHERE slot_name = %s",
-                (slot,),
-            ).fetchone()
+            row = conn.execute(query, (slot,)).fetchone()
+            if row is not None and marker is None:
+                emitted = conn.execute(
+                    "SELECT pg_logical_emit_message(false, 'cdc-sync', '') - '0/0'::pg_lsn"
+                ).fetchone()
+                assert emitted is not None
+                marker = int(emitted[0])
             confirmed = int(row[0]) if row and row[0] is not None else -1
-            if confirmed >= lsn:
+            if marker is not None and confirmed >= max(marker, lsn or 0):
                 return
             time.sleep(0.2)
     raise TimeoutError(
-        f"Debezium did not confirm LSN {lsn} on slot {slot} within {timeout:.0f} s "
+        f"Debezium did not confirm the slot {slot} past LSN {marker} within {timeout:.0f} s "
         f"(confirmed: {confirmed}); see its log"
     )
 
