@@ -59,9 +59,7 @@ def run(
         bool,
         typer.Option(help="Stop once every partition is applied to its end (micro-batch runs)."),
     ] = False,
-    max_seconds: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds.")
-    ] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Replicate: consume the tables' topics and apply them to the warehouse until stopped.
 

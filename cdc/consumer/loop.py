@@ -135,23 +135,11 @@ class Replicator:
         )
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                tp.offset = OFFSET_BEGINNING
-                continue
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            if offset > high:
-                # the topic is younger than our offsets (e.g. a recreated local broker):
-                # start over; the position guard absorbs changes already applied.
-                log.warning(
-                    "stored offset beyond end of partition; replaying it from the start",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    stored=offset,
-                    high_watermark=high,
-                )
-                tp.offset = OFFSET_BEGINNING
-            else:
-                tp.offset = offset
+            # No stored offset: from the beginning. A stored offset beyond the log's end
+            # (a recreated topic, e.g. a new local broker) makes the broker answer
+            # OFFSET_OUT_OF_RANGE and auto.offset.reset=earliest replays the partition from
+            # the start; the position guard absorbs what was already applied.
+            tp.offset = OFFSET_BEGINNING if offset is None else offset
         self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
         consumer.assign(partitions)
         log.info(

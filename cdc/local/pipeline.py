@@ -85,9 +85,7 @@ def source_flush_lsn(url: str) -> int:
     return int(row[0])
 
 
-def wait_until_published(
-    url: str, slot: str, lsn: int | None = None, timeout: float = 120
-) -> None:
+def wait_until_published(url: str, slot: str, lsn: int | None = None, timeout: float = 120) -> None:
     """Wait until everything committed at the source so far is in Kafka.
 
     Once the slot exists, write a WAL marker (``pg_logical_emit_message``) and wait until
@@ -98,8 +96,7 @@ def wait_until_published(
     """
     deadline = time.monotonic() + timeout
     query = (
-        "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
-        "WHERE slot_name = %s"
+        "SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots WHERE slot_name = %s"
     )
     marker: int | None = None
     confirmed = -1

@@ -212,6 +212,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd=self.debezium_dir,  # the engine's log4j writes logs/ under its cwd
             )
         record = ProcessRecord.of("debezium", proc.pid)
         self.state.processes["debezium"] = record
