@@ -340,6 +340,13 @@ class DuckDBWarehouseConfig(_Model):
         alias="schema",
         description="Schema the replicated tables are created in.",
     )
+    lock_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long one attempt waits for the file while another process holds it "
+        "(DuckDB allows one process at a time) before `cdc run` counts a retry and backs off.",
+    )
 
     @field_validator("path")
     @classmethod
@@ -940,6 +947,7 @@ warehouse:
   type: duckdb
   path: warehouse.duckdb        # relative to this file's folder
   schema: main
+  lock_timeout_seconds: 30      # wait this long for a file another process holds, then retry
 
 consumer:
   batch_size: 5000              # most events per warehouse transaction
@@ -959,5 +967,5 @@ tables:
 
 
 def dump_example_config() -> str:
-    """A commented example ``cdc.yaml`` (written by ``cdc init``); it validates as is."""
+    """A commented example ``cdc.yaml`` (printed by ``cdc config example``); it validates as is."""
     return _EXAMPLE

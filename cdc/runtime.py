@@ -13,7 +13,12 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
     if settings.type == "duckdb":
         from warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(settings.path, schema=settings.schema_name, keep_open=keep_open)
+        return DuckDBWarehouse(
+            settings.path,
+            schema=settings.schema_name,
+            keep_open=keep_open,
+            lock_timeout_s=settings.lock_timeout_seconds,
+        )
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
 
 

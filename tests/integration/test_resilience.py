@@ -1,0 +1,135 @@
+"""Stopping and outages on the real chain: SIGTERM ends cleanly after the current batch, and a
+warehouse held by another process is retried without any offset moving past unapplied data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pytest
+
+from cdc.local.pipeline import ReplicatorThread
+
+if TYPE_CHECKING:
+    from conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+ROWS = 30_000
+
+
+def _wait_for(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"cdc run exited early ({proc.returncode}): {path.read_text()}")
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not seen within {timeout} s: {path.read_text()[-2000:]}")
+
+
+def test_sigterm_finishes_the_current_batch_and_exits_cleanly(pipeline: Pipeline) -> None:
+    """SIGTERM while batches flow: exit code 0, "stopped cleanly", and the warehouse holds
+    exactly the rows its stored offset covers (the batch in flight was finished, not cut)."""
+    pipeline.sql("CREATE TABLE facts (id int PRIMARY KEY, payload text)")
+    pipeline.sql(f"INSERT INTO facts SELECT g, repeat('x', 200) FROM generate_series(1, {ROWS}) g")
+    config = pipeline.configure(["public.facts"], batch_size=1000, linger_ms=50)
+    pipeline.start_debezium()
+    pipeline.wait_published()  # the snapshot: one message per row, no tombstones
+
+    log = pipeline.workdir / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cdc", "run", "-c", str(pipeline.workdir / "cdc.yaml")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CDC_LOG_FORMAT": "json"},
+        )
+    try:
+        _wait_for(log, "batch applied", proc, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "stop requested" in text and "stopped cleanly" in text, text[-3000:]
+
+    topic = config.topic_for(config.table("facts"))
+    with duckdb.connect(str(config.warehouse.path), read_only=True) as con:
+        (rows,) = con.execute("SELECT count(*) FROM facts").fetchone() or (0,)
+        (stored,) = con.execute(
+            "SELECT next_offset FROM _cdc.offsets WHERE topic = ?", [topic]
+        ).fetchone() or (0,)
+    assert 0 < stored < ROWS, "stop before the end, so a batch really was in flight"
+    assert rows == stored  # every applied row is covered by the stored offset, and vice versa
+
+    # and a restart resumes from there to the exact source state
+    ReplicatorThread(config).start().finish()
+    pipeline.assert_equal_to_source()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    def offsets():
+        return con.execute("SELECT topic, next_offset FROM _cdc.offsets ORDER BY 1").fetchall()
+    print("held", offsets(), flush=True)
+    time.sleep(float(sys.argv[2]))
+    print("released", offsets(), flush=True)
+    con.close()
+    """
+)
+
+
+def test_a_held_warehouse_file_is_retried_and_no_offset_moves_meanwhile(
+    pipeline: Pipeline,
+) -> None:
+    """Another process holds the DuckDB file (one process at a time) while changes stream:
+    `cdc run` retries with backoff, the stored offsets don't move while it can't write, and
+    after the release everything arrives exactly once."""
+    pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v int)")
+    pipeline.sql("INSERT INTO items SELECT g, 0 FROM generate_series(1, 100) g")
+    config = pipeline.configure(["public.items"], batch_size=500, linger_ms=50)
+    config = config.model_copy(
+        update={"warehouse": config.warehouse.model_copy(update={"lock_timeout_seconds": 0.5})}
+    )
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    replicator = ReplicatorThread(config).start()
+    replicator.wait_caught_up()
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(config.warehouse.path), "6"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        held = holder.stdout.readline()
+        assert held.startswith("held"), held
+        for i in range(1, 51):
+            pipeline.sql("UPDATE items SET v = v + 1 WHERE id = %s", [i])
+        pipeline.sql("DELETE FROM items WHERE id > 90")
+        released = holder.stdout.readline()
+        assert holder.wait(30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    # the consumer had the changes in hand but could not commit: offsets stood still
+    assert held.removeprefix("held") == released.removeprefix("released")
+
+    pipeline.wait_published()
+    stats = replicator.finish()
+    assert stats.retries >= 2
+    assert stats.dead_letters == 0
+    pipeline.assert_equal_to_source()
