@@ -84,9 +84,14 @@ class ColumnType:
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """A column; ``default`` is its source default value as Debezium reports it (decoded), or
+    None. It fills rows that existed before the column was added (PostgreSQL gives them the
+    default without writing a change) and changes written before the column existed."""
+
     name: str
     type: ColumnType
     nullable: bool = True
+    default: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,15 @@ class DataError(WarehouseError):
 
 
 class IncompatibleSchemaChangeError(WarehouseError):
-    """The source changed a column in a way the target can't follow (e.g. text -> int)."""
+    """The source changed a column in a way the target can't follow (e.g. text -> int).
+
+    ``table`` names the target table (set by the adapter when the raiser didn't know it), so
+    the consumer parks exactly that table and lets the others flow on.
+    """
+
+    def __init__(self, message: str, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 class Warehouse(abc.ABC):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,8 +30,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from cdc.model import Column
 from warehouse import sql
-from warehouse.arrow import mirror_stage, needs_python_conversion, python_value
+from warehouse.arrow import column_array, mirror_stage, needs_python_conversion, python_value
 from warehouse.base import (
     ApplyResult,
     Capabilities,
@@ -206,9 +207,18 @@ class DuckDBWarehouse(Warehouse):
     # ---- schema -----------------------------------------------------------------------------
 
     def _sync_table(
-        self, con: duckdb.DuckDBPyConnection, ref: TableRef, columns: sql.Columns
+        self,
+        con: duckdb.DuckDBPyConnection,
+        ref: TableRef,
+        columns: sql.Columns,
+        defaults: Mapping[str, Column] | None = None,
     ) -> None:
-        """Create the table if missing, add missing columns, widen compatible types."""
+        """Create the table if missing, add missing columns, widen compatible types.
+
+        A column added to an existing table gets its source default in the rows already there
+        (``defaults``), as PostgreSQL gives it to its existing rows without logging a change;
+        the value is staged as Arrow data, like every other value.
+        """
         self._exec(con, sql.create_table(ref, columns))
         rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
         existing: dict[str, exp.DataType] = {}
@@ -224,6 +234,14 @@ class DuckDBWarehouse(Warehouse):
             old = existing.get(name)
             if old is None:
                 self._exec(con, sql.add_column(ref, name, dtype))
+                column = (defaults or {}).get(name)
+                if column is not None and column.default is not None:
+                    value = column_array(column.type, [column.default], table=ref.name, column=name)
+                    con.register("_cdc_default", pa.table({"v": value}))
+                    try:
+                        self._exec(con, sql.fill_column(ref, name, "_cdc_default"))
+                    finally:
+                        con.unregister("_cdc_default")
                 continue
             wider = widen(ref.name, name, old, dtype)
             if wider is not None:
@@ -262,7 +280,8 @@ class DuckDBWarehouse(Warehouse):
         if self._ensured.get(name) == wanted or pending.get(name) == wanted:
             return
         meta = metadata_types(m.meta, m.soft_delete)
-        self._sync_table(con, m.target, [*m.columns, *meta])
+        defaults = {c.name: c for c in batch.schema.columns if c.default is not None}
+        self._sync_table(con, m.target, [*m.columns, *meta], defaults)
         if m.markers is not None:
             keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
             self._sync_table(con, m.markers, [*keys, (m.meta.lsn, exp.DataType(this=DT.BIGINT))])
@@ -276,9 +295,10 @@ class DuckDBWarehouse(Warehouse):
         started = time.perf_counter()
         work = []
         for batch in batches:
-            plan = plan_mirror(batch)
-            m = self._mirror_table(batch)
-            stage, toast = mirror_stage(plan)
+            with _naming_table(batch.target.name):
+                plan = plan_mirror(batch)
+                m = self._mirror_table(batch)
+                stage, toast = mirror_stage(plan)
             work.append((batch, plan, m, stage, toast))
         pending: dict[str, tuple[TableTarget, Any]] = {}
         stats: list[TableApplyStats] = []
@@ -302,6 +322,10 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 _rollback(con)
                 raise map_error(exc, table=current, path=self.path) from exc
+            except IncompatibleSchemaChangeError as exc:
+                _rollback(con)
+                exc.table = exc.table or current
+                raise
             except BaseException:
                 _rollback(con)
                 raise
@@ -430,6 +454,16 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc
         return counts
+
+
+@contextlib.contextmanager
+def _naming_table(table: str) -> Iterator[None]:
+    """Tag an IncompatibleSchemaChangeError raised inside with the table it concerns."""
+    try:
+        yield
+    except IncompatibleSchemaChangeError as exc:
+        exc.table = exc.table or table
+        raise
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -70,7 +70,11 @@ def event_key(event: ChangeEvent, schema: TableSchema) -> Key:
 
 
 def _fold(prev: RowChange | None, event: ChangeEvent, key: Key, schema: TableSchema) -> RowChange:
-    """Apply one event on top of the previous in-batch change of the same key."""
+    """Apply one event on top of the previous in-batch change of the same key.
+
+    A column the event does not have (it was written before the column was added at the
+    source) takes the column's default, as PostgreSQL gives it to every existing row.
+    """
     pos = event.position
     if event.op is Op.DELETE:
         values = {name: None for name in schema.names}
@@ -83,8 +87,9 @@ def _fold(prev: RowChange | None, event: ChangeEvent, key: Key, schema: TableSch
         )
     values = {}
     toast: set[str] = set()
-    for name in schema.names:
-        value = event.after.get(name)
+    for column in schema.columns:
+        name = column.name
+        value = event.after.get(name, column.default)
         if value is UNCHANGED_TOAST:
             if prev is None or name in prev.toast:
                 value = None

@@ -113,6 +113,12 @@ def alter_column_type(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alte
     )
 
 
+def fill_column(ref: TableRef, name: str, stage: str) -> exp.Update:
+    """Set ``name`` in every row to the one value staged in ``stage`` (column ``v``)."""
+    value = exp.select(col("v")).from_(exp.Table(this=ident(stage))).subquery()
+    return exp.Update(this=ref.expr(), expressions=[exp.EQ(this=col(name), expression=value)])
+
+
 def table_columns() -> exp.Select:
     """Columns of one table (bound: schema, table) in ordinal order: name, SQL type text."""
     info = exp.Table(this=ident("columns"), db=ident("information_schema"))

@@ -390,8 +390,12 @@ class Replicator:
         offsets: dict[tuple[str, int], int],
     ) -> list[TableBatch]:
         """Stop applying one table (its offsets stay where they are), let the others flow."""
-        table = getattr(exc, "table", None)
-        parked = [b for b in batches if b.target.name == table] or list(batches)[:1]
+        parked = [b for b in batches if b.target.name == exc.table]
+        if not parked:
+            raise ReplicationStoppedError(
+                f"incompatible schema change in an unnamed table: {exc}. Nothing of this "
+                "batch was committed; fix the table and start `cdc run` again."
+            ) from exc
         for b in parked:
             topic = b.events[0].origin.topic
             self.stats.parked[topic] = str(exc)

@@ -150,9 +150,26 @@ def struct_plan(schema: Mapping[str, Any], section: str) -> StructPlan:
         except DecodeError as exc:
             raise exc.within(f"{section}.{name}") from None
         optional = item.get("optional") is True
-        columns.append(Column(name, ctype, optional))
+        columns.append(Column(name, ctype, optional, _default(item, decoder)))
         fields.append((name, decoder, optional))
     return StructPlan(tuple(columns), tuple(fields))
+
+
+_NO_PLACEHOLDER = "\x00cdc: defaults are never unchanged-TOAST placeholders\x00"
+
+
+def _default(item: Mapping[str, Any], decoder: Decoder) -> Any:
+    """The field's ``default`` decoded like its values; None when absent or not decodable.
+
+    Arrays are left out (a default here must be hashable, and array defaults are rare).
+    """
+    raw = item.get("default")
+    if raw is None or isinstance(raw, list):
+        return None
+    try:
+        return decoder(raw, _NO_PLACEHOLDER)
+    except DecodeError:
+        return None
 
 
 def hint_plan(hint: TableSchema) -> StructPlan:

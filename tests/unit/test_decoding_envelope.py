@@ -511,3 +511,29 @@ def test_schemaless_with_hint_toast_and_errors() -> None:
 def test_hint_is_ignored_when_the_envelope_has_a_schema() -> None:
     ev = event(*raw(2), schema_hint=HINT)
     assert ev.schema is not HINT and len(ev.schema.columns) == 25
+
+
+def test_field_defaults_are_decoded_like_values() -> None:
+    from cdc.decoding.schema import struct_plan
+
+    plan = struct_plan(
+        {
+            "type": "struct",
+            "fields": [
+                {"type": "int32", "optional": False, "field": "id"},
+                {"type": "string", "optional": True, "default": "fresh", "field": "note"},
+                {
+                    "type": "bytes",
+                    "optional": False,
+                    "name": "org.apache.kafka.connect.data.Decimal",
+                    "parameters": {"scale": "2", "connect.decimal.precision": "6"},
+                    "default": "AJY=",
+                    "field": "amt",
+                },
+                {"type": "int32", "optional": True, "default": "not an int", "field": "bad"},
+            ],
+        },
+        "after",
+    )
+    defaults = {c.name: c.default for c in plan.columns}
+    assert defaults == {"id": None, "note": "fresh", "amt": Decimal("1.50"), "bad": None}

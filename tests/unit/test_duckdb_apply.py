@@ -434,3 +434,33 @@ def test_print_throughput_and_open_close_overhead(tmp_path: Path) -> None:
         f"open/close per apply: {timings[False] * 1000:.1f} ms "
         f"(overhead {(timings[False] - timings[True]) * 1000:.1f} ms, table of 50k rows)"
     )
+
+
+def test_added_column_with_a_default_fills_existing_rows_and_older_events(
+    wh: DuckDBWarehouse,
+) -> None:
+    """PostgreSQL gives existing rows an added column's default without logging a change: the
+    warehouse does the same, and changes written before the column existed get it too."""
+    evo = TableTarget("evo")
+    v1 = _schema(("id", ColumnType(Kind.INT32)), ("n", ColumnType(Kind.INT32)))
+    wh.apply([batch(ev(Op.CREATE, 1, 1, schema=v1, n=1), target=evo)], [])
+    wh.apply([batch(ev(Op.CREATE, 2, 2, schema=v1, n=2), target=evo)], [])
+    v2 = TableSchema(
+        TableId("public", "evo"),
+        (
+            Column("id", ColumnType(Kind.INT32)),
+            Column("n", ColumnType(Kind.INT32)),
+            Column("price", ColumnType(Kind.DECIMAL, 6, 2), default=Decimal("1.50")),
+            Column("note", ColumnType(Kind.TEXT), default="it's; $$ fresh"),
+        ),
+        ("id",),
+    )
+    # one batch: an old-schema update of key 2 (before the ALTER), then a new-schema insert
+    old = ev(Op.UPDATE, 2, 3, schema=v1, n=20)
+    new = ev(Op.CREATE, 3, 4, schema=v2, n=3, price=Decimal("9.99"), note=None)
+    wh.apply([TableBatch(evo, v2, [old, new])], [])
+    assert rows(wh, evo) == [
+        {"id": 1, "n": 1, "price": Decimal("1.50"), "note": "it's; $$ fresh"},  # backfilled
+        {"id": 2, "n": 20, "price": Decimal("1.50"), "note": "it's; $$ fresh"},  # older event
+        {"id": 3, "n": 3, "price": Decimal("9.99"), "note": None},  # explicit NULL stays NULL
+    ]

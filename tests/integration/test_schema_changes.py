@@ -1,0 +1,117 @@
+"""Schema changes at the source, mid-stream, on the real chain (architecture.md §4.7):
+compatible ones are applied to the warehouse table; an incompatible one parks that table with a
+clear error while the other tables flow on, and its offsets stay before the change."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import duckdb
+import pytest
+
+from cdc.compare import compare_rows, source_connection, source_rows
+from cdc.local.pipeline import ReplicatorThread
+from cdc.runtime import open_warehouse
+
+if TYPE_CHECKING:
+    from conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _column_types(path: str, table: str) -> dict[str, str]:
+    with duckdb.connect(path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [table],
+        ).fetchall()
+    return dict(rows)
+
+
+def test_added_and_widened_columns_follow_the_source(pipeline: Pipeline) -> None:
+    pipeline.sql(
+        "CREATE TABLE evolving (id int PRIMARY KEY, price numeric(6,2), name varchar(10), "
+        "n smallint)"
+    )
+    pipeline.sql(
+        "INSERT INTO evolving SELECT g, g + 0.5, 'n' || g, g FROM generate_series(1, 50) g"
+    )
+    config = pipeline.configure(["public.evolving"], linger_ms=50)
+    pipeline.start_debezium()
+    replicator = ReplicatorThread(config).start()
+    pipeline.wait_published()
+    replicator.wait_caught_up()
+
+    pipeline.sql("ALTER TABLE evolving ADD COLUMN note text DEFAULT 'fresh'")
+    pipeline.sql("UPDATE evolving SET note = 'set ' || id WHERE id <= 10")
+    pipeline.sql("ALTER TABLE evolving ALTER COLUMN price TYPE numeric(14,4)")
+    pipeline.sql("ALTER TABLE evolving ALTER COLUMN name TYPE varchar(60)")
+    pipeline.sql("ALTER TABLE evolving ALTER COLUMN n TYPE bigint")
+    pipeline.sql(
+        "INSERT INTO evolving VALUES (100, 1234567890.1234, repeat('w', 60), 9000000000, 'new')"
+    )
+    pipeline.sql("UPDATE evolving SET price = price * 3, n = n * 1000000000 WHERE id <= 20")
+    pipeline.sql("DELETE FROM evolving WHERE id BETWEEN 30 AND 35")
+    pipeline.wait_published()
+    stats = replicator.finish()
+
+    assert stats.dead_letters == 0 and not stats.parked
+    pipeline.assert_equal_to_source()  # every column, the new one included
+    types = _column_types(str(config.warehouse.path), "evolving")
+    assert types["note"] == "VARCHAR"
+    assert types["price"] == "DECIMAL(14,4)"  # widened, still exact
+    assert types["n"] == "BIGINT"
+
+
+def test_incompatible_change_parks_only_that_table(pipeline: Pipeline) -> None:
+    pipeline.sql("CREATE TABLE steady (id int PRIMARY KEY, v int)")
+    pipeline.sql("CREATE TABLE breaking (id int PRIMARY KEY, code text)")
+    pipeline.sql("INSERT INTO steady SELECT g, g FROM generate_series(1, 20) g")
+    pipeline.sql("INSERT INTO breaking SELECT g, 'c' || g FROM generate_series(1, 20) g")
+    config = pipeline.configure(["public.steady", "public.breaking"], linger_ms=50)
+    pipeline.start_debezium()
+    replicator = ReplicatorThread(config).start()
+    pipeline.wait_published()
+    replicator.wait_caught_up()
+    before_change = _breaking_rows(str(config.warehouse.path))
+
+    # text -> integer can't be followed without losing data
+    pipeline.sql("ALTER TABLE breaking ALTER COLUMN code TYPE integer USING length(code)")
+    pipeline.sql("INSERT INTO breaking VALUES (21, 7)")
+    for i in range(1, 11):
+        pipeline.sql("UPDATE steady SET v = v + 100 WHERE id = %s", [i])
+    pipeline.sql("INSERT INTO steady VALUES (21, 21)")
+    pipeline.wait_published()
+    stats = replicator.finish()
+
+    breaking_topic = config.topic_for(config.table("breaking"))
+    steady_topic = config.topic_for(config.table("steady"))
+    assert set(stats.parked) == {breaking_topic}
+    reason = stats.parked[breaking_topic]
+    assert "'breaking'" in reason and "'code'" in reason and "re-snapshot" in reason
+    assert stats.dead_letters == 0  # parked, not dropped: nothing was dead-lettered
+
+    # the other table flowed on and is exact
+    warehouse = open_warehouse(config)
+    try:
+        with source_connection(pipeline.url) as conn:
+            key, types, rows = source_rows(conn, config.table("steady").source)
+        steady = compare_rows(
+            "steady",
+            key,
+            types,
+            rows,
+            warehouse.fetch_table(config.table_target(config.table("steady"))),
+        )
+        offsets = warehouse.load_offsets(config.kafka.group_id)
+    finally:
+        warehouse.close()
+    assert steady.diffs == 0, steady.describe()
+    # the parked table is untouched and its offset did not pass the change
+    assert _breaking_rows(str(config.warehouse.path)) == before_change
+    assert offsets[(breaking_topic, 0)] <= 20 < offsets[(steady_topic, 0)]
+
+
+def _breaking_rows(path: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(path, read_only=True) as con:
+        return con.execute("SELECT * FROM breaking ORDER BY id").fetchall()
