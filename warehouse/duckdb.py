@@ -251,6 +251,13 @@ class DuckDBWarehouse(Warehouse):
         target, schema = batch.target, batch.schema
         if target.mode != "mirror":
             raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
+        if not schema.key:
+            raise IncompatibleSchemaChangeError(
+                f"table {target.name!r}: the source table {schema.table} has no primary key, so "
+                "its changes can't be matched to rows; the table is parked. Add a primary key "
+                "at the source (ALTER TABLE ... ADD PRIMARY KEY), then re-snapshot the table",
+                table=target.name,
+            )
         meta_names = {n for n, _ in metadata_types(target.metadata, True)}
         clash = meta_names.intersection(schema.names)
         if clash:

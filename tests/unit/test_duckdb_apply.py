@@ -464,3 +464,21 @@ def test_added_column_with_a_default_fills_existing_rows_and_older_events(
         {"id": 2, "n": 20, "price": Decimal("1.50"), "note": "it's; $$ fresh"},  # older event
         {"id": 3, "n": 3, "price": Decimal("9.99"), "note": None},  # explicit NULL stays NULL
     ]
+
+
+def test_a_table_without_primary_key_is_refused_with_what_to_do(wh: DuckDBWarehouse) -> None:
+    keyless = TableSchema(TableId("public", "log"), (Column("msg", ColumnType(Kind.TEXT)),), ())
+    event = ChangeEvent(
+        op=Op.CREATE,
+        schema=keyless,
+        key={},
+        before=None,
+        after={"msg": "hi"},
+        position=SourcePosition(1, 1, 1_700_000_000_000_000, False),
+        origin=KafkaOrigin("pg.public.log", 0, next(_offset)),
+    )
+    with pytest.raises(
+        IncompatibleSchemaChangeError, match=r"no primary key.*ADD PRIMARY KEY"
+    ) as e:
+        wh.apply([TableBatch(TableTarget("log"), keyless, [event])], [])
+    assert e.value.table == "log"
