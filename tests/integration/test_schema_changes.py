@@ -115,3 +115,28 @@ def test_incompatible_change_parks_only_that_table(pipeline: Pipeline) -> None:
 def _breaking_rows(path: str) -> list[tuple[object, ...]]:
     with duckdb.connect(path, read_only=True) as con:
         return con.execute("SELECT * FROM breaking ORDER BY id").fetchall()
+
+
+def test_a_table_without_primary_key_is_parked_and_the_others_flow(pipeline: Pipeline) -> None:
+    pipeline.sql("CREATE TABLE keyed (id int PRIMARY KEY, v int)")
+    pipeline.sql("CREATE TABLE keyless (msg text)")
+    pipeline.sql("INSERT INTO keyed VALUES (1, 1)")
+    pipeline.sql("INSERT INTO keyless VALUES ('a'), ('b')")
+    config = pipeline.configure(["public.keyed", "public.keyless"], linger_ms=50)
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    pipeline.sql("INSERT INTO keyed VALUES (2, 2)")
+    pipeline.sql("INSERT INTO keyless VALUES ('c')")
+    stats = pipeline.replicate_until_caught_up()
+
+    keyless_topic = config.topic_for(config.table("keyless"))
+    assert set(stats.parked) == {keyless_topic}
+    assert "no primary key" in stats.parked[keyless_topic]
+    warehouse = open_warehouse(config)
+    try:
+        keyed = warehouse.fetch_table(config.table_target(config.table("keyed")))
+        offsets = warehouse.load_offsets(config.kafka.group_id)
+    finally:
+        warehouse.close()
+    assert sorted(r["id"] for r in keyed) == [1, 2]
+    assert (keyless_topic, 0) not in offsets  # nothing of it was consumed for good
