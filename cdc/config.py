@@ -912,7 +912,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(str(path), 1, "", "file not found")]) from None
+        raise ConfigError(
+            [Problem(str(path), 1, "", "file not found (print an example: cdc config example)")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), 1, "", f"cannot read the file: {exc}")]) from None
     return parse_config(text, file=str(path), config_dir=file.resolve().parent, env=env)

@@ -43,11 +43,9 @@ StateDirOpt = Annotated[
 def _load(path: Path) -> Config:
     try:
         return load_config(path)
-    except FileNotFoundError:
-        err.print(f"[red]no configuration file at {path}[/] (create one: cdc config example)")
-        raise typer.Exit(2) from None
     except ConfigError as exc:
-        err.print(f"[red]invalid configuration[/]\n{exc}")
+        err.print("[red]invalid configuration[/]")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
