@@ -202,6 +202,7 @@ class ChangeEvent:
     position: SourcePosition
     origin: KafkaOrigin
     raw_value: bytes | None = field(default=None, repr=False, compare=False)
+    raw_key: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def table(self) -> TableId:

@@ -174,7 +174,7 @@ def replay_dead_letters(
             "enable.partition.eof": True,
         }
     )
-    sent = 0
+    sent = consumed = 0
     try:
         metadata = consumer.list_topics(timeout=timeout)
         wanted = [t for t in topics if t in metadata.topics]
@@ -198,6 +198,7 @@ def replay_dead_letters(
                     open_partitions.discard((msg.topic(), msg.partition()))
                     continue
                 raise KafkaException(err)
+            consumed += 1
             headers = _headers(msg)
             original = headers.get(H_TOPIC)
             if not original:
@@ -206,7 +207,8 @@ def replay_dead_letters(
             sent += 1
         if producer.flush(30):
             raise KafkaException("replayed messages were not acknowledged; nothing committed")
-        consumer.commit(asynchronous=False)
+        if consumed:  # nothing new: no stored offset to commit (librdkafka: _NO_OFFSET)
+            consumer.commit(asynchronous=False)
     finally:
         consumer.close()
     return sent

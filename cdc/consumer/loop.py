@@ -376,7 +376,7 @@ class Replicator:
         except DataError as exc:
             if len(batch.events) == 1:
                 event = batch.events[0]
-                self._dead_letter(Polled(event.origin, None, event.raw_value), exc)
+                self._dead_letter(Polled(event.origin, event.raw_key, event.raw_value), exc)
                 self.dlq.flush()
                 return
         first, second = split_events(batch)

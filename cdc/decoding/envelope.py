@@ -336,4 +336,5 @@ def _decode(
         position=position,
         origin=KafkaOrigin(topic, partition, offset),
         raw_value=value,
+        raw_key=key,
     )
