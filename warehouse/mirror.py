@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema
-from warehouse.base import TableBatch
+from warehouse.base import DataError, TableBatch
 
 Key = tuple[Any, ...]
 
@@ -58,14 +58,19 @@ class MirrorPlan:
         return frozenset(out)
 
 
-def event_key(event: ChangeEvent, schema: TableSchema) -> Key:
-    """The key tuple of an event, in ``schema.key`` order."""
+def event_key(event: ChangeEvent, schema: TableSchema, batch_table: str | None = None) -> Key:
+    """The key tuple of an event, in ``schema.key`` order.
+
+    An event without the key columns (a keyless message on a keyed table's topic) is a
+    :class:`DataError`: the consumer isolates it and dead-letters it.
+    """
     try:
         return tuple(event.key[name] for name in schema.key)
     except KeyError as exc:
-        raise ValueError(
+        raise DataError(
             f"event for {schema.table} at {event.origin} lacks key column {exc.args[0]!r} "
-            f"(key columns: {schema.key})"
+            f"(key columns: {schema.key}); it goes to the dead-letter topic",
+            table=batch_table,
         ) from None
 
 
@@ -107,8 +112,8 @@ def _fold(prev: RowChange | None, event: ChangeEvent, key: Key, schema: TableSch
 def plan_mirror(batch: TableBatch) -> MirrorPlan:
     """Collapse a batch to the newest change per key, carrying TOAST values forward.
 
-    Raises ``ValueError`` for a truncate (the consumer handles those) and for events without
-    their key columns.
+    Raises ``ValueError`` for a truncate (the consumer handles those) and
+    :class:`DataError` for events without their key columns.
     """
     schema = batch.schema
     ordered = sorted(batch.events, key=lambda e: (e.position.lsn, e.origin.offset))
@@ -119,7 +124,7 @@ def plan_mirror(batch: TableBatch) -> MirrorPlan:
                 f"truncate of {schema.table} at {event.origin}: not a row change; "
                 "the consumer must handle truncates before planning"
             )
-        key = event_key(event, schema)
+        key = event_key(event, schema, batch.target.name)
         newest[key] = _fold(newest.get(key), event, key, schema)
     rows = list(newest.values())
     return MirrorPlan(

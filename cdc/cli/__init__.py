@@ -224,7 +224,7 @@ def dlq_list(
 
     cfg = _load(config)
     topics = [cfg.dlq_topic_for(t) for t in cfg.tables]
-    letters = list(read_dead_letters(cfg.kafka.bootstrap_servers, topics))
+    letters = list(read_dead_letters(cfg.kafka.client_config(), topics))
     if as_json:
         for letter in letters:
             print(
@@ -265,7 +265,7 @@ def dlq_replay(config: ConfigOpt = Path("cdc.yaml")) -> None:
     cfg = _load(config)
     topics = [cfg.dlq_topic_for(t) for t in cfg.tables]
     sent = replay_dead_letters(
-        cfg.kafka.bootstrap_servers, topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
+        cfg.kafka.client_config(), topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
     )
     console.print(f"replayed {sent} dead letters")
 

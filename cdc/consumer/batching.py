@@ -50,7 +50,9 @@ def group_by_table(
     batches = []
     for topic, evs in by_topic.items():
         evs.sort(key=lambda e: (e.origin.partition, e.origin.offset))
-        newest = max(evs, key=lambda e: e.position.lsn)
+        # a stray keyless message must not decide a keyed table's schema
+        keyed = [e for e in evs if e.schema.key] or evs
+        newest = max(keyed, key=lambda e: e.position.lsn)
         batches.append(TableBatch(target=targets[topic], schema=newest.schema, events=evs))
     return batches
 

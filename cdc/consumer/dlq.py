@@ -9,7 +9,7 @@ normal apply path, with its position guard, decides whether they are still newes
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +104,15 @@ class DeadLetterWriter:
 
 
 def read_dead_letters(
-    bootstrap_servers: str, topics: list[str], *, timeout: float = 10
+    client: Mapping[str, Any], topics: list[str], *, timeout: float = 10
 ) -> Iterator[DeadLetter]:
-    """Every message currently in the dead-letter ``topics`` (from the start to the end)."""
+    """Every message currently in the dead-letter ``topics`` (from the start to the end).
+
+    ``client``: librdkafka settings, ``bootstrap.servers`` and any security settings.
+    """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client,
             "group.id": "cdc-dlq-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -157,17 +160,17 @@ def read_dead_letters(
 
 
 def replay_dead_letters(
-    bootstrap_servers: str, topics: list[str], *, group_id: str, timeout: float = 10
+    client: Mapping[str, Any], topics: list[str], *, group_id: str, timeout: float = 10
 ) -> int:
     """Re-publish dead letters not replayed before to their original topics.
 
     Progress is kept in the consumer group ``group_id`` on the dead-letter topics, so a second
     replay only sends letters that arrived since.
     """
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
+    producer = Producer({**client, "enable.idempotence": True})
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client,
             "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cdc.consumer.batching import group_by_table
 from cdc.model import (
     UNCHANGED_TOAST,
     ChangeEvent,
@@ -482,3 +483,28 @@ def test_a_table_without_primary_key_is_refused_with_what_to_do(wh: DuckDBWareho
     ) as e:
         wh.apply([TableBatch(TableTarget("log"), keyless, [event])], [])
     assert e.value.table == "log"
+
+
+def test_a_keyless_message_on_a_keyed_table_is_a_data_error_of_that_table(
+    wh: DuckDBWarehouse,
+) -> None:
+    """A stray message without a key must not stop `cdc run`: the consumer bisects DataErrors
+    down to the event and dead-letters it."""
+    good = ev(Op.CREATE, 1, 1, name="ok")
+    stray = ChangeEvent(
+        op=Op.CREATE,
+        schema=TableSchema(SCHEMA.table, SCHEMA.columns, ()),
+        key={},
+        before=None,
+        after={"id": 2, "name": "stray"},
+        position=SourcePosition(2, 2, 1_700_000_000_000_002, False),
+        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
+    )
+    [grouped] = group_by_table([good, stray], {"pg.public.items": ITEMS})
+    assert grouped.schema.key == ("id",)  # the stray message does not decide the schema
+    with pytest.raises(DataError, match="lacks key column 'id'") as e:
+        wh.apply([grouped], [])
+    assert e.value.table == ITEMS.name
+    with wh.connection() as con:  # refused while planning: not even the table was created
+        found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'items'")
+        assert found.fetchone() == (0,)

@@ -18,7 +18,7 @@ from cdc.model import (
     TableId,
     TableSchema,
 )
-from warehouse.base import TableBatch, TableTarget
+from warehouse.base import DataError, TableBatch, TableTarget
 from warehouse.mirror import plan_mirror
 
 SCHEMA = TableSchema(
@@ -157,5 +157,6 @@ def test_event_without_key_column_is_refused() -> None:
         Op.CREATE, SCHEMA, {"nope": 1}, None, {"id": 1}, ev(Op.CREATE, 1, 1, 0).position,
         KafkaOrigin("t", 0, 9),
     )  # fmt: skip
-    with pytest.raises(ValueError, match="key column 'id'"):
+    with pytest.raises(DataError, match="key column 'id'") as e:
         plan(bad)
+    assert e.value.table == "items"
