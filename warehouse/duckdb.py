@@ -216,8 +216,8 @@ class DuckDBWarehouse(Warehouse):
         """Create the table if missing, add missing columns, widen compatible types.
 
         A column added to an existing table gets its source default in the rows already there
-        (``defaults``), as PostgreSQL gives it to its existing rows without logging a change;
-        the value is staged as Arrow data, like every other value.
+        (``defaults``: the columns that have one), as PostgreSQL gives it to its existing rows
+        without logging a change; the value is staged as Arrow data, like every other value.
         """
         self._exec(con, sql.create_table(ref, columns))
         rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
@@ -235,7 +235,7 @@ class DuckDBWarehouse(Warehouse):
             if old is None:
                 self._exec(con, sql.add_column(ref, name, dtype))
                 column = (defaults or {}).get(name)
-                if column is not None and column.default is not None:
+                if column is not None:
                     value = column_array(column.type, [column.default], table=ref.name, column=name)
                     con.register("_cdc_default", pa.table({"v": value}))
                     try:
@@ -318,21 +318,18 @@ class DuckDBWarehouse(Warehouse):
                     self._bookkeeping_ddl(con)
                 for i, (batch, plan, m, stage, toast) in enumerate(work):
                     current = batch.target.name
-                    self._ensure_table(con, batch, m, pending)
-                    name = f"_cdc_stage_{i}"
-                    con.register(name, stage)
-                    registered.append(name)
-                    stats.append(self._apply_plan(con, m, plan, name, toast))
+                    with _naming_table(current):
+                        self._ensure_table(con, batch, m, pending)
+                        name = f"_cdc_stage_{i}"
+                        con.register(name, stage)
+                        registered.append(name)
+                        stats.append(self._apply_plan(con, m, plan, name, toast))
                 current = None
                 self._store_offsets(con, offsets, registered)
                 con.commit()
             except duckdb.Error as exc:
                 _rollback(con)
                 raise map_error(exc, table=current, path=self.path) from exc
-            except IncompatibleSchemaChangeError as exc:
-                _rollback(con)
-                exc.table = exc.table or current
-                raise
             except BaseException:
                 _rollback(con)
                 raise

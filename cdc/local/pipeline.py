@@ -77,22 +77,13 @@ def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) ->
     stack.start_debezium(props, partitions=partitions)
 
 
-def source_flush_lsn(url: str) -> int:
-    """The source's current WAL insert position, as an integer LSN."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def wait_until_published(url: str, slot: str, lsn: int | None = None, timeout: float = 120) -> None:
+def wait_until_published(url: str, slot: str, timeout: float = 120) -> None:
     """Wait until everything committed at the source so far is in Kafka.
 
     Once the slot exists, write a WAL marker (``pg_logical_emit_message``) and wait until
     Debezium confirms the slot past it. Debezium confirms only what its handler (the Kafka
     publisher) acknowledged, and only while streaming, i.e. after its snapshot is complete;
     the marker comes after every earlier commit, so all of them are in Kafka by then.
-    ``lsn``, when given, must be confirmed too.
     """
     deadline = time.monotonic() + timeout
     query = (
@@ -110,7 +101,7 @@ def wait_until_published(url: str, slot: str, lsn: int | None = None, timeout: f
                 assert emitted is not None
                 marker = int(emitted[0])
             confirmed = int(row[0]) if row and row[0] is not None else -1
-            if marker is not None and confirmed >= max(marker, lsn or 0):
+            if marker is not None and confirmed >= marker:
                 return
             time.sleep(0.2)
     raise TimeoutError(

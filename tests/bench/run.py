@@ -75,7 +75,6 @@ from cdc.consumer.loop import Replicator, RunStats
 from cdc.decoding import DecodeError, Skip, decode_message
 from cdc.local.pipeline import (
     ReplicatorThread,
-    source_flush_lsn,
     start_debezium,
     wait_until_published,
     write_stack_config,
@@ -487,7 +486,7 @@ def run_latency(
     before = len(thread.replicator.stats.latencies_s)
     try:
         workload = run_workload(url, args.rows, args.seconds, args.rate, args.seed)
-        wait_until_published(url, config.source.slot_name, source_flush_lsn(url))
+        wait_until_published(url, config.source.slot_name)
     except BaseException:
         thread.stop()
         raise

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from cdc.config import Config
 from cdc.local.pipeline import (
@@ -127,3 +128,21 @@ def pipeline(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
             )
         if stack.debezium_offsets.exists():
             stack.debezium_offsets.unlink()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
+    """Every message of every partition, read to the end of the log (not to the high
+    watermark: Tansu's lags, it reports the last record batch's base offset + 1)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-topic-reader"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    out: list[Message] = []
+    empty = 0
+    try:
+        while empty < 2:
+            msgs = consumer.consume(1000, timeout=1)
+            empty = 0 if msgs else empty + 1
+            out.extend(m for m in msgs if m.error() is None)
+    finally:
+        consumer.close()
+    return out

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
+from conftest import read_topic
 
 from cdc.config import Config
 from cdc.consumer.dlq import (
@@ -37,25 +38,6 @@ pytestmark = pytest.mark.integration
 NOT_JSON = b"{not json"
 POISON_ID = 9001  # exists only in the poison envelope, never at the source
 NOT_JSON_ID = 9002
-
-
-def _read_topic(bootstrap: str, topic: str) -> list[Message]:
-    """Every message of every partition, read to the end of the log (not to the high
-    watermark: Tansu's lags, it reports the last record batch's base offset + 1). The broker
-    auto-creates a dead-letter topic with several partitions."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-test-reader"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    out: list[Message] = []
-    empty = 0
-    try:
-        while empty < 2:
-            msgs = consumer.consume(1000, timeout=1)
-            empty = 0 if msgs else empty + 1
-            out.extend(m for m in msgs if m.error() is None)
-    finally:
-        consumer.close()
-    return out
 
 
 def _headers(msg: Message) -> dict[str, str]:
@@ -178,7 +160,7 @@ def test_poison_is_dead_lettered_good_changes_flow_on_and_replay_applies_fixed_l
 
     [(insert_key, insert_value)] = [
         (m.key() or b"", m.value() or b"")
-        for m in _read_topic(bootstrap, topic)
+        for m in read_topic(bootstrap, topic)
         if b'"streamed"' in (m.value() or b"")
     ]
     poison_key, poison_value = _poison_envelope(insert_value, insert_key)
@@ -204,7 +186,7 @@ def test_poison_is_dead_lettered_good_changes_flow_on_and_replay_applies_fixed_l
     pipeline.assert_equal_to_source()  # ...exactly (the poison row was not)
 
     # both letters, bytes untouched, the reason and the origin in headers
-    letters = _read_topic(bootstrap, dlq)
+    letters = read_topic(bootstrap, dlq)
     assert len(letters) == 2
     by_class = {_headers(m)[H_ERROR_CLASS]: m for m in letters}
     assert set(by_class) == {"DecodeError", "DataError"}
@@ -244,14 +226,14 @@ def test_poison_is_dead_lettered_good_changes_flow_on_and_replay_applies_fixed_l
     ]
     assert _diffs_besides_the_poison(pipeline) == []
 
-    replayed = [m for m in _read_topic(bootstrap, topic) if (m.offset() or 0) > poison_offset]
+    replayed = [m for m in read_topic(bootstrap, topic) if (m.offset() or 0) > poison_offset]
     replayed_not_json = [m.offset() for m in replayed if m.value() == NOT_JSON]
     assert len(replayed_not_json) == 1
     assert [(m.key(), m.value()) for m in replayed if m.value() in (NOT_JSON, poison_value)] in (
         [(not_json_key, NOT_JSON), (poison_key, poison_value)],
         [(poison_key, poison_value), (not_json_key, NOT_JSON)],
     )
-    letters = _read_topic(bootstrap, dlq)
+    letters = read_topic(bootstrap, dlq)
     assert len(letters) == 3
     [again] = [m for m in letters if _headers(m)[H_OFFSET] == str(replayed_not_json[0])]
     assert _headers(again)[H_ERROR_CLASS] == "DecodeError"
@@ -262,5 +244,5 @@ def test_poison_is_dead_lettered_good_changes_flow_on_and_replay_applies_fixed_l
     assert _replay(cfg_path) == 0
     stats = pipeline.replicate_until_caught_up()
     assert stats.dead_letters == 1  # the invalid JSON, once more
-    assert len(_read_topic(bootstrap, dlq)) == 4
+    assert len(read_topic(bootstrap, dlq)) == 4
     assert _diffs_besides_the_poison(pipeline) == []

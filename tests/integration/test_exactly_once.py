@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from conftest import read_topic
 
 from cdc.config import Config
 from cdc.consumer.batching import Polled
@@ -74,21 +75,6 @@ def _table_snapshot(path: str) -> list[tuple[Any, ...]]:
         return con.execute("SELECT * FROM items ORDER BY id").fetchall()
 
 
-def _topic_end(config: Config, topic: str) -> int:
-    """Last offset + 1, read from the log itself (Tansu's high watermark lags: it reports the
-    last record batch's base offset + 1)."""
-    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "end"})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    last, empty = -1, 0
-    while empty < 2:
-        msgs = consumer.consume(1000, timeout=1)
-        empty = 0 if msgs else empty + 1
-        for m in msgs:
-            last = max(last, m.offset() or 0)
-    consumer.close()
-    return last + 1
-
-
 def _kafka_committed(config: Config, topic: str) -> int:
     consumer = Consumer(
         {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": config.kafka.group_id}
@@ -126,7 +112,9 @@ def test_kill_between_warehouse_and_kafka_commit_loses_and_duplicates_nothing(
             [config.kafka.group_id, topic],
         ).fetchone()
     assert total == distinct
-    assert offset == _topic_end(config, topic)
+    assert offset == 1 + max(
+        m.offset() or 0 for m in read_topic(config.kafka.bootstrap_servers, topic)
+    )
 
 
 def test_second_group_replaying_everything_changes_nothing(pipeline: Pipeline) -> None:
@@ -153,13 +141,10 @@ def test_zombie_with_older_offsets_cannot_move_offsets_or_rows_back(pipeline: Pi
     rows_before = _table_snapshot(str(config.warehouse.path))
 
     # a zombie member of the same group still holding the first half of the partition
-    reader = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "zr"})
-    reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    old: list[Polled] = []
-    while len(old) < offsets_before[(topic, 0)] // 2:
-        for m in reader.consume(500, timeout=2):
-            old.append(Polled(KafkaOrigin(topic, 0, m.offset() or 0), m.key(), m.value()))
-    reader.close()
+    old = [
+        Polled(KafkaOrigin(topic, 0, m.offset() or 0), m.key(), m.value())
+        for m in read_topic(config.kafka.bootstrap_servers, topic)
+    ]
     zombie = Replicator(replicator_settings(config), open_warehouse(config))
     zombie._process(old[: offsets_before[(topic, 0)] // 2])
     zombie.close()
