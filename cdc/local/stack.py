@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from cdc.local.broker import LocalBroker
-from cdc.local.postgres import LocalPostgres
+from cdc.local.postgres import LocalPostgres, cluster_dir
 from cdc.local.processes import ProcessRecord, free_port, port_open, wait_for_port
 
 DEFAULT_PG_PORT = 54329
@@ -97,7 +97,7 @@ class LocalStack:
             if loaded is not None and loaded.processes:
                 self.stale_cleaned.extend(loaded.processes)
                 self._save()
-        self.postgres = LocalPostgres(self.state_dir / "postgres", self.state.pg_port)
+        self.postgres = LocalPostgres(cluster_dir(self.state_dir), self.state.pg_port)
         self.broker = LocalBroker(self.state_dir / "broker", self.state.kafka_port)
 
     # ------------------------------------------------------------------ state
@@ -248,6 +248,7 @@ class LocalStack:
             stopped.append("postgres")
         self._save()
         if purge:
+            self.postgres.destroy()  # its cluster may live outside state_dir (cluster_dir)
             shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
 

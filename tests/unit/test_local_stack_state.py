@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,32 @@ def test_no_state_file_means_nothing_stale_and_nothing_written(tmp_path: Path) -
     assert stack.stale_cleaned == []
     assert stack.state.processes == {}
     assert not (tmp_path / "fresh").exists()
+
+
+def test_cluster_lives_where_the_postgres_user_can_reach_it() -> None:
+    base = Path(tempfile.mkdtemp())  # not pytest's tmp_path: that sits under a 0700 folder
+    os.chmod(base, 0o755)
+    open_dir, private = base / "open", base / "private"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o755)
+    private.mkdir()
+    os.chmod(private, 0o700)
+    try:
+        _check_cluster_dirs(open_dir, private)
+    finally:
+        shutil.rmtree(base)
+
+
+def _check_cluster_dirs(open_dir: Path, private: Path) -> None:
+    from cdc.local.postgres import cluster_dir, traversable_by_others
+
+    assert traversable_by_others(open_dir / "not-made-yet")
+    assert not traversable_by_others(private / "state")
+    assert cluster_dir(open_dir / "state") == (open_dir / "state").resolve() / "postgres"
+    moved = cluster_dir(private / "state")
+    if os.geteuid() == 0:  # PostgreSQL runs as another user, who can't enter `private`
+        assert moved.parent == Path(tempfile.gettempdir())
+        assert moved == cluster_dir(private / "state")  # stable for one state dir
+        assert moved != cluster_dir(private / "other")
+    else:
+        assert moved == (private / "state").resolve() / "postgres"
