@@ -36,12 +36,13 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 from cdc.model import TableId
-from warehouse.base import MetadataColumns, TableTarget
+from warehouse.base import MetadataColumns, Scd2Options, TableTarget
 
 __all__ = [
     "Config",
@@ -406,15 +407,80 @@ class ConsumerConfig(_Model):
         )
 
 
+class Scd2Config(_Model):
+    """History options of an `scd2` table (see the README's SCD2 section)."""
+
+    granularity: Literal["transaction", "every_change"] = Field(
+        default="transaction",
+        description="`transaction`: one version per committed source transaction (several "
+        "changes to a key in one transaction give one version). `every_change`: one version "
+        "per change event.",
+    )
+    track: list[str] | None = Field(
+        default=None,
+        description="Only changes to these columns open a new version; other columns are "
+        "updated in place on the current version. Default: every column.",
+    )
+    valid_from: str = Field(default="valid_from", description="Column: version valid from.")
+    valid_to: str = Field(
+        default="valid_to", description="Column: version valid until (NULL while current)."
+    )
+    is_current: str = Field(default="is_current", description="Column: true on the current one.")
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise PydanticCustomError(
+                "track_empty", "must list at least one column (leave it out to track all)"
+            )
+        repeated = sorted({c for c in value if value.count(c) > 1})
+        if repeated:
+            raise PydanticCustomError("track_repeated", "lists {columns} more than once",
+                                      {"columns": ", ".join(repeated)})  # fmt: skip
+        return value
+
+    @field_validator("valid_from", "valid_to", "is_current")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return _check_pg_identifier(value)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Scd2Config:
+        names = [self.valid_from, self.valid_to, self.is_current]
+        if len(set(names)) != 3:
+            raise PydanticCustomError(
+                "validity_names", "valid_from, valid_to and is_current must be three different "
+                "column names (got {names})", {"names": ", ".join(names)},
+            )  # fmt: skip
+        return self
+
+    def options(self) -> Scd2Options:
+        return Scd2Options(
+            valid_from=self.valid_from,
+            valid_to=self.valid_to,
+            is_current=self.is_current,
+            granularity=self.granularity,
+            track=tuple(self.track) if self.track is not None else None,
+        )
+
+
 class TableConfig(_Model):
     """One replicated table."""
 
     name: str = Field(
         description="Source table as `schema.table` (`table` alone means `public.table`)."
     )
-    mode: Literal["mirror"] = Field(
+    mode: Literal["mirror", "scd2"] = Field(
         default="mirror",
-        description="`mirror`: the warehouse table holds the current rows (upsert/delete).",
+        description="`mirror`: the warehouse table holds the current rows (upsert/delete). "
+        "`scd2`: it holds every version of every row, valid from/to the source commit times, "
+        "with a `<table>_current` view.",
+    )
+    scd2: Scd2Config | None = Field(
+        default=None, description="History options (mode `scd2` only; defaults apply if absent)."
     )
     soft_delete: bool = Field(
         default=False,
@@ -441,6 +507,21 @@ class TableConfig(_Model):
     @classmethod
     def _target(cls, value: str | None) -> str | None:
         return None if value is None else _check_pg_identifier(value)
+
+    @model_validator(mode="after")
+    def _mode_options(self) -> TableConfig:
+        if self.mode == "mirror" and self.scd2 is not None:
+            raise PydanticCustomError(
+                "scd2_options",
+                "has `scd2` options but mode is mirror: set `mode: scd2` or remove `scd2`",
+            )
+        if self.mode == "scd2" and self.soft_delete:
+            raise PydanticCustomError(
+                "scd2_soft_delete",
+                "soft_delete applies to mirror tables; an scd2 table keeps deleted keys' "
+                "history anyway (a delete closes the current version): remove soft_delete",
+            )
+        return self
 
     @property
     def source(self) -> TableId:
@@ -534,6 +615,7 @@ class Config(_Model):
             mode=table.mode,
             soft_delete=table.soft_delete,
             metadata=self.consumer.metadata_columns(),
+            scd2=(table.scd2 or Scd2Config()).options(),
         )
 
 
@@ -961,6 +1043,14 @@ tables:
     mode: mirror                # current rows only
     soft_delete: false          # true: keep deleted rows flagged by _cdc_deleted
     # target: customers         # warehouse table name (default: the table's name)
+  - name: public.products
+    mode: scd2                  # every version, valid_from/valid_to from source commit times
+    scd2:
+      granularity: transaction  # transaction (one version per commit) | every_change
+      # track: [name, price]    # only these columns open a version (default: all)
+      valid_from: valid_from
+      valid_to: valid_to
+      is_current: is_current
 
 # Kafka Connect REST API (production: `cdc connector register`)
 # connect:

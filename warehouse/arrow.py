@@ -18,9 +18,10 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from cdc.model import ColumnType, Interval, Kind
+from cdc.model import ColumnType, Interval, Kind, Op, TableSchema
 from warehouse.base import DataError, IncompatibleSchemaChangeError
-from warehouse.mirror import MirrorPlan
+from warehouse.mirror import Key, MirrorPlan
+from warehouse.scd2 import Scd2Plan, StoredTail, Version
 from warehouse.types import (
     DT,
     MAX_DECIMAL_PRECISION,
@@ -180,6 +181,14 @@ class Stage:
     op = "m_op"
     source_ts = "m_source_ts"
     deleted = "m_deleted"
+    # scd2 stages: what a row does (KIND_*), the stored version it names, its validity, and
+    # whether it carries data values (in-place changes) or only validity and flags.
+    kind = "m_kind"
+    old_lsn = "m_old_lsn"
+    valid_from = "m_valid_from"
+    valid_to = "m_valid_to"
+    values = "m_values"
+    KIND_INSERT, KIND_UPDATE, KIND_REMOVE, KIND_MARKER = "i", "u", "r", "d"
 
     @staticmethod
     def data(index: int) -> str:
@@ -215,6 +224,132 @@ def mirror_stage(plan: MirrorPlan) -> tuple[pa.Table, frozenset[int]]:
     )
     arrays[Stage.deleted] = pa.array([r.deleted for r in rows], type=pa.bool_())
     return pa.table(arrays), frozenset(toast_indexes)
+
+
+# ---- the scd2 stages -----------------------------------------------------------------------
+
+
+def key_stage(schema: TableSchema, keys: Sequence[Key], table: str) -> pa.Table:
+    """Distinct keys of a batch, key column ``k`` staged as ``c<index of k>``."""
+    arrays = {}
+    for j, name in enumerate(schema.key):
+        i = schema.names.index(name)
+        ct = schema.columns[i].type
+        arrays[Stage.data(i)] = column_array(ct, [k[j] for k in keys], table=table, column=name)
+    return pa.table(arrays)
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def scd2_stage(plan: Scd2Plan) -> pa.Table:
+    """The plan's row operations as one Arrow table (``m_kind`` says which operation).
+
+    Data columns are set for inserts and in-place updates; removes and delete markers carry
+    only the key.
+    """
+    schema = plan.schema
+    rows: list[tuple[str, Key, Version | None, int | None]] = []
+    rows += [(Stage.KIND_INSERT, w.key, w.version, None) for w in plan.inserts]
+    rows += [(Stage.KIND_UPDATE, w.key, w.version, w.version.stored_lsn) for w in plan.updates]
+    rows += [(Stage.KIND_REMOVE, key, None, lsn) for key, lsn in plan.removes]
+    rows += [(Stage.KIND_MARKER, key, None, lsn) for key, lsn in plan.deletes]
+    arrays: dict[str, pa.Array] = {}
+    for i, c in enumerate(schema.columns):
+        if c.name in schema.key:
+            j = schema.key.index(c.name)
+            values = [key[j] for _, key, _, _ in rows]
+        else:
+            values = [v.values.get(c.name) if v is not None and v.values_changed else None
+                      for _, _, v, _ in rows]  # fmt: skip
+        arrays[Stage.data(i)] = column_array(c.type, values, table=plan.table, column=c.name)
+
+    def meta(get: Any, atype: pa.DataType, default: Any = None) -> pa.Array:
+        return pa.array([default if v is None else get(v) for _, _, v, _ in rows], type=atype)
+
+    arrays[Stage.kind] = pa.array([kind for kind, _, _, _ in rows], type=pa.string())
+    arrays[Stage.old_lsn] = pa.array(
+        [lsn if kind in (Stage.KIND_UPDATE, Stage.KIND_REMOVE) else None
+         for kind, _, _, lsn in rows], type=pa.int64())  # fmt: skip
+    arrays[Stage.lsn] = pa.array(
+        [lsn if v is None else v.lsn for _, _, v, lsn in rows], type=pa.int64()
+    )
+    arrays[Stage.txid] = meta(lambda v: v.txid, pa.int64())
+    arrays[Stage.op] = meta(lambda v: v.op.value, pa.string())
+    arrays[Stage.source_ts] = meta(lambda v: v.source_ts_us, _TS)
+    arrays[Stage.valid_from] = meta(lambda v: v.valid_from_us, _TS)
+    arrays[Stage.valid_to] = meta(lambda v: v.valid_to_us, _TS)
+    arrays[Stage.deleted] = meta(lambda v: v.deleted, pa.bool_(), False)
+    arrays[Stage.values] = meta(lambda v: v.values_changed, pa.bool_(), False)
+    return pa.table(arrays)
+
+
+def stored_tails(
+    schema: TableSchema,
+    columns: Sequence[tuple[str, exp.DataType]],
+    versions: pa.Table,
+    markers: pa.Table,
+) -> dict[Key, StoredTail]:
+    """Stored tails from the ``scd2_tail`` and ``scd2_hwm`` query results (Arrow).
+
+    ``columns`` are the data columns of the tail query, in order; metadata columns follow
+    (lsn, txid, op, source_ts, valid_from, valid_to, deleted).
+    """
+    n = len(columns)
+    data = {
+        name: _python_column(versions.column(i), dtype) for i, (name, dtype) in enumerate(columns)
+    }
+    lsn, txid, op, deleted = (versions.column(n + j).to_pylist() for j in (0, 1, 2, 6))
+    source_ts, valid_from, valid_to = (  # TIMESTAMPTZ as µs since the epoch
+        versions.column(n + j).cast(pa.int64()).to_pylist() for j in (3, 4, 5)
+    )
+    grouped: dict[Key, list[Version]] = {}
+    for r in range(versions.num_rows):
+        values = {name: data[name][r] for name in data}
+        key = tuple(values[k] for k in schema.key)
+        grouped.setdefault(key, []).append(
+            Version(
+                values=values,
+                valid_from_us=valid_from[r],
+                valid_to_us=valid_to[r],
+                deleted=bool(deleted[r]),
+                lsn=int(lsn[r]),
+                txid=txid[r],
+                op=Op(op[r]),
+                source_ts_us=source_ts[r],
+                stored_lsn=int(lsn[r]),
+                was_current=valid_to[r] is None,
+            )
+        )
+    tails = {
+        key: StoredTail(tuple(sorted(vs, key=lambda v: v.lsn)), max(v.lsn for v in vs))
+        for key, vs in grouped.items()
+    }
+    key_types = dict(columns)
+    keys = zip(
+        *(_python_column(markers.column(j), key_types[k]) for j, k in enumerate(schema.key)),
+        strict=True,
+    )
+    for key, marker in zip(keys, markers.column(len(schema.key)).to_pylist(), strict=True):
+        tail = tails.get(key, StoredTail())
+        hwm = marker if tail.hwm is None else max(tail.hwm, marker)
+        tails[key] = StoredTail(tail.versions, hwm)
+    return tails
+
+
+def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
+    out: list[Any] = values.to_pylist()
+    if needs_python_conversion(dtype):
+        out = [python_value(dtype, v) for v in out]
+    return out
+
+
+def fetched_rows(
+    table: pa.Table, columns: Sequence[tuple[str, exp.DataType]]
+) -> list[dict[str, Any]]:
+    """Fetched Arrow rows as dicts in the ``cdc.model`` value representation."""
+    out = {name: _python_column(table.column(i), dtype) for i, (name, dtype) in enumerate(columns)}
+    return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
 
 
 # ---- reading back -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal
 
 from cdc.model import ChangeEvent, TableSchema
 
-TableMode = Literal["mirror"]
+TableMode = Literal["mirror", "scd2"]
+Granularity = Literal["transaction", "every_change"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,26 @@ class MetadataColumns:
 
 
 @dataclass(frozen=True, slots=True)
+class Scd2Options:
+    """How an ``scd2`` table keeps history (architecture.md §3; semantics in warehouse.scd2).
+
+    ``track``: only changes to these columns open a new version (None: every data column);
+    other columns are updated in place on the current version. ``granularity``: one version per
+    committed source transaction (``transaction``) or per change event (``every_change``).
+    """
+
+    valid_from: str = "valid_from"
+    valid_to: str = "valid_to"
+    is_current: str = "is_current"
+    granularity: Granularity = "transaction"
+    track: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return (self.valid_from, self.valid_to, self.is_current)
+
+
+@dataclass(frozen=True, slots=True)
 class TableTarget:
     """Where and how one source table lands in the warehouse."""
 
@@ -49,6 +70,7 @@ class TableTarget:
     mode: TableMode = "mirror"
     soft_delete: bool = False
     metadata: MetadataColumns = field(default_factory=MetadataColumns)
+    scd2: Scd2Options = field(default_factory=Scd2Options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +99,48 @@ class TableApplyStats:
     upserted: int = 0
     deleted: int = 0
     stale: int = 0  # changes the position guard refused (older than what is stored)
+    versions_opened: int = 0  # scd2: new versions inserted
+    versions_closed: int = 0  # scd2: current versions closed (by a newer version or a delete)
 
 
 @dataclass(slots=True)
 class ApplyResult:
     tables: list[TableApplyStats]
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReport:
+    """The SCD2 history invariants of one table, checked on the engine.
+
+    Each count is the number of keys (``current``) or versions breaking one invariant; the
+    examples name a few offending keys. All zero: the history is well formed.
+    """
+
+    table: str
+    keys: int
+    versions: int
+    current: int  # live keys: keys whose last version is current
+    several_current: int  # keys with more than one current version
+    current_not_last: int  # a current version followed by a later version
+    current_deleted: int  # a current version flagged as deleted
+    open_closed: int  # is_current disagrees with valid_to IS NULL
+    empty_validity: int  # valid_from >= valid_to (> for every_change: equal is a same-tx change)
+    overlaps: int  # a version starting before the previous one of its key ended
+    gaps: int  # a version starting after the previous one ended, with no delete between
+    examples: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.several_current
+            or self.current_not_last
+            or self.current_deleted
+            or self.open_closed
+            or self.empty_validity
+            or self.overlaps
+            or self.gaps
+        )
 
 
 class WarehouseError(Exception):
@@ -147,6 +205,15 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def fetch_table(self, target: TableTarget) -> list[dict[str, Any]]:
         """Every live row of a target table (soft-deleted rows excluded), metadata omitted."""
+
+    @abc.abstractmethod
+    def fetch_history(self, target: TableTarget) -> list[dict[str, Any]]:
+        """Every version of an ``scd2`` table: data columns, validity and metadata columns,
+        ordered by key and version (``_cdc_lsn``)."""
+
+    @abc.abstractmethod
+    def history_report(self, target: TableTarget) -> HistoryReport:
+        """Check the history invariants of an ``scd2`` table, on the engine (set-based)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -32,11 +32,19 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from cdc.model import Column
 from warehouse import sql
-from warehouse.arrow import column_array, mirror_stage, needs_python_conversion, python_value
+from warehouse.arrow import (
+    column_array,
+    fetched_rows,
+    key_stage,
+    mirror_stage,
+    scd2_stage,
+    stored_tails,
+)
 from warehouse.base import (
     ApplyResult,
     Capabilities,
     DataError,
+    HistoryReport,
     IncompatibleSchemaChangeError,
     OffsetRow,
     TableApplyStats,
@@ -47,8 +55,9 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
 )
-from warehouse.mirror import MirrorPlan, plan_mirror
-from warehouse.sql import MirrorTable, TableRef, render
+from warehouse.mirror import MirrorPlan, event_key, plan_mirror
+from warehouse.scd2 import Scd2Plan, plan_scd2
+from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, metadata_types, sql_type, widen
 
 DIALECT = "duckdb"
@@ -86,6 +95,8 @@ def _schema_json(batch: TableBatch) -> str:
         "metadata": asdict(target.metadata),
         "schema": asdict(batch.schema),
     }
+    if target.mode == "scd2":
+        doc["scd2"] = asdict(target.scd2)
     return json.dumps(doc, default=str, sort_keys=True)
 
 
@@ -247,9 +258,9 @@ class DuckDBWarehouse(Warehouse):
             if wider is not None:
                 self._exec(con, sql.alter_column_type(ref, name, wider))
 
-    def _mirror_table(self, batch: TableBatch) -> MirrorTable:
+    def _target_table(self, batch: TableBatch) -> TargetTable:
         target, schema = batch.target, batch.schema
-        if target.mode != "mirror":
+        if target.mode not in ("mirror", "scd2"):
             raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
         if not schema.key:
             raise IncompatibleSchemaChangeError(
@@ -258,40 +269,78 @@ class DuckDBWarehouse(Warehouse):
                 "at the source (ALTER TABLE ... ADD PRIMARY KEY), then re-snapshot the table",
                 table=target.name,
             )
-        meta_names = {n for n, _ in metadata_types(target.metadata, True)}
-        clash = meta_names.intersection(schema.names)
+        scd2 = target.scd2 if target.mode == "scd2" else None
+        reserved = {n for n, _ in metadata_types(target.metadata, True)}
+        reserved |= set(scd2.names) if scd2 else set()
+        clash = reserved.intersection(schema.names)
         if clash:
             raise IncompatibleSchemaChangeError(
                 f"table {target.name!r}: source columns {sorted(clash)} collide with the "
-                "metadata columns; rename them in the table's metadata settings"
+                "metadata or validity columns; rename them in the table's settings "
+                "(consumer.metadata_prefix, scd2.valid_from/valid_to/is_current)"
             )
-        markers = None if target.soft_delete else self._ref(f"{target.name}__deleted")
-        return MirrorTable(
+        keep_markers = scd2 is not None or not target.soft_delete
+        markers = self._ref(f"{target.name}__deleted") if keep_markers else None
+        return TargetTable(
             target=TableRef(self.schema, target.name),
             markers=markers,
             columns=tuple((c.name, sql_type(c.type)) for c in schema.columns),
             key=schema.key,
             meta=target.metadata,
             soft_delete=target.soft_delete,
+            scd2=scd2,
         )
+
+    def _check_mode(self, con: duckdb.DuckDBPyConnection, m: TargetTable, mode: str) -> None:
+        """Refuse a table that holds rows of the other mode; recreate it if it is empty."""
+        registry = exp.select(sql.col("mode")).from_(self._ref("tables").expr())
+        registry = registry.where(sql.col("table_name").eq(exp.Placeholder()))
+        row = self._exec(con, registry, [m.target.name]).fetchone()
+        if row is None or row[0] == mode:
+            return
+        count = self._exec(con, sql.count_rows(m.target, None)).fetchone()
+        rows = int(count[0]) if count else 0
+        if rows:
+            raise IncompatibleSchemaChangeError(
+                f"table {m.target.name!r} holds {rows} rows replicated in mode {row[0]!r}, but "
+                f"cdc.yaml now says mode {mode!r}; the two are not mixed and the table is "
+                f"parked. To keep the old table, set its mode back. To switch, migrate: rename "
+                f"or drop {self.schema}.{m.target.name} (and {self.bookkeeping_schema}."
+                f"{m.target.name}__deleted), then re-snapshot the table so it is rebuilt in "
+                f"mode {mode!r}",
+                table=m.target.name,
+            )
+        for ref in (m.target, self._ref(f"{m.target.name}__deleted")):
+            self._exec(con, exp.Drop(this=ref.expr(), kind="TABLE", exists=True))
+        self._exec(con, exp.Drop(this=self._current_view(m).expr(), kind="VIEW", exists=True))
+
+    def _current_view(self, m: TargetTable) -> TableRef:
+        return TableRef(self.schema, f"{m.target.name}_current")
 
     def _ensure_table(
         self,
         con: duckdb.DuckDBPyConnection,
         batch: TableBatch,
-        m: MirrorTable,
+        m: TargetTable,
         pending: dict[str, tuple[TableTarget, Any]],
     ) -> None:
         name = batch.target.name
         wanted = (batch.target, batch.schema)
         if self._ensured.get(name) == wanted or pending.get(name) == wanted:
             return
-        meta = metadata_types(m.meta, m.soft_delete)
+        self._check_mode(con, m, batch.target.mode)
+        meta = metadata_types(m.meta, m.soft_delete or m.scd2 is not None)
+        if m.scd2 is not None:
+            ts, flag = exp.DataType(this=DT.TIMESTAMPTZ), exp.DataType(this=DT.BOOLEAN)
+            v = m.scd2
+            meta += [(v.valid_from, ts), (v.valid_to, ts.copy()), (v.is_current, flag)]
         defaults = {c.name: c for c in batch.schema.columns if c.default is not None}
         self._sync_table(con, m.target, [*m.columns, *meta], defaults)
         if m.markers is not None:
             keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
             self._sync_table(con, m.markers, [*keys, (m.meta.lsn, exp.DataType(this=DT.BIGINT))])
+        if m.scd2 is not None:
+            self._exec(con, sql.create_current_view(self._current_view(m), m))
         params = [name, str(batch.schema.table), batch.target.mode, _schema_json(batch)]
         self._exec(con, sql.register_table(self._ref("tables")), params)
         pending[name] = wanted
@@ -300,13 +349,16 @@ class DuckDBWarehouse(Warehouse):
 
     def apply(self, batches: Sequence[TableBatch], offsets: Sequence[OffsetRow]) -> ApplyResult:
         started = time.perf_counter()
-        work = []
+        work: list[tuple[TableBatch, TargetTable, tuple[MirrorPlan, pa.Table, Any] | None]] = []
         for batch in batches:
             with _naming_table(batch.target.name):
-                plan = plan_mirror(batch)
-                m = self._mirror_table(batch)
-                stage, toast = mirror_stage(plan)
-            work.append((batch, plan, m, stage, toast))
+                m = self._target_table(batch)
+                # mirror tables plan before the transaction; scd2 tables need the stored tails
+                mirror = None
+                if m.scd2 is None:
+                    plan = plan_mirror(batch)
+                    mirror = (plan, *mirror_stage(plan))
+            work.append((batch, m, mirror))
         pending: dict[str, tuple[TableTarget, Any]] = {}
         stats: list[TableApplyStats] = []
         registered: list[str] = []
@@ -316,11 +368,15 @@ class DuckDBWarehouse(Warehouse):
             try:
                 if not self._bookkept:
                     self._bookkeeping_ddl(con)
-                for i, (batch, plan, m, stage, toast) in enumerate(work):
+                for i, (batch, m, mirror) in enumerate(work):
                     current = batch.target.name
                     with _naming_table(current):
                         self._ensure_table(con, batch, m, pending)
                         name = f"_cdc_stage_{i}"
+                        if mirror is None:
+                            stats.append(self._apply_scd2(con, batch, m, name, registered))
+                            continue
+                        plan, stage, toast = mirror
                         con.register(name, stage)
                         registered.append(name)
                         stats.append(self._apply_plan(con, m, plan, name, toast))
@@ -340,10 +396,51 @@ class DuckDBWarehouse(Warehouse):
         self._ensured.update(pending)
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 
+    def _apply_scd2(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: TableBatch,
+        m: TargetTable,
+        name: str,
+        registered: list[str],
+    ) -> TableApplyStats:
+        """Fetch the stored tails of the batch's keys, plan, then a handful of statements."""
+        keys = list(dict.fromkeys(event_key(e, batch.schema, m.target.name) for e in batch.events))
+        con.register(f"{name}_keys", key_stage(batch.schema, keys, m.target.name))
+        registered.append(f"{name}_keys")
+        versions = con.sql(render(sql.scd2_tail(m, f"{name}_keys"), DIALECT)).to_arrow_table()
+        markers = con.sql(render(sql.scd2_hwm(m, f"{name}_keys"), DIALECT)).to_arrow_table()
+        plan = plan_scd2(batch, stored_tails(batch.schema, m.columns, versions, markers))
+        if not plan.empty:
+            con.register(name, scd2_stage(plan))
+            registered.append(name)
+            self._run_scd2(con, m, plan, name)
+        return TableApplyStats(
+            table=plan.table,
+            events=plan.events,
+            upserted=plan.upserted,
+            deleted=plan.deleted,
+            stale=plan.stale,
+            versions_opened=plan.opened,
+            versions_closed=plan.closed,
+        )
+
+    def _run_scd2(
+        self, con: duckdb.DuckDBPyConnection, m: TargetTable, plan: Scd2Plan, stage: str
+    ) -> None:
+        if plan.removes:
+            self._exec(con, sql.scd2_remove(m, stage))
+        if plan.updates:
+            self._exec(con, sql.scd2_update(m, stage))
+        if plan.inserts:
+            self._exec(con, sql.scd2_insert(m, stage))
+        if plan.deletes:
+            self._exec(con, sql.record_delete_markers(m, stage))
+
     def _apply_plan(
         self,
         con: duckdb.DuckDBPyConnection,
-        m: MirrorTable,
+        m: TargetTable,
         plan: MirrorPlan,
         stage: str,
         toast: frozenset[int],
@@ -400,20 +497,28 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc
 
-    def _live_query(
-        self, con: duckdb.DuckDBPyConnection, target: TableTarget
-    ) -> tuple[exp.Select, list[tuple[str, exp.DataType]]]:
-        ref = TableRef(self.schema, target.name)
-        meta = {n for n, _ in metadata_types(target.metadata, True)}
+    def _stored_columns(
+        self, con: duckdb.DuckDBPyConnection, ref: TableRef
+    ) -> list[tuple[str, exp.DataType]]:
         rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
         if not rows:
             raise TerminalWarehouseError(f"table {ref.schema}.{ref.name} does not exist")
-        names = {name for name, _ in rows}
-        columns = [
-            (name, exp.DataType.build(type_text, dialect=DIALECT))
-            for name, type_text in rows
-            if name not in meta
-        ]
+        return [(name, exp.DataType.build(text, dialect=DIALECT)) for name, text in rows]
+
+    def _live_query(
+        self, con: duckdb.DuckDBPyConnection, target: TableTarget
+    ) -> tuple[exp.Select, list[tuple[str, exp.DataType]]]:
+        """Live rows: mirror rows not soft-deleted, or current scd2 versions; data columns."""
+        ref = TableRef(self.schema, target.name)
+        stored = self._stored_columns(con, ref)
+        names = {name for name, _ in stored}
+        hidden = {n for n, _ in metadata_types(target.metadata, True)}
+        if target.mode == "scd2":
+            hidden |= set(target.scd2.names)
+        columns = [(name, dtype) for name, dtype in stored if name not in hidden]
+        if target.mode == "scd2":
+            query = sql.select_live(ref, columns, None).where(sql.col(target.scd2.is_current))
+            return query, columns
         deleted = target.metadata.deleted if target.metadata.deleted in names else None
         return sql.select_live(ref, columns, deleted), columns
 
@@ -433,13 +538,71 @@ class DuckDBWarehouse(Warehouse):
                 table: pa.Table = con.sql(render(query, DIALECT)).to_arrow_table()
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
-        out: dict[str, list[Any]] = {}
-        for i, (name, dtype) in enumerate(columns):
-            values = table.column(i).to_pylist()
-            if needs_python_conversion(dtype):
-                values = [python_value(dtype, v) for v in values]
-            out[name] = values
-        return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
+        return fetched_rows(table, columns)
+
+    def _history_table(self, con: duckdb.DuckDBPyConnection, target: TableTarget) -> TargetTable:
+        """The statements' view of a registered scd2 table (key from the registry)."""
+        if target.mode != "scd2":
+            raise TerminalWarehouseError(f"table {target.name!r} is not an scd2 table")
+        registry = exp.select(sql.col("schema_json")).from_(self._ref("tables").expr())
+        registry = registry.where(sql.col("table_name").eq(exp.Placeholder()))
+        row = self._exec(con, registry, [target.name]).fetchone()
+        if row is None:
+            raise TerminalWarehouseError(
+                f"table {target.name!r} has no history yet (nothing replicated to it)"
+            )
+        key = tuple(json.loads(row[0])["schema"]["key"])
+        return TargetTable(
+            target=TableRef(self.schema, target.name),
+            markers=None,
+            columns=(),
+            key=key,
+            meta=target.metadata,
+            soft_delete=False,
+            scd2=target.scd2,
+        )
+
+    def fetch_history(
+        self, target: TableTarget, key: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every version (or those of one key, given as the key columns' values in text)."""
+        with self.connection() as con:
+            try:
+                m = self._history_table(con, target)
+                columns = self._stored_columns(con, m.target)
+                query = sql.select_history(m, columns)
+                params: list[Any] = []
+                if key is not None:
+                    if len(key) != len(m.key):
+                        raise TerminalWarehouseError(
+                            f"table {target.name!r} has key columns {list(m.key)}; "
+                            f"give one value for each (got {len(key)})"
+                        )
+                    query = query.where(sql.key_is_text(m.key))
+                    params = list(key)
+                table = con.sql(render(query, DIALECT), params=params or None).to_arrow_table()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        return fetched_rows(table, columns)
+
+    def history_report(self, target: TableTarget) -> HistoryReport:
+        strict = target.scd2.granularity == "transaction"
+        with self.connection() as con:
+            try:
+                m = self._history_table(con, target)
+                counts = self._exec(con, sql.history_counts(m, strict)).fetchone()
+                examples = self._exec(con, sql.history_examples(m, strict)).fetchall()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        assert counts is not None
+        values = [int(v or 0) for v in counts]
+        keys, versions, live = values[:3]
+        checks = dict(zip(sql.HISTORY_CHECKS, values[3:], strict=True))
+        shown = tuple(f"{row[0]}: key {', '.join(map(str, row[1:]))}" for row in examples)
+        return HistoryReport(
+            table=target.name, keys=keys, versions=versions, current=live, examples=shown,
+            **checks,
+        )  # fmt: skip
 
     def row_counts(self) -> dict[str, int]:
         """Live rows per registered table (soft-deleted rows excluded)."""
@@ -451,8 +614,12 @@ class DuckDBWarehouse(Warehouse):
                 )
                 for name, doc in self._exec(con, registry).fetchall():
                     info = json.loads(doc)
-                    deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
-                    query = sql.count_rows(TableRef(self.schema, name), deleted)
+                    ref = TableRef(self.schema, name)
+                    if info["mode"] == "scd2":
+                        query = sql.count_rows(ref, None).where(sql.col(info["scd2"]["is_current"]))
+                    else:
+                        deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
+                        query = sql.count_rows(ref, deleted)
                     row = self._exec(con, query).fetchone()
                     counts[name] = int(row[0]) if row else 0
             except duckdb.Error as exc:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from warehouse.arrow import Stage
-from warehouse.base import MetadataColumns
-from warehouse.types import fetch_type
+from warehouse.base import MetadataColumns, Scd2Options
+from warehouse.types import DT, fetch_type
 
 Columns = Sequence[tuple[str, exp.DataType]]
 
@@ -53,11 +53,12 @@ class TableRef:
 
 
 @dataclass(frozen=True, slots=True)
-class MirrorTable:
-    """What the mirror statements need to know about one target table.
+class TargetTable:
+    """What the apply statements need to know about one target table.
 
     ``columns`` are the data columns in schema order (stage column ``c<i>`` is column i);
-    ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes.
+    ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes;
+    ``scd2`` is set for history tables.
     """
 
     target: TableRef
@@ -66,6 +67,7 @@ class MirrorTable:
     key: tuple[str, ...]
     meta: MetadataColumns
     soft_delete: bool
+    scd2: Scd2Options | None = None
 
     def index(self, name: str) -> int:
         return [c for c, _ in self.columns].index(name)
@@ -147,7 +149,7 @@ def _newer(than: exp.Expr) -> exp.Expr:
     return exp.or_(_is_null(than), exp.GT(this=col(Stage.lsn, S), expression=than))
 
 
-def _guarded_source(m: MirrorTable, stage: str, deleted: bool) -> exp.Expr:
+def _guarded_source(m: TargetTable, stage: str, deleted: bool) -> exp.Expr:
     """Stage rows of one kind (upserts or deletes) not older than a recorded delete marker."""
     kind = col(Stage.deleted, S) if deleted else exp.Not(this=col(Stage.deleted, S))
     query = exp.select(exp.Column(this=exp.Star(), table=ident(S))).from_(
@@ -160,7 +162,7 @@ def _guarded_source(m: MirrorTable, stage: str, deleted: bool) -> exp.Expr:
     return query.where(where).subquery(S)
 
 
-def _metadata_values(m: MirrorTable, deleted: bool) -> list[tuple[str, exp.Expr]]:
+def _metadata_values(m: TargetTable, deleted: bool) -> list[tuple[str, exp.Expr]]:
     meta = m.meta
     values: list[tuple[str, exp.Expr]] = [
         (meta.lsn, col(Stage.lsn, S)),
@@ -185,7 +187,7 @@ def _insert(pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Insert:
     )
 
 
-def mirror_upsert(m: MirrorTable, stage: str, toast: frozenset[int]) -> exp.Merge:
+def mirror_upsert(m: TargetTable, stage: str, toast: frozenset[int]) -> exp.Merge:
     """Upsert the stage's newest rows under the position guard, keeping TOAST columns.
 
     A row is written only if its lsn is newer than the stored row's and than a recorded
@@ -218,14 +220,15 @@ def mirror_upsert(m: MirrorTable, stage: str, toast: frozenset[int]) -> exp.Merg
     )
 
 
-def record_delete_markers(m: MirrorTable, stage: str) -> exp.Merge:
+def record_delete_markers(m: TargetTable, stage: str) -> exp.Merge:
     """Remember each hard-deleted key with the delete's lsn (the highest one wins)."""
     assert m.markers is not None
     keys = [exp.alias_(m.staged(k), ident(k)) for k in m.key]
+    rows = _is_kind(Stage.KIND_MARKER) if m.scd2 is not None else col(Stage.deleted, S)
     source = (
         exp.select(*keys, exp.alias_(col(Stage.lsn, S), ident(Stage.lsn)))
         .from_(exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S))))
-        .where(col(Stage.deleted, S))
+        .where(rows)
         .subquery(S)
     )
     lsn = m.meta.lsn
@@ -251,7 +254,7 @@ def _stage_table(stage: str) -> exp.Table:
     return exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S)))
 
 
-def hard_delete(m: MirrorTable, stage: str) -> exp.Delete:
+def hard_delete(m: TargetTable, stage: str) -> exp.Delete:
     """Delete stored rows whose stage delete is newer than the stored row."""
     cond = exp.and_(
         m.key_match(T),
@@ -263,7 +266,7 @@ def hard_delete(m: MirrorTable, stage: str) -> exp.Delete:
     )
 
 
-def prune_delete_markers(m: MirrorTable, stage: str) -> exp.Delete:
+def prune_delete_markers(m: TargetTable, stage: str) -> exp.Delete:
     """Drop markers superseded by a newer upsert of the key in this stage.
 
     Safe after :func:`mirror_upsert`: either the upsert was written (the row's lsn now guards
@@ -280,7 +283,7 @@ def prune_delete_markers(m: MirrorTable, stage: str) -> exp.Delete:
     )
 
 
-def soft_delete(m: MirrorTable, stage: str) -> exp.Merge:
+def soft_delete(m: TargetTable, stage: str) -> exp.Merge:
     """Mark deleted keys ``deleted = true`` with the delete's metadata (position-guarded).
 
     A key the table never had gets a tombstone row (key + metadata) so that the guard still
@@ -309,7 +312,7 @@ def _count_if(cond: exp.Expr, name: str) -> exp.Expr:
     )
 
 
-def guard_counts(m: MirrorTable, stage: str) -> exp.Select:
+def guard_counts(m: TargetTable, stage: str) -> exp.Select:
     """How many staged upserts and deletes pass the position guard: (upserts, deletes)."""
     guard = _newer(col(m.meta.lsn, T))
     query = exp.select().from_(_stage_table(stage))
@@ -336,6 +339,267 @@ def select_live(ref: TableRef, columns: Columns, deleted: str | None) -> exp.Sel
             exp.Not(this=exp.Coalesce(this=col(deleted), expressions=[exp.false()]))
         )
     return query
+
+
+# ---- scd2 apply ---------------------------------------------------------------------------
+
+
+def _is_true(e: exp.Expr) -> exp.Expr:
+    """``COALESCE(e, false) = true``: NULL counts as false."""
+    return exp.EQ(this=exp.Coalesce(this=e, expressions=[exp.false()]), expression=exp.true())
+
+
+def _is_kind(kind: str) -> exp.Expr:
+    return exp.EQ(this=col(Stage.kind, S), expression=exp.Literal.string(kind))
+
+
+def _fetched(name: str, dtype: exp.DataType, table: str | None = None) -> exp.Expr:
+    """A stored column in its fetch representation (see ``types.fetch_type``), named as is."""
+    as_type = fetch_type(dtype)
+    value: exp.Expr = col(name, table)
+    return exp.alias_(value if as_type is None else exp.Cast(this=value, to=as_type), ident(name))
+
+
+def _window(
+    func: exp.Expr, partition: Sequence[exp.Expr], order: exp.Expr, desc: bool = False
+) -> exp.Window:
+    return exp.Window(
+        this=func,
+        partition_by=list(partition),
+        order=exp.Order(expressions=[exp.Ordered(this=order, desc=desc)]),
+    )
+
+
+def scd2_meta_columns(m: TargetTable) -> list[str]:
+    """Metadata and validity columns a history row carries, in the order of the fetch queries."""
+    assert m.scd2 is not None
+    meta, v = m.meta, m.scd2
+    return [meta.lsn, meta.txid, meta.op, meta.source_ts, v.valid_from, v.valid_to, meta.deleted]
+
+
+def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
+    """The last two versions (by ``_cdc_lsn``) of every key staged in ``keys``.
+
+    Columns: the data columns (fetch representation), then :func:`scd2_meta_columns`.
+    """
+    rn = "_cdc_rn"
+    numbered = (
+        exp.select(
+            exp.Column(this=exp.Star(), table=ident(T)),
+            exp.alias_(
+                _window(exp.RowNumber(), [col(k, T) for k in m.key], col(m.meta.lsn, T), True),
+                ident(rn),
+            ),
+        )
+        .from_(m.target.expr(T))
+        .join(_stage_table(keys), on=m.key_match(T))
+    )
+    names = [*(_fetched(n, t) for n, t in m.columns), *map(col, scd2_meta_columns(m))]
+    return (
+        exp.select(*names)
+        .from_(numbered.subquery(T))
+        .where(exp.LTE(this=col(rn), expression=exp.Literal.number(2)))
+    )
+
+
+def scd2_hwm(m: TargetTable, keys: str) -> exp.Select:
+    """Recorded delete positions of the keys staged in ``keys``: key columns, then lsn."""
+    assert m.markers is not None
+    types = dict(m.columns)
+    return (
+        exp.select(*(_fetched(k, types[k], D) for k in m.key), col(m.meta.lsn, D))
+        .from_(m.markers.expr(D))
+        .join(_stage_table(keys), on=m.key_match(D))
+    )
+
+
+def _scd2_values(m: TargetTable) -> list[tuple[str, exp.Expr]]:
+    """Metadata and validity of a staged version (insert and update)."""
+    assert m.scd2 is not None
+    meta, v = m.meta, m.scd2
+    return [
+        (meta.lsn, col(Stage.lsn, S)),
+        (meta.source_ts, col(Stage.source_ts, S)),
+        (meta.loaded_at, exp.CurrentTimestamp()),
+        (meta.deleted, col(Stage.deleted, S)),
+        (v.valid_from, col(Stage.valid_from, S)),
+        (v.valid_to, col(Stage.valid_to, S)),
+        (v.is_current, _is_null(col(Stage.valid_to, S))),
+    ]
+
+
+def scd2_insert(m: TargetTable, stage: str) -> exp.Insert:
+    """Insert the staged new versions (kind ``i``)."""
+    meta = m.meta
+    pairs = [(name, m.staged(name)) for name, _ in m.columns]
+    pairs += [(meta.txid, col(Stage.txid, S)), (meta.op, col(Stage.op, S)), *_scd2_values(m)]
+    query = (
+        exp.select(*(v for _, v in pairs))
+        .from_(_stage_table(stage))
+        .where(_is_kind(Stage.KIND_INSERT))
+    )
+    return exp.Insert(
+        this=exp.Schema(this=m.target.expr(), expressions=[ident(n) for n, _ in pairs]),
+        expression=query,
+    )
+
+
+def _stored_version(m: TargetTable, kind: str) -> exp.Expr:
+    """Stage rows of one kind matched to the stored version they name (key + old lsn)."""
+    return exp.and_(
+        _is_kind(kind),
+        m.key_match(T),
+        exp.EQ(this=col(m.meta.lsn, T), expression=col(Stage.old_lsn, S)),
+    )
+
+
+def scd2_update(m: TargetTable, stage: str) -> exp.Update:
+    """Rewrite stored versions (kind ``u``): validity, flags and position always; the data
+    columns only where ``m_values`` is set (an in-place change), else they keep their value."""
+    pairs: list[tuple[str, exp.Expr]] = []
+    for name, _ in m.columns:
+        if name in m.key:
+            continue
+        value = exp.Case(ifs=[exp.If(this=col(Stage.values, S), true=m.staged(name))])
+        value.set("default", col(name, T))
+        pairs.append((name, value))
+    update = _set([*pairs, *_scd2_values(m)])
+    update.set("this", m.target.expr(T))
+    update.set("from_", exp.From(this=_stage_table(stage)))
+    update.set("where", exp.Where(this=_stored_version(m, Stage.KIND_UPDATE)))
+    return update
+
+
+def scd2_remove(m: TargetTable, stage: str) -> exp.Delete:
+    """Delete stored versions the batch removed (kind ``r``)."""
+    return exp.Delete(
+        this=m.target.expr(T),
+        using=[_stage_table(stage)],
+        where=exp.Where(this=_stored_version(m, Stage.KIND_REMOVE)),
+    )
+
+
+def create_current_view(view: TableRef, m: TargetTable) -> exp.Create:
+    """``<table>_current``: the current version of every live key."""
+    assert m.scd2 is not None
+    query = exp.select(exp.Star()).from_(m.target.expr()).where(col(m.scd2.is_current))
+    return exp.Create(this=view.expr(), kind="VIEW", replace=True, expression=query)
+
+
+def select_history(m: TargetTable, columns: Columns) -> exp.Select:
+    """Every version, ordered by key then ``_cdc_lsn``, columns in fetch representation."""
+    return (
+        exp.select(*(_fetched(n, t) for n, t in columns))
+        .from_(m.target.expr())
+        .order_by(*(col(k) for k in m.key), col(m.meta.lsn))
+    )
+
+
+def key_is_text(key: Sequence[str]) -> exp.Expr:
+    """``CAST(k AS VARCHAR) = ?`` for every key column (bound: the key values as text)."""
+    varchar = exp.DataType(this=DT.VARCHAR)
+    return exp.and_(
+        *(exp.EQ(this=exp.Cast(this=col(k), to=varchar.copy()), expression=exp.Placeholder())
+          for k in key)
+    )  # fmt: skip
+
+
+HISTORY_CHECKS = (
+    "several_current",
+    "current_not_last",
+    "current_deleted",
+    "open_closed",
+    "empty_validity",
+    "overlaps",
+    "gaps",
+)
+
+
+def _history_flags(m: TargetTable, strict: bool) -> exp.Select:
+    """One row per version with a boolean column per invariant it breaks (HISTORY_CHECKS)."""
+    assert m.scd2 is not None
+    v, meta = m.scd2, m.meta
+    keys = [col(k) for k in m.key]
+    lsn = col(meta.lsn)
+    frm, to, cur, deleted = col(v.valid_from), col(v.valid_to), col(v.is_current), col(meta.deleted)
+    is_true = _is_true
+    prev_to, prev_deleted, first = col("_prev_to"), col("_prev_deleted"), col("_rn")
+    later = exp.GT(this=first, expression=exp.Literal.number(1))
+    numbered = exp.select(
+        *keys,
+        frm,
+        to,
+        cur,
+        deleted,
+        exp.alias_(_window(exp.Lag(this=col(v.valid_to)), keys, lsn), "_prev_to"),
+        exp.alias_(_window(exp.Lag(this=col(meta.deleted)), keys, lsn), "_prev_deleted"),
+        exp.alias_(_window(exp.RowNumber(), keys, lsn), "_rn"),
+        exp.alias_(_window(exp.RowNumber(), keys, lsn, desc=True), "_rn_desc"),
+        exp.alias_(
+            exp.Window(
+                this=exp.Sum(
+                    this=exp.Case(ifs=[exp.If(this=is_true(cur), true=exp.Literal.number(1))])
+                ),
+                partition_by=keys,
+            ),
+            "_currents",
+        ),
+    ).from_(m.target.expr())
+    empty = exp.GTE(this=frm, expression=to) if strict else exp.GT(this=frm, expression=to)
+    flags = {
+        "several_current": exp.and_(
+            exp.EQ(this=col("_rn_desc"), expression=exp.Literal.number(1)),
+            exp.GT(this=col("_currents"), expression=exp.Literal.number(1)),
+        ),
+        "current_not_last": exp.and_(
+            is_true(cur), exp.GT(this=col("_rn_desc"), expression=exp.Literal.number(1))
+        ),
+        "current_deleted": exp.and_(is_true(cur), is_true(deleted)),
+        "open_closed": exp.NullSafeNEQ(this=cur, expression=exp.Paren(this=_is_null(to))),
+        "empty_validity": exp.and_(exp.Not(this=_is_null(to)), empty),
+        "overlaps": exp.and_(
+            later, exp.or_(_is_null(prev_to), exp.LT(this=frm, expression=prev_to))
+        ),
+        "gaps": exp.and_(
+            later,
+            exp.GT(this=frm, expression=prev_to),
+            exp.Not(this=is_true(prev_deleted)),
+        ),
+    }
+    return exp.select(
+        *keys,
+        exp.alias_(exp.EQ(this=col("_rn_desc"), expression=exp.Literal.number(1)), "_last"),
+        exp.alias_(
+            exp.and_(is_true(cur), exp.EQ(this=col("_rn_desc"), expression=exp.Literal.number(1))),
+            "_live",
+        ),
+        *(exp.alias_(cond, name) for name, cond in flags.items()),
+    ).from_(numbered.subquery("v"))
+
+
+def history_counts(m: TargetTable, strict: bool) -> exp.Select:
+    """keys, versions, live keys, then one count per HISTORY_CHECKS entry."""
+
+    def count(e: exp.Expr, name: str) -> exp.Expr:
+        return _count_if(_is_true(e), name)
+
+    return exp.select(
+        count(col("_last"), "keys"),
+        exp.alias_(exp.Count(this=exp.Star()), "versions"),
+        count(col("_live"), "current"),
+        *(count(col(name), name) for name in HISTORY_CHECKS),
+    ).from_(_history_flags(m, strict).subquery("f"))
+
+
+def history_examples(m: TargetTable, strict: bool, limit: int = 5) -> exp.Select:
+    """Keys (as text) of versions breaking an invariant, with the invariant's name."""
+    checks = [exp.If(this=_is_true(col(n)), true=exp.Literal.string(n)) for n in HISTORY_CHECKS]
+    which = exp.Case(ifs=checks)
+    keys = [exp.Cast(this=col(k), to=exp.DataType(this=DT.VARCHAR)) for k in m.key]
+    query = exp.select(exp.alias_(which, "broken"), *keys).from_(
+        _history_flags(m, strict).subquery("f")
+    )
+    return query.where(exp.Not(this=_is_null(which))).limit(limit)
 
 
 # ---- bookkeeping --------------------------------------------------------------------------

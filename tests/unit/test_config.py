@@ -16,6 +16,7 @@ from cdc.config import (
     parse_config,
 )
 from cdc.model import TableId
+from warehouse.base import Scd2Options
 
 VALID = """\
 source:
@@ -224,7 +225,9 @@ def test_unknown_key_with_suggestion() -> None:
 
 def test_wrong_enum_value() -> None:
     text = VALID.replace("  - name: orders\n", "  - name: orders\n    mode: scd3\n")
-    assert errors_of(text) == ["cdc.yaml:39: tables[1].mode: Input should be 'mirror' (got 'scd3')"]
+    assert errors_of(text) == [
+        "cdc.yaml:39: tables[1].mode: Input should be 'mirror' or 'scd2' (got 'scd3')"
+    ]
     text = VALID.replace("snapshot_mode: initial", "snapshot_mode: sometimes")
     assert errors_of(text) == [
         "cdc.yaml:10: source.snapshot_mode: Input should be 'initial', 'no_data', 'never', "
@@ -268,7 +271,7 @@ def test_duplicate_table_names() -> None:
     text = VALID.replace("  - name: orders\n", "  - name: customers\n    mode: x\n")
     assert errors_of(text) == [
         "cdc.yaml:38: tables[1].name: duplicate table 'public.customers' (already tables[0])",
-        "cdc.yaml:39: tables[1].mode: Input should be 'mirror' (got 'x')",
+        "cdc.yaml:39: tables[1].mode: Input should be 'mirror' or 'scd2' (got 'x')",
     ]
 
 
@@ -374,3 +377,56 @@ def test_example_config_validates(tmp_path: Path) -> None:
     assert config.tables[0].source == TableId("public", "customers")
     assert config.source.password.get_secret_value() == ""
     assert load_config(write(tmp_path, text), env={"PGPASSWORD": "x"}).source.password
+
+
+# -- scd2 tables --------------------------------------------------------------------------------
+
+
+def test_scd2_table_options_reach_the_target() -> None:
+    text = VALID.replace(
+        "  - name: sales.order_lines\n",
+        "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      granularity: every_change\n"
+        "      track: [status, total]\n      valid_from: starts\n",
+    )
+    config = parse_config(text, file="cdc.yaml", env=ENV)
+    target = config.table_target(config.table("sales.order_lines"))
+    assert target.mode == "scd2"
+    assert target.scd2 == Scd2Options(
+        valid_from="starts", granularity="every_change", track=("status", "total")
+    )
+    # mode scd2 without options: the defaults
+    plain = parse_config(VALID.replace("  - name: sales.order_lines\n", "  - name: sales.order_lines\n    mode: scd2\n"),
+                         file="cdc.yaml", env=ENV)  # fmt: skip
+    assert plain.table_target(plain.table("sales.order_lines")).scd2 == Scd2Options()
+
+
+def test_scd2_option_errors_name_the_line() -> None:
+    both = VALID.replace(
+        "  - name: sales.order_lines\n", "  - name: sales.order_lines\n    scd2: {}\n"
+    )
+    assert errors_of(both) == [
+        "cdc.yaml:40: tables[2]: has `scd2` options but mode is mirror: set `mode: scd2` or "
+        "remove `scd2`"
+    ]
+    soft = VALID.replace(
+        "  - name: sales.order_lines\n",
+        "  - name: sales.order_lines\n    mode: scd2\n    soft_delete: true\n",
+    )
+    assert errors_of(soft)[0].startswith("cdc.yaml:40: tables[2]: soft_delete applies to mirror")
+    bad = VALID.replace(
+        "  - name: sales.order_lines\n",
+        "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      track: [a, a]\n      valid_to: x y\n",
+    )
+    assert errors_of(bad) == [
+        "cdc.yaml:43: tables[2].scd2.track: lists a more than once",
+        "cdc.yaml:44: tables[2].scd2.valid_to: must be a plain PostgreSQL identifier: a letter "
+        "or _ then letters, digits, _ or $ (at most 63 characters) (got 'x y')",
+    ]
+    same = VALID.replace(
+        "  - name: sales.order_lines\n",
+        "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      valid_to: valid_from\n",
+    )
+    assert errors_of(same) == [
+        "cdc.yaml:43: tables[2].scd2: valid_from, valid_to and is_current must be three "
+        "different column names (got valid_from, valid_from, is_current)"
+    ]
