@@ -427,6 +427,6 @@ def test_scd2_option_errors_name_the_line() -> None:
         "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      valid_to: valid_from\n",
     )
     assert errors_of(same) == [
-        "cdc.yaml:43: tables[2].scd2: valid_from, valid_to and is_current must be three "
+        "cdc.yaml:42: tables[2].scd2: valid_from, valid_to and is_current must be three "
         "different column names (got valid_from, valid_from, is_current)"
     ]
