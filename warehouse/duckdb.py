@@ -169,6 +169,12 @@ class DuckDBWarehouse(Warehouse):
     ) -> duckdb.DuckDBPyConnection:
         return con.execute(render(stmt, DIALECT), list(params) if params else None)
 
+    def _arrow(
+        self, con: duckdb.DuckDBPyConnection, stmt: exp.Expression, params: Sequence[Any] = ()
+    ) -> pa.Table:
+        """A query's result as Arrow (no row-by-row Python objects)."""
+        return con.sql(render(stmt, DIALECT), params=list(params) or None).to_arrow_table()
+
     # ---- bookkeeping ------------------------------------------------------------------------
 
     def _ref(self, name: str) -> TableRef:
@@ -310,9 +316,9 @@ class DuckDBWarehouse(Warehouse):
                 f"mode {mode!r}",
                 table=m.target.name,
             )
+        self._exec(con, sql.drop(self._current_view(m), "VIEW"))
         for ref in (m.target, self._ref(f"{m.target.name}__deleted")):
-            self._exec(con, exp.Drop(this=ref.expr(), kind="TABLE", exists=True))
-        self._exec(con, exp.Drop(this=self._current_view(m).expr(), kind="VIEW", exists=True))
+            self._exec(con, sql.drop(ref, "TABLE"))
 
     def _current_view(self, m: TargetTable) -> TableRef:
         return TableRef(self.schema, f"{m.target.name}_current")
@@ -408,8 +414,8 @@ class DuckDBWarehouse(Warehouse):
         keys = list(dict.fromkeys(event_key(e, batch.schema, m.target.name) for e in batch.events))
         con.register(f"{name}_keys", key_stage(batch.schema, keys, m.target.name))
         registered.append(f"{name}_keys")
-        versions = con.sql(render(sql.scd2_tail(m, f"{name}_keys"), DIALECT)).to_arrow_table()
-        markers = con.sql(render(sql.scd2_hwm(m, f"{name}_keys"), DIALECT)).to_arrow_table()
+        versions = self._arrow(con, sql.scd2_tail(m, f"{name}_keys"))
+        markers = self._arrow(con, sql.scd2_hwm(m, f"{name}_keys"))
         plan = plan_scd2(batch, stored_tails(batch.schema, m.columns, versions, markers))
         if not plan.empty:
             con.register(name, scd2_stage(plan))
@@ -527,7 +533,7 @@ class DuckDBWarehouse(Warehouse):
         with self.connection() as con:
             try:
                 query, _ = self._live_query(con, target)
-                return con.sql(render(query, DIALECT)).to_arrow_table()
+                return self._arrow(con, query)
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
 
@@ -535,7 +541,7 @@ class DuckDBWarehouse(Warehouse):
         with self.connection() as con:
             try:
                 query, columns = self._live_query(con, target)
-                table: pa.Table = con.sql(render(query, DIALECT)).to_arrow_table()
+                table = self._arrow(con, query)
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
         return fetched_rows(table, columns)
@@ -580,7 +586,7 @@ class DuckDBWarehouse(Warehouse):
                         )
                     query = query.where(sql.key_is_text(m.key))
                     params = list(key)
-                table = con.sql(render(query, DIALECT), params=params or None).to_arrow_table()
+                table = self._arrow(con, query, params)
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
         return fetched_rows(table, columns)

@@ -101,6 +101,11 @@ def create_table(ref: TableRef, columns: Columns, primary_key: Sequence[str] = (
     return exp.Create(this=exp.Schema(this=ref.expr(), expressions=defs), kind="TABLE", exists=True)
 
 
+def drop(ref: TableRef, kind: str) -> exp.Drop:
+    """``DROP <kind> IF EXISTS``."""
+    return exp.Drop(tables=[ref.expr()], kind=kind, exists=True)
+
+
 def add_column(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alter:
     return exp.Alter(
         this=ref.expr(), kind="TABLE", actions=[exp.ColumnDef(this=ident(name), kind=dtype.copy())]
