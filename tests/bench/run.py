@@ -7,8 +7,10 @@ Tansu broker, the real embedded Debezium engine), all on loopback, stopped by pi
 Pre-fill
     ``bench_orders`` (bigint key, text, varchar, numeric, timestamptz, text[], jsonb, uuid,
     boolean, date) gets ``--rows`` rows in one INSERT ... SELECT; Debezium's initial snapshot
-    then publishes one envelope per row to ``cdc.public.bench_orders``. "prefill s" is the time
-    from starting Debezium until it confirmed a WAL marker written after the fill (so every
+    then publishes one envelope per row to ``cdc.public.bench_orders``. Then ``--updates`` rows
+    (default: half of them) are updated once each, 1000 rows per transaction, which streams one
+    update envelope per row. The backlog is rows + updates envelopes. "prefill s" is the time
+    from starting Debezium until it confirmed a WAL marker written after the updates (so every
     envelope before it is in Kafka).
 
 (a) ceiling, events/s
@@ -30,6 +32,11 @@ Pre-fill
 ratio = (b) / (a)
     The share of the consume+decode ceiling that survives applying to the warehouse.
     Target: >= 0.6.
+
+(b2) scd2 apply, events/s, and scd2 ratio = (b2) / (a)
+    As (b), with the table in mode ``scd2`` (every column tracked): the snapshot opens one
+    version per row, each update closes it and opens a second. The breakdown adds the stored
+    tails' fetch (the one query per batch that reads the keys' last versions). Target: >= 0.5.
 
 (c) latency, s
     ``ReplicatorThread`` (what ``cdc run`` does, in a thread; again a fresh group and DuckDB
@@ -86,6 +93,8 @@ from cdc.runtime import open_warehouse, replicator_settings
 
 TABLE = "public.bench_orders"
 RATIO_TARGET = 0.6
+SCD2_RATIO_TARGET = 0.5
+UPDATE_CHUNK = 1000
 P99_TARGET_S = 1.5
 STATUSES = ["new", "paid", "shipped", "cancelled", "returned"]
 
@@ -137,13 +146,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fresh_config(
-    stack: LocalStack, name: str, args: argparse.Namespace, *, group: str | None = None
+    stack: LocalStack,
+    name: str,
+    args: argparse.Namespace,
+    *,
+    group: str | None = None,
+    mode: str = "mirror",
 ) -> Config:
     """A cdc.yaml of its own (fresh consumer group and DuckDB file) for one phase."""
     return write_stack_config(
         stack.state_dir / f"cdc-{name}.yaml",
         stack,
-        [TABLE],
+        [{"name": TABLE, "mode": mode}],
         warehouse_path=stack.state_dir / f"{name}.duckdb",
         group_id=group or f"bench-{name}-{uuid.uuid4().hex[:8]}",
         batch_size=args.batch_size,
@@ -207,6 +221,18 @@ def create_and_fill(url: str, rows: int) -> float:
         conn.execute(FILL, (rows,))
         conn.execute("ANALYZE bench_orders")
     return time.monotonic() - started
+
+
+def update_backlog(url: str, updates: int) -> None:
+    """Update rows 1..updates once each, UPDATE_CHUNK rows per transaction."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for lo in range(1, updates + 1, UPDATE_CHUNK):
+            hi = min(lo + UPDATE_CHUNK - 1, updates)
+            conn.execute(
+                "UPDATE bench_orders SET amount = amount + 1, status = 'returned' "
+                "WHERE id BETWEEN %s AND %s",
+                (lo, hi),
+            )
 
 
 def wait_for_topic(stack: LocalStack, config: Config) -> None:
@@ -354,6 +380,10 @@ def run_apply(config: Config, *, keep_open: bool, profile: Path | None = None) -
         patched(warehouse, "_open", t.wrap("  duckdb file open", warehouse._open)),  # type: ignore[attr-defined]
         patched(engine, "plan_mirror", t.wrap("  plan", engine.plan_mirror)),
         patched(engine, "mirror_stage", t.wrap("  Arrow staging", engine.mirror_stage)),
+        patched(engine, "plan_scd2", t.wrap("  plan", engine.plan_scd2)),
+        patched(engine, "stored_tails", t.wrap("  plan", engine.stored_tails)),
+        patched(engine, "scd2_stage", t.wrap("  Arrow staging", engine.scd2_stage)),
+        patched(warehouse, "_arrow", t.wrap("  tail fetch", warehouse._arrow)),  # type: ignore[attr-defined]
     ):
         if profile is not None:
             profiler = cProfile.Profile()
@@ -384,14 +414,16 @@ def breakdown(result: ApplyRun) -> list[tuple[str, float]]:
     opened = s.get("  duckdb file open", 0.0)
     plan = s.get("  plan", 0.0)
     stage = s.get("  Arrow staging", 0.0)
+    tails = s.get("  tail fetch", 0.0)
     return [
         ("fetch (inside _poll_batch)", fetch),
         ("decode", decode),
         ("warehouse apply", apply),
         ("  DuckDB file open", opened),
-        ("  plan (plan_mirror)", plan),
-        ("  Arrow staging (mirror_stage)", stage),
-        ("  SQL statements + commit", max(0.0, apply - opened - plan - stage)),
+        ("  scd2 tail fetch (SQL to Arrow)", tails),
+        ("  plan (plan_mirror / plan_scd2)", plan),
+        ("  Arrow staging", stage),
+        ("  SQL statements + commit", max(0.0, apply - opened - plan - stage - tails)),
         ("rest of the batch (grouping, Kafka commit)", max(0.0, batch - decode - apply)),
         ("unaccounted (loop)", max(0.0, result.seconds - fetch - batch)),
     ]
@@ -498,6 +530,9 @@ def run_latency(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=200_000, help="backlog size (default 200000)")
+    p.add_argument(
+        "--updates", type=int, default=None, help="streamed updates after the snapshot (rows/2)"
+    )
     p.add_argument("--rate", type=float, default=300, help="workload transactions/s (300)")
     p.add_argument("--seconds", type=float, default=30, help="latency workload duration (30)")
     p.add_argument("--batch-size", type=int, default=5000, help="consumer batch size (5000)")
@@ -557,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  PostgreSQL {url}")
         say(f"  broker     {stack.bootstrap_servers}")
 
+        updates = args.rows // 2 if args.updates is None else min(args.updates, args.rows)
+        backlog = args.rows + updates
         fill_s = create_and_fill(url, args.rows)
         say(f"Filled bench_orders with {args.rows:,} rows in {fill_s:.1f} s")
         config = fresh_config(stack, "latency", args)
@@ -564,17 +601,22 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         start_debezium(stack, config)
         wait_for_topic(stack, config)
+        update_backlog(url, updates)
+        wait_for_topic(stack, config)
         prefill_s = time.monotonic() - started
-        figures |= {"fill_seconds": round(fill_s, 2), "prefill_seconds": round(prefill_s, 2)}
+        figures |= {
+            "updates": updates,
+            "backlog_events": backlog,
+            "fill_seconds": round(fill_s, 2),
+            "prefill_seconds": round(prefill_s, 2),
+        }
         say(
-            f"Pre-filled {topic} with {args.rows:,} snapshot envelopes in {prefill_s:.1f} s "
-            f"(Debezium start to all published, {args.rows / prefill_s:,.0f} msg/s)"
+            f"Pre-filled {topic} with {args.rows:,} snapshot envelopes and {updates:,} streamed "
+            f"updates in {prefill_s:.1f} s (Debezium start to all published)"
         )
 
         say("[bold](a) ceiling[/]: consume + decode only")
-        ceiling = run_ceiling(
-            fresh_config(stack, "ceiling", args), topic, args.rows, args.batch_size
-        )
+        ceiling = run_ceiling(fresh_config(stack, "ceiling", args), topic, backlog, args.batch_size)
         say(
             f"  {ceiling.messages:,} messages in {ceiling.seconds:.2f} s = "
             f"[bold]{ceiling.rate:,.0f} events/s[/] (decode {ceiling.decode_seconds:.2f} s, "
@@ -608,6 +650,30 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": round(ratio, 3),
             "ratio_target": RATIO_TARGET,
             "ratio_met": ratio >= RATIO_TARGET,
+        }
+        say("[bold](b2) scd2 apply[/]: the same, into a history table (every column tracked)")
+        history = run_apply(
+            fresh_config(stack, "scd2", args, mode="scd2"), keep_open=args.keep_open
+        )
+        scd2_ratio = history.rate / ceiling.rate if ceiling.rate else 0.0
+        say(
+            f"  {history.events:,} events in {history.batches} batches, {history.seconds:.2f} s "
+            f"= [bold]{history.rate:,.0f} events/s[/] (ratio {scd2_ratio:.2f})"
+        )
+        parts = Table(title="(b2) where the time goes", title_justify="left")
+        parts.add_column("part")
+        parts.add_column("seconds", justify="right")
+        parts.add_column("share", justify="right")
+        for label, secs in breakdown(history):
+            parts.add_row(label, f"{secs:.2f}", f"{secs / history.seconds:.0%}")
+        say(parts)
+        figures |= {
+            "scd2_events_per_s": round(history.rate),
+            "scd2_seconds_span": round(history.seconds, 3),
+            "scd2_breakdown_s": {k.strip(): round(v, 3) for k, v in breakdown(history)},
+            "scd2_ratio": round(scd2_ratio, 3),
+            "scd2_ratio_target": SCD2_RATIO_TARGET,
+            "scd2_ratio_met": scd2_ratio >= SCD2_RATIO_TARGET,
         }
         if args.profile is not None:
             say(f"Replaying (b) once more under cProfile -> {args.profile}")
@@ -659,11 +725,17 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     summary.add_row("rows (snapshot envelopes)", f"{args.rows:,}")
+    summary.add_row("streamed updates", f"{figures['updates']:,}")
     summary.add_row("prefill s (Debezium snapshot -> topic)", f"{figures['prefill_seconds']:.1f}")
     summary.add_row("(a) consume + decode, events/s", f"{figures['ceiling_events_per_s']:,}")
     summary.add_row(f"(b) apply to DuckDB ({mode}), events/s", f"{figures['apply_events_per_s']:,}")
     summary.add_row("ratio (b)/(a)", f"{figures['ratio']:.2f}")
     summary.add_row(f"target ratio >= {RATIO_TARGET} met?", verdict(figures["ratio_met"]))
+    summary.add_row("(b2) scd2 apply to DuckDB, events/s", f"{figures['scd2_events_per_s']:,}")
+    summary.add_row("scd2 ratio (b2)/(a)", f"{figures['scd2_ratio']:.2f}")
+    summary.add_row(
+        f"target scd2 ratio >= {SCD2_RATIO_TARGET} met?", verdict(figures["scd2_ratio_met"])
+    )
     summary.add_row("latency p50 s", f"{figures['latency_p50_s']:.3f}")
     summary.add_row("latency p99 s", f"{figures['latency_p99_s']:.3f}")
     summary.add_row(f"target p99 < {P99_TARGET_S} s met?", verdict(figures["p99_met"]))
@@ -671,7 +743,11 @@ def main(argv: list[str] | None = None) -> int:
     say(summary)
     missed = [
         name
-        for name, met in (("ratio", figures["ratio_met"]), ("p99", figures["p99_met"]))
+        for name, met in (
+            ("ratio", figures["ratio_met"]),
+            ("scd2 ratio", figures["scd2_ratio_met"]),
+            ("p99", figures["p99_met"]),
+        )
         if not met
     ]
     if missed:
