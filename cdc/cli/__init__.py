@@ -213,6 +213,60 @@ def demo(
         raise typer.Exit(1)
 
 
+# --------------------------------------------------------------------- history
+@app.command()
+def history(
+    table: Annotated[
+        str,
+        typer.Argument(
+            help="A configured table in mode scd2: schema.table, table (schema public) or its "
+            "warehouse name.",
+            show_default=False,
+        ),
+    ],
+    key: Annotated[
+        list[str],
+        typer.Argument(
+            help="The key's value for each key column, in key order, as text (a UUID in its "
+            "usual form). Put -- before values that start with '-'.",
+            show_default=False,
+        ),
+    ],
+    config: ConfigOpt = Path("cdc.yaml"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per version instead of a table.")
+    ] = False,
+    width: Annotated[
+        int, typer.Option(min=8, help="Longer values are shortened to this many characters.")
+    ] = 40,
+) -> None:
+    """Show every version of one key of an scd2 table, oldest first: valid_from, valid_to,
+    is_current, the change that opened it (_cdc_op, _cdc_txid), the last one written into it
+    (_cdc_lsn), then the row's columns.
+
+    Exit codes: 0 versions shown; 1 the key has no versions; 2 invalid configuration or
+    arguments (table not configured or not in mode scd2, wrong number of key values);
+    3 the warehouse can't be read (missing file, held too long by another process, error).
+    """
+    from cdc.cli.history import HistoryError, fetch_versions, json_lines, versions_table
+
+    cfg = _load(config)
+    try:
+        target, rows = fetch_versions(cfg, table, key)
+    except HistoryError as exc:
+        err.print(
+            f"[red]{'no versions' if exc.code == 1 else 'error'}:[/] {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exc.code) from None
+    if as_json:
+        for line in json_lines(target, rows):
+            print(line)
+        return
+    console.print(versions_table(target, rows, key, width))
+
+
 # ------------------------------------------------------------------------- dlq
 @dlq_app.command("list")
 def dlq_list(

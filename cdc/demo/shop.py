@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
+
+# How each table is replicated (cdc.yaml `tables` entries). customers and products are SCD2
+# dimensions: customers opens a version when who the customer is changes (email, name,
+# country, tier), while balance, notes etc. are updated in place on the current version;
+# products keeps a version for every change of any column. Orders and their lines are facts:
+# mirrored.
+SHOP_TABLE_CONFIG: tuple[dict[str, Any], ...] = (
+    {
+        "name": "public.customers",
+        "mode": "scd2",
+        "scd2": {"track": ["email", "name", "country", "tier"]},
+    },
+    {"name": "public.products", "mode": "scd2"},
+    {"name": "public.orders"},
+    {"name": "public.order_items"},
+)
 
 SHOP_DDL = """
 DROP TABLE IF EXISTS order_items, orders, products, customers CASCADE;

@@ -178,6 +178,9 @@ class LocalPostgres:
                 "-c synchronous_commit=off",
                 "-c full_page_writes=off",
                 "-c timezone=UTC",
+                # commit times of transactions (pg_xact_commit_timestamp): the SCD2 tests check
+                # valid_from/valid_to against them
+                "-c track_commit_timestamp=on",
             ]
         )
         self._run(

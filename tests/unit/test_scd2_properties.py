@@ -110,7 +110,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     for _ in range(draw(st.integers(1, 10))):
         ts += draw(st.integers(1, 3))
         txid += draw(st.integers(1, 2))
-        if live and draw(st.sampled_from(["tx", "tx", "tx", "snapshot"])) == "snapshot":
+        if live and draw(st.sampled_from(["tx", "tx", "snapshot"])) == "snapshot":
             # Snapshot reads of live keys: the current values, or values the log missed.
             tx = None if draw(st.booleans()) else txid
             keys = draw(st.lists(st.sampled_from(sorted(live)), min_size=1, max_size=3, unique=True))
