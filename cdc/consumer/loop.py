@@ -345,6 +345,12 @@ class Replicator:
             messages=len(batch),
             events=len(events),
             tables={s.table: s.events for s in result.tables},
+            stale=sum(s.stale for s in result.tables),
+            versions={
+                s.table: {"opened": s.versions_opened, "closed": s.versions_closed}
+                for s in result.tables
+                if s.versions_opened or s.versions_closed
+            },
             seconds=round(result.seconds, 4),
         )
         _failpoint("after_warehouse_commit", self.stats.batches)

@@ -1,6 +1,11 @@
 """A random DML workload on the shop: inserts, updates, deletes, multi-statement transactions,
 changes to one key several times in a transaction, primary-key changes, and updates that leave
-large (TOASTed) values untouched, so Debezium sends its unchanged-TOAST placeholder."""
+large (TOASTed) values untouched, so Debezium sends its unchanged-TOAST placeholder.
+
+For the SCD2 dimensions (customers, products; see ``shop.SHOP_TABLE_CONFIG``) it also makes
+history: customer updates that touch only untracked columns (in place) or also tracked ones (a
+new version), a tracked value changed and put back in one transaction (no new version), deleted
+keys that come back later, and keys deleted and re-inserted in one transaction."""
 
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ class ShopWorkload:
         self.rng = random.Random(seed)
         self.customers: list[int] = []
         self.products: list[uuid.UUID] = []
+        self.gone_customers: list[int] = []  # deleted; may come back
+        self.gone_products: list[uuid.UUID] = []
         self.orders: dict[int, int] = {}  # order id -> number of lines
         self.next_id = 1
         self.stats = WorkloadStats()
@@ -137,16 +144,41 @@ class ShopWorkload:
         self._count("insert", 1)
 
     def tx_touch_customer(self, cur: psycopg.Cursor[object]) -> None:
-        """Update a customer without touching `notes` (unchanged TOAST), sometimes twice."""
+        """Update a customer without touching `notes` (unchanged TOAST), up to three times:
+        `balance` and `tags` (untracked: in place), sometimes `tier` too (a new version)."""
         if not self.customers:
             return self.tx_new_customer(cur)
         cid = self.rng.choice(self.customers)
         for _ in range(self.rng.choice([1, 1, 2, 3])):
-            cur.execute(
-                "UPDATE customers SET balance = %s, tier = %s, tags = %s WHERE id = %s",
-                (self._money(9), self.rng.choice(["bronze", "gold"]), ["t", self._text()], cid),
-            )
+            if self.rng.random() < 0.3:
+                cur.execute(
+                    "UPDATE customers SET balance = %s, tier = %s, tags = %s WHERE id = %s",
+                    (self._money(9), self.rng.choice(["bronze", "gold"]), ["t", self._text()], cid),
+                )
+            else:
+                cur.execute(
+                    "UPDATE customers SET balance = %s, tags = %s WHERE id = %s",
+                    (self._money(9), ["t", self._text()], cid),
+                )
             self._count("update", cur.rowcount)
+        return None
+
+    def tx_tier_round_trip(self, cur: psycopg.Cursor[object]) -> None:
+        """Change a customer's tier and put it back in one transaction (with a balance change
+        between): one committed state, so no new version."""
+        if not self.customers:
+            return self.tx_new_customer(cur)
+        cid = self.rng.choice(self.customers)
+        cur.execute("SELECT tier FROM customers WHERE id = %s", (cid,))
+        row = cur.fetchone()
+        tier = row[0] if row else None  # type: ignore[index]
+        other = "silver" if tier != "silver" else "gold"
+        cur.execute("UPDATE customers SET tier = %s WHERE id = %s", (other, cid))
+        self._count("update", cur.rowcount)
+        cur.execute("UPDATE customers SET balance = %s WHERE id = %s", (self._money(9), cid))
+        self._count("update", cur.rowcount)
+        cur.execute("UPDATE customers SET tier = %s WHERE id = %s", (tier, cid))
+        self._count("update", cur.rowcount)
         return None
 
     def tx_rewrite_customer(self, cur: psycopg.Cursor[object]) -> None:
@@ -160,19 +192,22 @@ class ShopWorkload:
         return None
 
     def tx_touch_product(self, cur: psycopg.Cursor[object]) -> None:
+        """Update a product's price, stock and warranty, sometimes twice in one transaction;
+        `description` untouched (unchanged TOAST)."""
         if not self.products:
             return self.tx_new_product(cur)
         sku = self.rng.choice(self.products)
-        cur.execute(
-            "UPDATE products SET price = %s, stock = %s, warranty = %s WHERE sku = %s",
-            (
-                abs(self._money(7)),
-                self.rng.randint(0, 100),
-                dt.timedelta(days=self.rng.randint(1, 60)),
-                sku,
-            ),
-        )
-        self._count("update", cur.rowcount)
+        for _ in range(self.rng.choice([1, 1, 2])):
+            cur.execute(
+                "UPDATE products SET price = %s, stock = %s, warranty = %s WHERE sku = %s",
+                (
+                    abs(self._money(7)),
+                    self.rng.randint(0, 100),
+                    dt.timedelta(days=self.rng.randint(1, 60)),
+                    sku,
+                ),
+            )
+            self._count("update", cur.rowcount)
         return None
 
     def tx_delete_customer(self, cur: psycopg.Cursor[object]) -> None:
@@ -181,6 +216,28 @@ class ShopWorkload:
         cid = self.customers.pop(self.rng.randrange(len(self.customers)))
         cur.execute("DELETE FROM customers WHERE id = %s", (cid,))
         self._count("delete", cur.rowcount)
+        self.gone_customers.append(cid)
+        return None
+
+    def tx_return_customer(self, cur: psycopg.Cursor[object]) -> None:
+        """A deleted customer comes back (same id, new values)."""
+        if not self.gone_customers:
+            return self.tx_delete_customer(cur)
+        cid = self.gone_customers.pop(self.rng.randrange(len(self.gone_customers)))
+        self._insert(cur, "customers", self._customer_row(cid))
+        self.customers.append(cid)
+        self._count("reinsert", 1)
+        return None
+
+    def tx_replace_customer(self, cur: psycopg.Cursor[object]) -> None:
+        """Delete a customer and insert it again in the same transaction."""
+        if not self.customers:
+            return self.tx_new_customer(cur)
+        cid = self.rng.choice(self.customers)
+        cur.execute("DELETE FROM customers WHERE id = %s", (cid,))
+        self._count("delete", cur.rowcount)
+        self._insert(cur, "customers", self._customer_row(cid))
+        self._count("reinsert", 1)
         return None
 
     def tx_delete_product(self, cur: psycopg.Cursor[object]) -> None:
@@ -189,6 +246,17 @@ class ShopWorkload:
         sku = self.products.pop(self.rng.randrange(len(self.products)))
         cur.execute("DELETE FROM products WHERE sku = %s", (sku,))
         self._count("delete", cur.rowcount)
+        self.gone_products.append(sku)
+        return None
+
+    def tx_return_product(self, cur: psycopg.Cursor[object]) -> None:
+        """A deleted product comes back (same sku, new values)."""
+        if not self.gone_products:
+            return self.tx_delete_product(cur)
+        sku = self.gone_products.pop(self.rng.randrange(len(self.gone_products)))
+        self._insert(cur, "products", self._product_row(sku))
+        self.products.append(sku)
+        self._count("reinsert", 1)
         return None
 
     def tx_place_order(self, cur: psycopg.Cursor[object]) -> None:
@@ -281,10 +349,14 @@ class ShopWorkload:
             (self.tx_new_customer, 10),
             (self.tx_new_product, 5),
             (self.tx_touch_customer, 20),
+            (self.tx_tier_round_trip, 2),
             (self.tx_rewrite_customer, 6),
             (self.tx_touch_product, 10),
             (self.tx_delete_customer, 4),
+            (self.tx_return_customer, 2),
+            (self.tx_replace_customer, 2),
             (self.tx_delete_product, 2),
+            (self.tx_return_product, 1),
             (self.tx_place_order, 20),
             (self.tx_renumber_order, 3),
             (self.tx_cancel_order, 5),
