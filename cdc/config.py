@@ -15,6 +15,7 @@ Relative paths (``warehouse.path``) resolve against the folder of the configurat
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import re
 import types
@@ -41,6 +42,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from cdc.contracts.spec import CheckSpec, TableContract, check_name
 from cdc.model import TableId
 from warehouse.base import MetadataColumns, Scd2Options, TableTarget
 
@@ -467,6 +469,130 @@ class Scd2Config(_Model):
         )
 
 
+class LengthConfig(_Model):
+    """Bounds of a string length check (either or both)."""
+
+    min: int | None = Field(default=None, ge=0, description="Shortest allowed length.")
+    max: int | None = Field(default=None, ge=0, description="Longest allowed length.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LengthConfig:
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("length_bounds", "give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("length_bounds", "min is greater than max")
+        return self
+
+
+Bound = int | float | str
+
+
+class CheckConfig(_Model):
+    """One entry of a table's `checks`: checks on one column, or one custom check."""
+
+    column: str | None = Field(default=None, description="The column the checks apply to.")
+    not_null: bool = Field(default=False, description="The value must not be NULL.")
+    ge: Bound | None = Field(default=None, alias=">=", description="Value >= this.")
+    le: Bound | None = Field(default=None, alias="<=", description="Value <= this.")
+    between: list[Bound] | None = Field(
+        default=None, description="[low, high]: low <= value <= high."
+    )
+    allowed: list[Bound] | None = Field(default=None, description="The allowed values.")
+    pattern: str | None = Field(
+        default=None, description="Regular expression the text must match from its start."
+    )
+    length: LengthConfig | None = Field(default=None, description="Text length bounds.")
+    unique: bool = Field(default=False, description="No two keys share the value within one batch.")
+    custom: str | None = Field(
+        default=None,
+        description="`package.module.function` taking the batch as a polars DataFrame and "
+        "returning a boolean Series or Expr (true = the row passes).",
+    )
+
+    @field_validator("between")
+    @classmethod
+    def _between(cls, value: list[Bound] | None) -> list[Bound] | None:
+        if value is not None and len(value) != 2:
+            raise PydanticCustomError("between", "must be [low, high]")
+        return value
+
+    @field_validator("allowed")
+    @classmethod
+    def _allowed(cls, value: list[Bound] | None) -> list[Bound] | None:
+        if value is not None and not value:
+            raise PydanticCustomError("allowed_empty", "must list at least one value")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "pattern", "is not a valid regular expression: {error}", {"error": str(exc)}
+                ) from None
+        return value
+
+    @field_validator("custom")
+    @classmethod
+    def _custom(cls, value: str | None) -> str | None:
+        if value is not None:
+            _import_check(value)
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> CheckConfig:
+        kinds = self.kinds()
+        if (self.column is None) == (self.custom is None):
+            raise PydanticCustomError(
+                "check_shape", "give either `column` (with its checks) or `custom`, not both"
+            )
+        if self.column is not None and not kinds:
+            raise PydanticCustomError(
+                "check_shape",
+                "names a column but no check: add not_null, '>=', '<=', between, allowed, "
+                "pattern, length or unique",
+            )
+        return self
+
+    def kinds(self) -> list[tuple[str, Any]]:
+        """(kind, value) of every check this entry declares, custom excluded."""
+        out: list[tuple[str, Any]] = []
+        if self.not_null:
+            out.append(("not_null", None))
+        for kind, value in (("ge", self.ge), ("le", self.le)):
+            if value is not None:
+                out.append((kind, value))
+        if self.between is not None:
+            out.append(("between", tuple(self.between)))
+        if self.allowed is not None:
+            out.append(("allowed", tuple(self.allowed)))
+        if self.pattern is not None:
+            out.append(("pattern", self.pattern))
+        if self.length is not None:
+            out.append(("length", (self.length.min, self.length.max)))
+        if self.unique:
+            out.append(("unique", None))
+        return out
+
+
+def _import_check(path: str) -> Any:
+    module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise PydanticCustomError("custom_path", "must be a dotted path: package.module.function")
+    try:
+        function = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PydanticCustomError(
+            "custom_import", "can't import {path}: {error}", {"path": path, "error": str(exc)}
+        ) from None
+    if not callable(function):
+        raise PydanticCustomError("custom_import", "{path} is not callable", {"path": path})
+    return function
+
+
 class TableConfig(_Model):
     """One replicated table."""
 
@@ -481,6 +607,15 @@ class TableConfig(_Model):
     )
     scd2: Scd2Config | None = Field(
         default=None, description="History options (mode `scd2` only; defaults apply if absent)."
+    )
+    checks: list[CheckConfig] = Field(
+        default_factory=list, description="Data contract: checks every changed row must pass."
+    )
+    on_violation: Literal["quarantine", "dlq", "fail"] = Field(
+        default="quarantine",
+        description="What happens to a row that fails a check: `quarantine` (to the "
+        "warehouse's _cdc.quarantine table; later changes of its key wait there too), `dlq` "
+        "(to the dead-letter topic) or `fail` (stop without applying the batch).",
     )
     soft_delete: bool = Field(
         default=False,
@@ -565,6 +700,8 @@ class Config(_Model):
     )
 
     _config_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _file: str = PrivateAttr(default="cdc.yaml")
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("tables", mode="wrap")
     @classmethod
@@ -603,6 +740,36 @@ class Config(_Model):
     def topic_for(self, table: TableConfig) -> str:
         """Kafka topic Debezium writes the table's changes to: ``<prefix>.<schema>.<table>``."""
         return f"{self.source.topic_prefix}.{table.source.schema}.{table.source.name}"
+
+    def where(self, *loc: str | int) -> str:
+        """``file:line: key.path`` of a key path (for errors found after loading)."""
+        line = _line_of(tuple(loc), self._lines) if self._lines else 1
+        return f"{self._file}:{line}: {_dotted(tuple(loc))}"
+
+    def contract_for(self, table: TableConfig) -> TableContract | None:
+        """The table's data contract, or None when it declares no checks."""
+        if not table.checks:
+            return None
+        i = self.tables.index(table)
+        specs: list[CheckSpec] = []
+        for j, check in enumerate(table.checks):
+            where = self.where("tables", i, "checks", j)
+            if check.custom is not None:
+                specs.append(
+                    CheckSpec(
+                        check_name("custom", None, check.custom),
+                        "custom",
+                        None,
+                        _import_check(check.custom),
+                        where,
+                    )
+                )
+                continue
+            for kind, value in check.kinds():
+                name = check_name(kind, check.column, value)
+                specs.append(CheckSpec(name, kind, check.column, value, where))  # type: ignore[arg-type]
+        unique: dict[str, CheckSpec] = {s.name: s for s in specs}  # a check declared twice
+        return TableContract(table.target_name, tuple(unique.values()), table.on_violation)
 
     def dlq_topic_for(self, table: TableConfig) -> str:
         """Dead-letter topic of a table: its topic plus ``kafka.dlq_topic_suffix``."""
@@ -985,6 +1152,8 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     config._config_dir = directory
+    config._file = file
+    config._lines = dict(reader.lines)
     return config
 
 

@@ -71,6 +71,9 @@ class TableTarget:
     soft_delete: bool = False
     metadata: MetadataColumns = field(default_factory=MetadataColumns)
     scd2: Scd2Options = field(default_factory=Scd2Options)
+    # Data contract with on_violation=quarantine: later changes of a key that has an open
+    # quarantined change wait in quarantine behind it (see warehouse.quarantine).
+    quarantine: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,36 @@ class OffsetRow:
     next_offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A change kept out of its table: it failed checks, or waits behind one that did.
+
+    ``key`` is the key as text (:func:`warehouse.quarantine.key_text`); the raw key and value
+    are the original Kafka message, so a replay decodes it again. Identified by its origin.
+    """
+
+    table: str
+    key: str
+    topic: str
+    partition: int
+    offset: int
+    lsn: int
+    op: str
+    checks: tuple[str, ...]
+    reason: Literal["violation", "held"]
+    raw_key: bytes | None
+    raw_value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedChange:
+    """A row of the quarantine table, as listed and replayed."""
+
+    row: QuarantineRow
+    quarantined_at: Any
+    replayed_at: Any
+
+
 @dataclass(slots=True)
 class TableApplyStats:
     table: str
@@ -101,6 +134,7 @@ class TableApplyStats:
     stale: int = 0  # changes the position guard refused (older than what is stored)
     versions_opened: int = 0  # scd2: new versions inserted
     versions_closed: int = 0  # scd2: current versions closed (by a newer version or a delete)
+    held: int = 0  # changes that went to quarantine behind an earlier quarantined change
 
 
 @dataclass(slots=True)
@@ -189,14 +223,29 @@ class Warehouse(abc.ABC):
         """Create the bookkeeping schema and tables (offsets, ...) if missing. Idempotent."""
 
     @abc.abstractmethod
-    def apply(self, batches: Sequence[TableBatch], offsets: Sequence[OffsetRow]) -> ApplyResult:
+    def apply(
+        self,
+        batches: Sequence[TableBatch],
+        offsets: Sequence[OffsetRow],
+        quarantine: Sequence[QuarantineRow] = (),
+        resolve: Sequence[QuarantineRow] = (),
+    ) -> ApplyResult:
         """Apply every batch and store the offsets in ONE transaction, set-based.
 
         Creates missing target tables and adds new columns first (idempotent DDL). Per table:
         collapse to the newest change per key, carry unchanged TOAST values forward, stage the
         rows as data, upsert with the position guard (older never wins), delete or soft-delete.
+        ``quarantine`` rows are stored (once per origin); ``resolve`` rows are marked replayed
+        first; then, for targets with ``quarantine``, changes of keys with an open quarantined
+        change at an earlier offset are held (stored as ``held``) instead of applied.
         Offsets only move forward. Either everything commits or nothing does.
         """
+
+    @abc.abstractmethod
+    def list_quarantine(
+        self, table: str | None = None, *, include_replayed: bool = False
+    ) -> list[QuarantinedChange]:
+        """Quarantined changes (open ones unless ``include_replayed``), in origin order."""
 
     @abc.abstractmethod
     def load_offsets(self, consumer_group: str) -> dict[tuple[str, int], int]:

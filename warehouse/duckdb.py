@@ -47,6 +47,8 @@ from warehouse.base import (
     HistoryReport,
     IncompatibleSchemaChangeError,
     OffsetRow,
+    QuarantinedChange,
+    QuarantineRow,
     TableApplyStats,
     TableBatch,
     TableTarget,
@@ -56,6 +58,7 @@ from warehouse.base import (
     WarehouseError,
 )
 from warehouse.mirror import MirrorPlan, event_key, plan_mirror
+from warehouse.quarantine import first_open, hold
 from warehouse.scd2 import Scd2Plan, plan_scd2
 from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, metadata_types, sql_type, widen
@@ -202,6 +205,18 @@ class DuckDBWarehouse(Warehouse):
             ("updated_at", t("TIMESTAMPTZ")),
         ]
         self._exec(con, sql.create_table(self._ref("tables"), tables, ("table_name",)))
+        quarantine = [
+            *((c, t("VARCHAR")) for c in ("table_name", "key_json", "topic")),
+            ("partition", t("INTEGER")),
+            ("offset", t("BIGINT")),
+            ("lsn", t("BIGINT")),
+            *((c, t("VARCHAR")) for c in ("op", "checks", "reason")),
+            ("raw_key", t("BLOB")),
+            ("raw_value", t("BLOB")),
+            ("quarantined_at", t("TIMESTAMPTZ")),
+            ("replayed_at", t("TIMESTAMPTZ")),
+        ]
+        self._exec(con, sql.create_table(self._ref("quarantine"), quarantine))
 
     def ensure_bookkeeping(self) -> None:
         with self.connection() as con:
@@ -353,7 +368,13 @@ class DuckDBWarehouse(Warehouse):
 
     # ---- apply ------------------------------------------------------------------------------
 
-    def apply(self, batches: Sequence[TableBatch], offsets: Sequence[OffsetRow]) -> ApplyResult:
+    def apply(
+        self,
+        batches: Sequence[TableBatch],
+        offsets: Sequence[OffsetRow],
+        quarantine: Sequence[QuarantineRow] = (),
+        resolve: Sequence[QuarantineRow] = (),
+    ) -> ApplyResult:
         started = time.perf_counter()
         work: list[tuple[TableBatch, TargetTable, tuple[MirrorPlan, pa.Table, Any] | None]] = []
         for batch in batches:
@@ -374,19 +395,38 @@ class DuckDBWarehouse(Warehouse):
             try:
                 if not self._bookkept:
                     self._bookkeeping_ddl(con)
+                if resolve:
+                    self._stage_quarantine(con, resolve, "_cdc_stage_resolve", registered)
+                    self._exec(con, sql.quarantine_resolve(self._ref("quarantine"), registered[-1]))
+                stored = list(quarantine)
                 for i, (batch, m, mirror) in enumerate(work):
                     current = batch.target.name
+                    held: list[QuarantineRow] = []
+                    if batch.target.quarantine:
+                        batch, held = self._hold(con, batch, quarantine)
+                        stored += held
+                        if held and mirror is not None:
+                            plan = plan_mirror(batch)
+                            mirror = (plan, *mirror_stage(plan))
+                    if not batch.events:
+                        stats.append(TableApplyStats(current, held=len(held)))
+                        continue
                     with _naming_table(current):
                         self._ensure_table(con, batch, m, pending)
                         name = f"_cdc_stage_{i}"
                         if mirror is None:
-                            stats.append(self._apply_scd2(con, batch, m, name, registered))
-                            continue
-                        plan, stage, toast = mirror
-                        con.register(name, stage)
-                        registered.append(name)
-                        stats.append(self._apply_plan(con, m, plan, name, toast))
+                            table_stats = self._apply_scd2(con, batch, m, name, registered)
+                        else:
+                            plan, stage, toast = mirror
+                            con.register(name, stage)
+                            registered.append(name)
+                            table_stats = self._apply_plan(con, m, plan, name, toast)
+                        table_stats.held = len(held)
+                        stats.append(table_stats)
                 current = None
+                if stored:
+                    self._stage_quarantine(con, stored, "_cdc_stage_quarantine", registered)
+                    self._exec(con, sql.quarantine_insert(self._ref("quarantine"), registered[-1]))
                 self._store_offsets(con, offsets, registered)
                 con.commit()
             except duckdb.Error as exc:
@@ -401,6 +441,64 @@ class DuckDBWarehouse(Warehouse):
         self._bookkept = True
         self._ensured.update(pending)
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
+
+    def _hold(
+        self, con: duckdb.DuckDBPyConnection, batch: TableBatch, new: Sequence[QuarantineRow]
+    ) -> tuple[TableBatch, list[QuarantineRow]]:
+        """Hold the batch's changes of keys with an earlier open quarantined change."""
+        rows = self._exec(con, sql.quarantine_open(self._ref("quarantine")), [batch.target.name])
+        stored = {key: (int(p), int(o)) for key, p, o in rows.fetchall()}
+        mine = [r for r in new if r.table == batch.target.name]
+        return hold(batch, first_open(mine, stored))
+
+    def _stage_quarantine(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        rows: Sequence[QuarantineRow],
+        name: str,
+        registered: list[str],
+    ) -> None:
+        def column(get: Any, atype: pa.DataType) -> pa.Array:
+            return pa.array([get(r) for r in rows], type=atype)
+
+        table = pa.table(
+            {
+                "table_name": column(lambda r: r.table, pa.string()),
+                "key_json": column(lambda r: r.key, pa.string()),
+                "topic": column(lambda r: r.topic, pa.string()),
+                "partition": column(lambda r: r.partition, pa.int32()),
+                "offset": column(lambda r: r.offset, pa.int64()),
+                "lsn": column(lambda r: r.lsn, pa.int64()),
+                "op": column(lambda r: r.op, pa.string()),
+                "checks": column(lambda r: json.dumps(list(r.checks)), pa.string()),
+                "reason": column(lambda r: r.reason, pa.string()),
+                "raw_key": column(lambda r: r.raw_key, pa.binary()),
+                "raw_value": column(lambda r: r.raw_value, pa.binary()),
+            }
+        )
+        con.register(name, table)
+        registered.append(name)
+
+    def list_quarantine(
+        self, table: str | None = None, *, include_replayed: bool = False
+    ) -> list[QuarantinedChange]:
+        query = sql.quarantine_list(self._ref("quarantine"), table is not None, include_replayed)
+        with self.connection() as con:
+            try:
+                if not self._bookkept:
+                    self._in_transaction(con, lambda: self._bookkeeping_ddl(con), table=None)
+                rows = self._exec(con, query, [table] if table is not None else []).fetchall()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=table, path=self.path) from exc
+        out = []
+        for r in rows:
+            row = QuarantineRow(
+                table=r[0], key=r[1], topic=r[2], partition=int(r[3]), offset=int(r[4]),
+                lsn=int(r[5]), op=r[6], checks=tuple(json.loads(r[7])), reason=r[8],
+                raw_key=r[9], raw_value=r[10],
+            )  # fmt: skip
+            out.append(QuarantinedChange(row, quarantined_at=r[11], replayed_at=r[12]))
+        return out
 
     def _apply_scd2(
         self,

@@ -680,6 +680,69 @@ def register_table(registry: TableRef) -> exp.Merge:
     )
 
 
+# ---- quarantine ---------------------------------------------------------------------------
+
+QUARANTINE_ORIGIN = ("topic", "partition", "offset")
+QUARANTINE_COLUMNS = (
+    "table_name", "key_json", "topic", "partition", "offset", "lsn", "op", "checks", "reason",
+    "raw_key", "raw_value",
+)  # fmt: skip
+
+
+def _origin_match() -> exp.Expr:
+    return exp.and_(*[exp.EQ(this=col(k, T), expression=col(k, S)) for k in QUARANTINE_ORIGIN])
+
+
+def quarantine_insert(ref: TableRef, stage: str) -> exp.Merge:
+    """Store staged quarantine rows, once per origin (a redelivery adds nothing)."""
+    pairs: list[tuple[str, exp.Expr]] = [(c, col(c, S)) for c in QUARANTINE_COLUMNS]
+    pairs.append(("quarantined_at", exp.CurrentTimestamp()))
+    return exp.Merge(
+        this=ref.expr(T),
+        using=_stage_table(stage),
+        on=_origin_match(),
+        whens=exp.Whens(expressions=[exp.When(matched=False, then=_insert(pairs))]),
+    )
+
+
+def quarantine_resolve(ref: TableRef, stage: str) -> exp.Update:
+    """Mark the staged origins replayed."""
+    update = _set([("replayed_at", exp.CurrentTimestamp())])
+    update.set("this", ref.expr(T))
+    update.set("from_", exp.From(this=_stage_table(stage)))
+    update.set("where", exp.Where(this=exp.and_(_origin_match(), _is_null(col("replayed_at", T)))))
+    return update
+
+
+def quarantine_open(ref: TableRef) -> exp.Select:
+    """Per key of one table (bound: table name): partition and earliest open offset."""
+    return (
+        exp.select(col("key_json"), col("partition"), exp.Min(this=col("offset")))
+        .from_(ref.expr())
+        .where(
+            exp.and_(
+                exp.EQ(this=col("table_name"), expression=exp.Placeholder()),
+                _is_null(col("replayed_at")),
+            )
+        )
+        .group_by(col("key_json"), col("partition"))
+    )
+
+
+def quarantine_list(ref: TableRef, table: bool, include_replayed: bool) -> exp.Select:
+    """Quarantine rows in origin order (bound: the table name when ``table``)."""
+    query = exp.select(*map(col, (*QUARANTINE_COLUMNS, "quarantined_at", "replayed_at")))
+    query = query.from_(ref.expr())
+    conds: list[exp.Expr] = []
+    if table:
+        conds.append(exp.EQ(this=col("table_name"), expression=exp.Placeholder()))
+    if not include_replayed:
+        conds.append(_is_null(col("replayed_at")))
+    if conds:
+        query = query.where(exp.and_(*conds))
+    return query.order_by(*map(col, QUARANTINE_ORIGIN))
+
+
 def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
     query = exp.select(exp.Count(this=exp.Star())).from_(ref.expr())
     if deleted is not None:
