@@ -783,6 +783,7 @@ class Config(_Model):
             soft_delete=table.soft_delete,
             metadata=self.consumer.metadata_columns(),
             scd2=(table.scd2 or Scd2Config()).options(),
+            quarantine=bool(table.checks) and table.on_violation == "quarantine",
         )
 
 

@@ -31,4 +31,9 @@ def replicator_settings(config: Config) -> ReplicatorSettings:
         linger_ms=config.consumer.linger_ms,
         dlq_suffix=config.kafka.dlq_topic_suffix,
         kafka=dict(config.kafka.client_config()),
+        contracts={
+            t.target_name: contract
+            for t in config.tables
+            if (contract := config.contract_for(t)) is not None
+        },
     )

@@ -8,6 +8,7 @@ normal apply path, with its position guard, decides whether they are still newes
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ H_TOPIC = "cdc.original.topic"
 H_PARTITION = "cdc.original.partition"
 H_OFFSET = "cdc.original.offset"
 H_FAILED_AT = "cdc.failed.at"
+H_CHECKS = "cdc.failed.checks"  # data contract violations: the failed checks, a JSON list
 
 
 def _as_bytes(value: str | bytes | None) -> bytes | None:
@@ -84,6 +86,9 @@ class DeadLetterWriter:
             (H_OFFSET, str(message.origin.offset).encode()),
             (H_FAILED_AT, str(int(time.time() * 1000)).encode()),
         ]
+        checks = getattr(error, "checks", None)
+        if checks:
+            headers.append((H_CHECKS, json.dumps(list(checks)).encode()))
         self._producer.produce(
             dlq_topic(message.origin.topic, self._suffix),
             key=message.key,

@@ -29,6 +29,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
 from cdc.consumer.dlq import DeadLetterWriter
+from cdc.consumer.screening import ContractStopError, Screened, screen
+from cdc.contracts import TableContract, Validator
 from cdc.decoding import DecodeError, Skip, decode_message
 from cdc.model import ChangeEvent, KafkaOrigin, Op
 from warehouse.base import (
@@ -36,6 +38,7 @@ from warehouse.base import (
     DataError,
     IncompatibleSchemaChangeError,
     OffsetRow,
+    QuarantineRow,
     TableBatch,
     TableTarget,
     TerminalWarehouseError,
@@ -73,6 +76,7 @@ class ReplicatorSettings:
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
     retry_give_up_seconds: float | None = None  # None: retry transient errors forever
+    contracts: dict[str, TableContract] = field(default_factory=dict)  # table name -> checks
 
 
 @dataclass
@@ -89,6 +93,9 @@ class RunStats:
     first_batch_at: float | None = None
     last_batch_at: float | None = None
     parked: dict[str, str] = field(default_factory=dict)  # topic -> reason
+    failed_checks: dict[str, int] = field(default_factory=dict)  # "table: check" -> rows
+    quarantined: int = 0  # rows that failed checks, kept in the quarantine table
+    held: int = 0  # later changes of quarantined keys, kept there behind them
 
 
 class Replicator:
@@ -126,6 +133,7 @@ class Replicator:
             }
         )
         self.dlq = DeadLetterWriter(base, settings.dlq_suffix)
+        self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
 
     # ------------------------------------------------------------ assignment
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -301,6 +309,25 @@ class Replicator:
         self.dlq.send(message, error)
         self.stats.dead_letters += 1
 
+    def _screen(self, batches: list[TableBatch]) -> Screened:
+        """Check the batches against their contracts; dead-letter failures of `dlq` tables."""
+        try:
+            screened = screen(batches, self.validators)
+        except ContractStopError as exc:
+            raise ReplicationStoppedError(str(exc)) from exc
+        for event, error in screened.dead_letters:
+            self._dead_letter(Polled(event.origin, event.raw_key, event.raw_value), error)
+        for name, count in screened.failed_checks.items():
+            self.stats.failed_checks[name] = self.stats.failed_checks.get(name, 0) + count
+        if screened.failed_checks:
+            log.warning(
+                "rows failed their checks",
+                failed=screened.failed_checks,
+                quarantined=len(screened.quarantine),
+                dead_lettered=len(screened.dead_letters),
+            )
+        return screened
+
     def _process(self, batch: list[Polled]) -> None:
         events = self._decode(batch)
         offsets = next_offsets(batch)
@@ -311,17 +338,21 @@ class Replicator:
         for topic, _p in list(offsets):
             if topic in self.stats.parked:
                 del offsets[(topic, _p)]
+        screened = self._screen(table_batches)
+        table_batches, quarantine = screened.batches, screened.quarantine
         self.dlq.flush()  # dead letters are durable before the offsets pass them
         rows = offset_rows(self.settings.group_id, offsets)
         started = time.monotonic()
         while True:
             try:
-                result = self._apply(table_batches, rows)
+                result = self._apply(table_batches, rows, quarantine)
                 break
             except DataError as exc:
-                table_batches = self._isolate_bad_events(table_batches, exc)
+                table_batches = self._isolate_bad_events(table_batches, exc, quarantine)
             except IncompatibleSchemaChangeError as exc:
                 table_batches = self._park(table_batches, exc, offsets)
+                remaining = {b.target.name for b in table_batches}
+                quarantine = [q for q in quarantine if q.table in remaining]
                 rows = offset_rows(self.settings.group_id, offsets)
         committed_at = time.time()
         self.stats.apply_seconds += time.monotonic() - started
@@ -332,6 +363,8 @@ class Replicator:
             self.stats.per_table[stats.table] = (
                 self.stats.per_table.get(stats.table, 0) + stats.events
             )
+            self.stats.held += stats.held
+        self.stats.quarantined += len(quarantine)
         for b in table_batches:
             self.stats.events += len(b.events)
             self.stats.latencies_s.extend(
@@ -360,23 +393,34 @@ class Replicator:
                 asynchronous=True,
             )
 
-    def _apply(self, batches: Sequence[TableBatch], rows: Sequence[OffsetRow]) -> ApplyResult:
-        return cast(ApplyResult, self._with_retry(lambda: self.warehouse.apply(batches, rows)))
+    def _apply(
+        self,
+        batches: Sequence[TableBatch],
+        rows: Sequence[OffsetRow],
+        quarantine: Sequence[QuarantineRow] = (),
+    ) -> ApplyResult:
+        return cast(
+            ApplyResult,
+            self._with_retry(lambda: self.warehouse.apply(batches, rows, quarantine)),
+        )
 
     def _isolate_bad_events(
-        self, batches: Sequence[TableBatch], exc: DataError
+        self, batches: Sequence[TableBatch], exc: DataError, quarantine: Sequence[QuarantineRow]
     ) -> list[TableBatch]:
         """Find the events the warehouse rejects (bisection), dead-letter them, and return the
-        batches without them. Good halves are committed on the way: replay-safe by the guard."""
+        batches without them. Good halves are committed on the way: replay-safe by the guard
+        (and the table's quarantine rows go with every half: stored once per origin, they hold
+        the later changes of their keys)."""
         failing = [b for b in batches if b.target.name == exc.table] or list(batches)
         rest = [b for b in batches if b not in failing]
         for table_batch in failing:
-            self._bisect(table_batch)
+            mine = [q for q in quarantine if q.table == table_batch.target.name]
+            self._bisect(table_batch, mine)
         return rest
 
-    def _bisect(self, batch: TableBatch) -> None:
+    def _bisect(self, batch: TableBatch, quarantine: Sequence[QuarantineRow] = ()) -> None:
         try:
-            self._with_retry(lambda: self.warehouse.apply([batch], []))
+            self._with_retry(lambda: self.warehouse.apply([batch], [], quarantine))
             self.stats.events += len(batch.events)
             return
         except DataError as exc:
@@ -386,8 +430,8 @@ class Replicator:
                 self.dlq.flush()
                 return
         first, second = split_events(batch)
-        self._bisect(first)
-        self._bisect(second)
+        self._bisect(first, quarantine)
+        self._bisect(second, quarantine)
 
     def _park(
         self,
