@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
+from cdc.cli.quarantine import app as quarantine_app
 from cdc.config import Config, ConfigError, dump_example_config, load_config
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 app.add_typer(connector_app, name="connector", help="Kafka Connect: register the connector.")
+app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
 err = Console(stderr=True)

@@ -122,13 +122,11 @@ def fetch_versions(
             f"warehouse file {path} does not exist (has `cdc run` replicated anything yet?)",
             EXIT_WAREHOUSE,
         )
+    from cdc.runtime import open_warehouse
     from warehouse.duckdb import DuckDBWarehouse
 
-    warehouse = DuckDBWarehouse(
-        path,
-        schema=settings.schema_name,
-        lock_timeout_s=settings.lock_timeout_seconds,
-    )
+    warehouse = open_warehouse(config)
+    assert isinstance(warehouse, DuckDBWarehouse)
     try:
         columns = _key_columns(warehouse, target)
         if columns is None:
@@ -170,9 +168,25 @@ def data_columns(target: TableTarget, row: Mapping[str, Any]) -> list[str]:
     return [c for c in row if c not in hidden]
 
 
-def _interval_text(value: Interval) -> str:
-    seconds = decimal.Decimal(value.microseconds).scaleb(-6).normalize()
-    return f"P{value.months}M{value.days}DT{seconds:f}S"
+def _toward_zero(value: int, unit: int) -> tuple[int, int]:
+    """(value // unit, rest), both rounded toward zero (parts keep the value's sign)."""
+    whole = abs(value) // unit * (1 if value >= 0 else -1)
+    return whole, value - whole * unit
+
+
+def interval_text(value: Interval) -> str:
+    """ISO 8601, as PostgreSQL prints it with ``intervalstyle = iso_8601`` (P1Y2M3DT4H5M6.7S;
+    each part keeps its own sign, as in P-3M2DT-1.5S)."""
+    years, months = _toward_zero(value.months, 12)
+    hours, rest = _toward_zero(value.microseconds, 3_600_000_000)
+    minutes, micros = _toward_zero(rest, 60_000_000)
+    seconds = decimal.Decimal(micros).scaleb(-6).normalize()
+    date = "".join(f"{n}{u}" for n, u in ((years, "Y"), (months, "M"), (value.days, "D")) if n)
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
+    time += f"{seconds:f}S" if micros else ""
+    if not (date or time):
+        return "PT0S"
+    return f"P{date}{'T' + time if time else ''}"
 
 
 def jsonable(value: Any) -> Any:
@@ -186,7 +200,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Interval):
-        return _interval_text(value)
+        return interval_text(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, list | tuple):
@@ -211,18 +225,21 @@ def shorten(text: str, width: int) -> str:
 
 
 def display(value: Any, width: int) -> str:
-    """A value as table text, long values shortened."""
+    """A value as table text; long texts, byte strings and arrays shortened (numbers and
+    times never: a shortened number would read as another number)."""
     if value is None:
         return "NULL"
     if isinstance(value, bytes | bytearray | memoryview):
-        text = "\\x" + bytes(value).hex()
-    elif isinstance(value, Interval):
-        text = _interval_text(value)
-    elif isinstance(value, list | tuple):
-        text = json.dumps(jsonable(value), ensure_ascii=False)
-    else:
-        text = str(value)
-    return shorten(text, width)
+        return shorten("\\x" + bytes(value).hex(), width)
+    if isinstance(value, list | tuple):
+        return shorten(json.dumps(jsonable(value), ensure_ascii=False), width)
+    if isinstance(value, str):
+        return shorten(value, width)
+    if isinstance(value, Interval):
+        return interval_text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def versions_table(

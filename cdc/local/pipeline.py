@@ -1,6 +1,7 @@
 """The whole chain on the local stack, as reusable steps for the demo, the tests and the
 benchmarks: write a cdc.yaml for the stack, start Debezium, run the consumer in a thread, wait
-until everything committed at the source has reached the warehouse, compare."""
+until everything committed at the source has reached the warehouse, compare, check the
+history of ``scd2`` tables."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cdc.consumer.loop import Replicator, RunStats
 from cdc.local.stack import LocalStack
 from cdc.runtime import open_warehouse, replicator_settings
 from cdc.source.connector import debezium_properties
+from warehouse.base import HistoryReport
 
 
 def write_stack_config(
@@ -173,3 +175,16 @@ def compare_all(config: Config, url: str) -> list[TableDiff]:
     finally:
         warehouse.close()
     return diffs
+
+
+def history_reports(config: Config) -> dict[str, HistoryReport]:
+    """The history invariants of every configured ``scd2`` table, by warehouse table name."""
+    warehouse = open_warehouse(config)
+    try:
+        return {
+            t.target_name: warehouse.history_report(config.table_target(t))
+            for t in config.tables
+            if t.mode == "scd2"
+        }
+    finally:
+        warehouse.close()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from rich.console import Console
@@ -15,10 +16,12 @@ from typer.testing import CliRunner
 
 import cdc.cli
 from cdc.cli import app
+from cdc.cli.history import display, jsonable
 from cdc.model import (
     ChangeEvent,
     Column,
     ColumnType,
+    Interval,
     KafkaOrigin,
     Kind,
     Op,
@@ -201,9 +204,7 @@ def test_table_not_configured_lists_the_configured_ones(config: Path) -> None:
     assert result.exit_code == 2
     message = " ".join(result.stderr.split())
     assert "'customers' is not configured" in message
-    assert (
-        "public.accounts, public.orders, sales.ledger (warehouse: ledger_history)" in message
-    )
+    assert "public.accounts, public.orders, sales.ledger (warehouse: ledger_history)" in message
 
 
 def test_mirror_table_is_refused(config: Path) -> None:
@@ -248,3 +249,31 @@ def test_missing_warehouse_file_and_invalid_config(config: Path, tmp_path: Path)
 def test_missing_key_argument_is_a_usage_error(config: Path) -> None:
     result = invoke("accounts", "-c", str(config))
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "as_json", "shown"),
+    [
+        (Interval(14, 3, 14_706_789_000), "P1Y2M3DT4H5M6.789S", "P1Y2M3DT4H5M6.789S"),
+        (Interval(-3, 2, -1_500_000), "P-3M2DT-1.5S", "P-3M2DT-1.5S"),
+        (Interval(0, 0, 0), "PT0S", "PT0S"),
+        (b"\x00\xff", "AP8=", "\\x00ff"),
+        (True, True, "true"),
+        (None, None, "NULL"),
+        (Decimal("12345678901234567890.123"), "12345678901234567890.123", None),
+        (float("nan"), "nan", "nan"),
+        (UUID(int=1), "00000000-0000-0000-0000-000000000001", None),
+        (["a", None, "b c"], ["a", None, "b c"], '["a", null, "b c"]'),
+        (datetime(2024, 1, 2, 3, 4, 5, 6, UTC), "2024-01-02T03:04:05.000006+00:00", None),
+    ],
+)
+def test_values_in_json_and_in_the_table(value: Any, as_json: Any, shown: str | None) -> None:
+    assert jsonable(value) == as_json
+    assert display(value, 40) == (str(value) if shown is None else shown)
+
+
+def test_long_texts_are_shortened_numbers_and_times_never() -> None:
+    assert display("x" * 50, 10) == "xxxxxxxxx… (50 chars)"
+    assert display(["y" * 20], 10) == '["yyyyyyy… (24 chars)'
+    assert display(b"\x01" * 10, 10) == "\\x0101010… (22 chars)"
+    assert display(Decimal("1" * 30), 10) == "1" * 30
