@@ -88,9 +88,9 @@ def replay(tables: TablesArg = None, config: ConfigOpt = Path("cdc.yaml")) -> No
     """Apply quarantined changes that now pass their checks.
 
     Run it after fixing the check in cdc.yaml or the data. Changes go through the normal
-    apply path and its position guard. Per key, changes are applied in their original order up to the first one that still
-    fails; it and the key's later changes stay quarantined. Exit code 0 when nothing is left,
-    1 when some changes still wait (the reasons are printed).
+    apply path and its position guard. Per key, changes are applied in their original order
+    up to the first one that still fails; it and the key's later changes stay quarantined.
+    Exit code 0 when nothing is left, 1 when some changes still wait (reasons printed).
     """
     from cdc.cli import _load
     from cdc.consumer.quarantine_replay import replay_quarantine

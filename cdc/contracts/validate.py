@@ -23,7 +23,7 @@ import pyarrow
 
 from cdc.contracts.spec import CheckSpec, TableContract
 from cdc.model import UNCHANGED_TOAST, ChangeEvent, ColumnType, Kind, Op, TableSchema
-from warehouse.arrow import column_array
+from warehouse.arrow import arrow_type, column_array
 from warehouse.base import DataError, TableBatch
 
 KEY, LAST = "__cdc_key", "__cdc_last"  # helper columns of the frame (uniqueness checks)
@@ -76,8 +76,8 @@ def _builtin(spec: CheckSpec, ct: ColumnType) -> pa.Check:
         return pa.Check.in_range(_typed(v[0], ct), _typed(v[1], ct))
     if spec.kind == "allowed":
         return pa.Check.isin([_typed(x, ct) for x in v])
-    if spec.kind == "pattern":
-        return pa.Check.str_matches(v)
+    if spec.kind == "pattern":  # grouped: pandera's "^" + "a|b" would match b anywhere
+        return pa.Check.str_matches(f"^(?:{v})")
     if spec.kind == "length":
         return pa.Check.str_length(v[0], v[1])
     raise AssertionError(spec.kind)  # pragma: no cover
@@ -155,7 +155,7 @@ def compile_contract(contract: TableContract, schema: TableSchema) -> _Compiled:
         )
         for name in columns
     }
-    return _Compiled(
+    compiled = _Compiled(
         schema=pa.DataFrameSchema(pandera_columns, checks=frame_checks),
         columns=tuple(columns),
         column_checks={k: tuple(v) for k, v in column_specs.items()},
@@ -163,6 +163,36 @@ def compile_contract(contract: TableContract, schema: TableSchema) -> _Compiled:
         frame_checks=tuple(frame_specs),
         needs_key=any(s.kind == "unique" for s in frame_specs),
     )
+    _dry_run(compiled, schema)
+    return compiled
+
+
+def _dry_run(c: _Compiled, schema: TableSchema) -> None:
+    """Run the column checks on an empty frame of the columns' types: a check that can't run
+    on its column (a regex polars doesn't support, ``>=`` a number on a text column, a length
+    on a number) fails here, as a ContractError, instead of failing every row of every batch."""
+    arrays = {
+        name: column_array(schema.column(name).type, [], table=str(schema.table), column=name)
+        for name in c.columns
+    }
+    frame = pl.from_arrow(pyarrow.table(arrays))
+    assert isinstance(frame, pl.DataFrame)
+    try:
+        pa.DataFrameSchema(
+            {n: col for n, col in c.schema.columns.items() if n in c.column_checks}
+        ).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems = []
+        for column, number, case in exc.failure_cases.select(
+            ["column", "check_number", "failure_case"]
+        ).iter_rows():
+            spec = c.column_checks[column][number]
+            error = " ".join(str(case).split("This error occurred")[0].split())[:300]
+            problems.append(
+                f"{spec.where}: check {spec.name!r} can't run on {schema.table}.{column} "
+                f"({schema.column(column).type}): {error}"
+            )
+        raise ContractError("; ".join(problems)) from None
 
 
 def _column(
@@ -178,8 +208,11 @@ def _column(
             value = None
         values.append(value)
     try:
+        if column.type.kind in (Kind.DECIMAL, Kind.VARDECIMAL):  # Arrow refuses what won't fit
+            return pyarrow.array(values, type=arrow_type(column.type))
         return column_array(column.type, values, table=str(schema.table), column=name)
-    except DataError:  # the warehouse will dead-letter it; check the text form meanwhile
+    except (DataError, pyarrow.ArrowInvalid, pyarrow.ArrowTypeError):
+        # the warehouse will dead-letter such a value; check its text form meanwhile
         return pyarrow.array([None if v is None else str(v) for v in values], pyarrow.string())
 
 

@@ -38,6 +38,12 @@ ratio = (b) / (a)
     version per row, each update closes it and opens a second. The breakdown adds the stored
     tails' fetch (the one query per batch that reads the keys' last versions). Target: >= 0.5.
 
+(b3) apply with a data contract, events/s, and the validation overhead
+    As (b), with checks on the table (not null + length, pattern + unique in the batch,
+    between, allowed values: every row passes, so all rows are applied). "validation s" is the
+    time spent screening batches with pandera; overhead = validation s / (b)'s span, and the
+    rate ratio (b) / (b3) - 1 for comparison. Target: overhead <= 15%.
+
 (c) latency, s
     ``ReplicatorThread`` (what ``cdc run`` does, in a thread; again a fresh group and DuckDB
     file) first catches up with the snapshot backlog, then a steady workload runs for
@@ -94,9 +100,16 @@ from cdc.runtime import open_warehouse, replicator_settings
 TABLE = "public.bench_orders"
 RATIO_TARGET = 0.6
 SCD2_RATIO_TARGET = 0.5
+CONTRACT_OVERHEAD_TARGET = 0.15
+STATUSES = ["new", "paid", "shipped", "cancelled", "returned"]
+CHECKS = [
+    {"column": "customer", "not_null": True, "length": {"max": 200}},
+    {"column": "email", "pattern": "^[^@]+@[^@]+$", "unique": True},
+    {"column": "amount", "between": [0, 20000]},
+    {"column": "status", "allowed": STATUSES},
+]
 UPDATE_CHUNK = 1000
 P99_TARGET_S = 1.5
-STATUSES = ["new", "paid", "shipped", "cancelled", "returned"]
 
 DDL = """
 CREATE TABLE bench_orders (
@@ -152,12 +165,16 @@ def fresh_config(
     *,
     group: str | None = None,
     mode: str = "mirror",
+    checks: list[dict[str, Any]] | None = None,
 ) -> Config:
     """A cdc.yaml of its own (fresh consumer group and DuckDB file) for one phase."""
+    table: dict[str, Any] = {"name": TABLE, "mode": mode}
+    if checks:
+        table["checks"] = checks
     return write_stack_config(
         stack.state_dir / f"cdc-{name}.yaml",
         stack,
-        [{"name": TABLE, "mode": mode}],
+        [table],
         warehouse_path=stack.state_dir / f"{name}.duckdb",
         group_id=group or f"bench-{name}-{uuid.uuid4().hex[:8]}",
         batch_size=args.batch_size,
@@ -345,6 +362,13 @@ class TimedReplicator(Replicator):
             return super()._decode(batch)
         finally:
             self.timers.add("decode", time.perf_counter() - started)
+
+    def _screen(self, batches: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return super()._screen(batches)
+        finally:
+            self.timers.add("validation (pandera)", time.perf_counter() - started)
 
     def _process(self, batch: list[Polled]) -> None:
         started = time.perf_counter()
@@ -675,6 +699,25 @@ def main(argv: list[str] | None = None) -> int:
             "scd2_ratio_target": SCD2_RATIO_TARGET,
             "scd2_ratio_met": scd2_ratio >= SCD2_RATIO_TARGET,
         }
+        say("[bold](b3) apply with a data contract[/]: (b) plus checks on four columns")
+        checked = run_apply(fresh_config(stack, "contract", args, checks=CHECKS),
+                            keep_open=args.keep_open)  # fmt: skip
+        validation_s = checked.timers.get("validation (pandera)", 0.0)
+        overhead = validation_s / applied.seconds if applied.seconds else 0.0
+        rate_overhead = applied.rate / checked.rate - 1 if checked.rate else 0.0
+        say(
+            f"  {checked.events:,} events, {checked.seconds:.2f} s = [bold]{checked.rate:,.0f} "
+            f"events/s[/]; validation {validation_s:.2f} s = [bold]{overhead:.1%}[/] of (b)'s "
+            f"span (rate ratio (b)/(b3) - 1 = {rate_overhead:+.1%})"
+        )
+        figures |= {
+            "contract_events_per_s": round(checked.rate),
+            "contract_validation_seconds": round(validation_s, 3),
+            "contract_overhead": round(overhead, 4),
+            "contract_rate_overhead": round(rate_overhead, 4),
+            "contract_overhead_target": CONTRACT_OVERHEAD_TARGET,
+            "contract_overhead_met": overhead <= CONTRACT_OVERHEAD_TARGET,
+        }
         if args.profile is not None:
             say(f"Replaying (b) once more under cProfile -> {args.profile}")
             run_apply(
@@ -736,6 +779,12 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_row(
         f"target scd2 ratio >= {SCD2_RATIO_TARGET} met?", verdict(figures["scd2_ratio_met"])
     )
+    summary.add_row("(b3) apply with checks, events/s", f"{figures['contract_events_per_s']:,}")
+    summary.add_row("validation overhead (of (b)'s span)", f"{figures['contract_overhead']:.1%}")
+    summary.add_row(
+        f"target overhead <= {CONTRACT_OVERHEAD_TARGET:.0%} met?",
+        verdict(figures["contract_overhead_met"]),
+    )
     summary.add_row("latency p50 s", f"{figures['latency_p50_s']:.3f}")
     summary.add_row("latency p99 s", f"{figures['latency_p99_s']:.3f}")
     summary.add_row(f"target p99 < {P99_TARGET_S} s met?", verdict(figures["p99_met"]))
@@ -746,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, met in (
             ("ratio", figures["ratio_met"]),
             ("scd2 ratio", figures["scd2_ratio_met"]),
+            ("contract overhead", figures["contract_overhead_met"]),
             ("p99", figures["p99_met"]),
         )
         if not met
