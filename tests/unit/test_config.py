@@ -395,8 +395,8 @@ def test_scd2_table_options_reach_the_target() -> None:
         valid_from="starts", granularity="every_change", track=("status", "total")
     )
     # mode scd2 without options: the defaults
-    plain = parse_config(VALID.replace("  - name: sales.order_lines\n", "  - name: sales.order_lines\n    mode: scd2\n"),
-                         file="cdc.yaml", env=ENV)  # fmt: skip
+    lines = "  - name: sales.order_lines\n"
+    plain = parse_config(VALID.replace(lines, lines + "    mode: scd2\n"), file="cdc.yaml", env=ENV)
     assert plain.table_target(plain.table("sales.order_lines")).scd2 == Scd2Options()
 
 
@@ -415,7 +415,8 @@ def test_scd2_option_errors_name_the_line() -> None:
     assert errors_of(soft)[0].startswith("cdc.yaml:40: tables[2]: soft_delete applies to mirror")
     bad = VALID.replace(
         "  - name: sales.order_lines\n",
-        "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      track: [a, a]\n      valid_to: x y\n",
+        "  - name: sales.order_lines\n    mode: scd2\n    scd2:\n      track: [a, a]\n"
+        "      valid_to: x y\n",
     )
     assert errors_of(bad) == [
         "cdc.yaml:43: tables[2].scd2.track: lists a more than once",
