@@ -246,9 +246,9 @@ def history(
     is_current, the change that opened it (_cdc_op, _cdc_txid), the last one written into it
     (_cdc_lsn), then the row's columns.
 
-    Exit codes: 0 versions shown; 1 the key has no versions; 2 invalid configuration or
-    arguments (table not configured or not in mode scd2, wrong number of key values);
-    3 the warehouse can't be read (missing file, held too long by another process, error).
+    Exit codes: 0 versions shown; 1 the key has no versions;
+    2 bad configuration or arguments (table unknown or not scd2, wrong number of key values);
+    3 the warehouse can't be read (missing, or held too long by another process).
     """
     from cdc.cli.history import HistoryError, fetch_versions, json_lines, versions_table
 
