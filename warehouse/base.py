@@ -144,6 +144,16 @@ class ApplyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisteredTable:
+    """A replicated table as the warehouse's registry records it."""
+
+    name: str
+    source_table: str
+    mode: str
+    key: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryReport:
     """The SCD2 history invariants of one table, checked on the engine.
 
@@ -256,9 +266,17 @@ class Warehouse(abc.ABC):
         """Every live row of a target table (soft-deleted rows excluded), metadata omitted."""
 
     @abc.abstractmethod
-    def fetch_history(self, target: TableTarget) -> list[dict[str, Any]]:
-        """Every version of an ``scd2`` table: data columns, validity and metadata columns,
-        ordered by key and version (``_cdc_lsn``)."""
+    def registered(self, name: str) -> RegisteredTable | None:
+        """What the warehouse's table registry knows of a target table (None: never
+        replicated to)."""
+
+    @abc.abstractmethod
+    def fetch_history(
+        self, target: TableTarget, key: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every version of an ``scd2`` table (or of one key, given as its key columns'
+        values in text): data columns, validity and metadata columns, ordered by key and
+        version (``_cdc_lsn``)."""
 
     @abc.abstractmethod
     def history_report(self, target: TableTarget) -> HistoryReport:

@@ -49,6 +49,7 @@ from warehouse.base import (
     OffsetRow,
     QuarantinedChange,
     QuarantineRow,
+    RegisteredTable,
     TableApplyStats,
     TableBatch,
     TableTarget,
@@ -643,6 +644,22 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
         return fetched_rows(table, columns)
+
+    def registered(self, name: str) -> RegisteredTable | None:
+        query = exp.select(sql.col("source_table"), sql.col("mode"), sql.col("schema_json"))
+        query = query.from_(self._ref("tables").expr())
+        query = query.where(sql.col("table_name").eq(exp.Placeholder()))
+        with self.connection() as con:
+            try:
+                row = self._exec(con, query, [name]).fetchone()
+            except duckdb.CatalogException:
+                return None  # no bookkeeping yet: nothing was ever replicated to this file
+            except duckdb.Error as exc:
+                raise map_error(exc, table=name, path=self.path) from exc
+        if row is None:
+            return None
+        key = tuple(json.loads(row[2])["schema"]["key"])
+        return RegisteredTable(name=name, source_table=row[0], mode=row[1], key=key)
 
     def _history_table(self, con: duckdb.DuckDBPyConnection, target: TableTarget) -> TargetTable:
         """The statements' view of a registered scd2 table (key from the registry)."""

@@ -15,16 +15,13 @@ import math
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 
 from cdc.config import Config, TableConfig
 from cdc.model import Interval
-from warehouse.base import TableTarget, WarehouseError
-
-if TYPE_CHECKING:
-    from warehouse.duckdb import DuckDBWarehouse
+from warehouse.base import TableTarget, Warehouse, WarehouseError
 
 # Exit codes of `cdc history` (also listed in its --help).
 EXIT_NO_VERSIONS = 1
@@ -72,35 +69,20 @@ def history_target(config: Config, table: TableConfig) -> TableTarget:
     return config.table_target(table)
 
 
-def _key_columns(warehouse: DuckDBWarehouse, target: TableTarget) -> tuple[str, ...] | None:
-    """The key columns of a replicated scd2 table (from the DuckDB table registry), or None
-    when nothing has been replicated to it yet."""
-    import duckdb
-
-    from warehouse.duckdb import map_error
-
-    with warehouse.connection() as con:
-        try:
-            row = con.execute(
-                f'SELECT mode, schema_json FROM "{warehouse.bookkeeping_schema}".tables '
-                "WHERE table_name = ?",
-                [target.name],
-            ).fetchone()
-        except duckdb.CatalogException:
-            return None  # no bookkeeping yet: nothing was ever replicated to this file
-        except duckdb.Error as exc:
-            raise map_error(exc, table=target.name, path=warehouse.path) from exc
-    if row is None:
+def _key_columns(warehouse: Warehouse, target: TableTarget) -> tuple[str, ...] | None:
+    """The key columns of a replicated scd2 table (from the warehouse's table registry), or
+    None when nothing has been replicated to it yet."""
+    info = warehouse.registered(target.name)
+    if info is None:
         return None
-    mode, schema_json = row
-    if mode != "scd2":
+    if info.mode != "scd2":
         raise HistoryError(
-            f"warehouse table {target.name!r} was replicated in mode {mode!r}, but cdc.yaml "
-            "says scd2 (the consumer parks such a table until it is migrated); it has no "
-            "history to show",
+            f"warehouse table {target.name!r} was replicated in mode {info.mode!r}, but "
+            "cdc.yaml says scd2 (the consumer parks such a table until it is migrated); it "
+            "has no history to show",
             EXIT_WAREHOUSE,
         )
-    return tuple(json.loads(schema_json)["schema"]["key"])
+    return info.key
 
 
 def fetch_versions(
@@ -123,10 +105,8 @@ def fetch_versions(
             EXIT_WAREHOUSE,
         )
     from cdc.runtime import open_warehouse
-    from warehouse.duckdb import DuckDBWarehouse
 
     warehouse = open_warehouse(config)
-    assert isinstance(warehouse, DuckDBWarehouse)
     try:
         columns = _key_columns(warehouse, target)
         if columns is None:
