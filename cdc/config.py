@@ -1221,6 +1221,13 @@ tables:
       valid_from: valid_from
       valid_to: valid_to
       is_current: is_current
+    checks:                     # data contract: rows that fail go to on_violation
+      - column: price
+        not_null: true
+        '>=': 0
+      - column: name
+        length: {min: 1, max: 200}
+    on_violation: quarantine    # quarantine (_cdc.quarantine) | dlq | fail
 
 # Kafka Connect REST API (production: `cdc connector register`)
 # connect:

@@ -46,17 +46,22 @@ class TableContract:
 
 def check_name(kind: str, column: str | None, value: Any) -> str:
     """The display name of a check: ``column: kind value``."""
-    shown = {
-        "not_null": "not null",
-        "ge": f">= {value}",
-        "le": f"<= {value}",
-        "between": f"between {value[0]} and {value[1]}" if isinstance(value, Sequence) else "",
-        "allowed": f"in {list(value)}" if isinstance(value, Sequence) else "",
-        "pattern": f"pattern {value}",
-        "length": _length_name(value),
-        "unique": "unique in the batch",
-        "custom": f"custom {value}",
-    }[kind]
+    # only the given kind's form is built: the others would misread its value
+    if kind in ("ge", "le"):
+        shown = f"{'>=' if kind == 'ge' else '<='} {value}"
+    elif kind == "between":
+        shown = f"between {value[0]} and {value[1]}"
+    elif kind == "allowed":
+        shown = f"in {list(value)}"
+    elif kind == "length":
+        shown = _length_name(value)
+    else:
+        shown = {
+            "not_null": "not null",
+            "pattern": f"pattern {value}",
+            "unique": "unique in the batch",
+            "custom": f"custom {value}",
+        }[kind]
     return shown if column is None else f"{column}: {shown}"
 
 

@@ -113,7 +113,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         if live and draw(st.sampled_from(["tx", "tx", "snapshot"])) == "snapshot":
             # Snapshot reads of live keys: the current values, or values the log missed.
             tx = None if draw(st.booleans()) else txid
-            keys = draw(st.lists(st.sampled_from(sorted(live)), min_size=1, max_size=3, unique=True))
+            keys = draw(
+                st.lists(st.sampled_from(sorted(live)), min_size=1, max_size=3, unique=True)
+            )
             for key in keys:
                 if draw(st.booleans()):
                     live[key] = draw(rows(key))
@@ -133,7 +135,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 # Put the values back as they were before this transaction.
                 toast = live[key]["doc"] == committed[key]["doc"] and draw(st.booleans())
                 live[key] = dict(committed[key])
-                emit(Op.UPDATE, key, {**live[key], **({"doc": UNCHANGED_TOAST} if toast else {})}, txid)
+                emit(
+                    Op.UPDATE,
+                    key,
+                    {**live[key], **({"doc": UNCHANGED_TOAST} if toast else {})},
+                    txid,
+                )
                 continue
             free = [k for k in KEYS if k not in live]
             if action == "delete":
@@ -169,7 +176,10 @@ def deliveries(draw: st.DrawFn, events: list[ChangeEvent]) -> list[list[ChangeEv
     """The events in batches (random cut points), with replays of earlier ranges (possibly
     overlapping the current batch) appended to a batch or delivered as a batch of their own."""
     n = len(events)
-    cuts = sorted(set(draw(st.lists(st.integers(0, n), max_size=6))) | {0, n})
+    if draw(st.integers(0, 3)) == 0:
+        cuts = list(range(n + 1))  # one event per batch: every transaction split
+    else:
+        cuts = sorted(set(draw(st.lists(st.integers(0, n), max_size=8))) | {0, n})
     batches: list[list[ChangeEvent]] = []
     for lo, hi in itertools.pairwise(cuts):
         batch = list(events[lo:hi])
@@ -223,8 +233,7 @@ def _ref_step(
             return
         if opened_by_tx:
             versions.remove(cur)
-            if closed_by_tx:
-                assert prev is not None
+            if closed_by_tx and prev is not None:
                 prev.deleted = True
         else:
             cur.valid_to, cur.deleted = ts, True
@@ -234,21 +243,22 @@ def _ref_step(
         c: ((cur.values[c] if cur else None) if e.after[c] is UNCHANGED_TOAST else e.after[c])
         for c in DATA
     }
+    back_to_prev = closed_by_tx and prev is not None and _equal(prev.values, values, tracked)
     if cur is not None and _equal(cur.values, values, tracked):
         _rewrite(cur, values, e)
     elif cur is not None and opened_by_tx:
-        if closed_by_tx and _equal(prev.values, values, tracked):  # type: ignore[union-attr]
+        if back_to_prev and prev is not None:  # the transaction put the values back
             versions.remove(cur)
-            _rewrite(prev, values, e)  # type: ignore[arg-type]
+            _rewrite(prev, values, e)
         else:
             _rewrite(cur, values, e)
-    elif cur is None and closed_by_tx and _equal(prev.values, values, tracked):  # type: ignore[union-attr]
-        _rewrite(prev, values, e)  # type: ignore[arg-type]
+    elif cur is None and back_to_prev and prev is not None:  # deleted and re-inserted as it was
+        _rewrite(prev, values, e)
     else:
         if cur is not None:
             cur.valid_to, cur.deleted = ts, False
-        elif closed_by_tx:
-            prev.deleted = False  # type: ignore[union-attr]
+        elif closed_by_tx and prev is not None:  # deleted and re-inserted: not a delete
+            prev.deleted = False
         versions.append(RefVersion(values, ts, None, False, e.position.lsn, tx, e.op, ts))
 
 
@@ -329,7 +339,7 @@ def committed_reference(
                 i += 1
                 continue
             j = i + 1
-            while j < len(seq) and seq[j][1] is not None and _equal(seq[j][1], state, tracked):  # type: ignore[arg-type]
+            while j < len(seq) and (nxt := seq[j][1]) is not None and _equal(nxt, state, tracked):
                 j += 1
             end = seq[j][0] if j < len(seq) else None
             deleted = j < len(seq) and seq[j][1] is None
@@ -347,7 +357,10 @@ def project(version: dict[str, Any], tracked: Sequence[str]) -> dict[str, Any]:
 
 
 def check_history(
-    history: list[dict[str, Any]], live: dict[int, dict[str, Any]], by_tx: bool, tracked: Sequence[str]
+    history: list[dict[str, Any]],
+    live: dict[int, dict[str, Any]],
+    by_tx: bool,
+    tracked: Sequence[str],
 ) -> None:
     """The history invariants (HistoryReport's, computed here), and the current versions are
     exactly the source table's rows."""
@@ -360,7 +373,9 @@ def check_history(
         for v in versions:
             assert v["is_current"] == (v["valid_to"] is None), v
             if v["valid_to"] is not None:
-                assert v["valid_from"] < v["valid_to"] if by_tx else v["valid_from"] <= v["valid_to"]
+                assert (
+                    v["valid_from"] < v["valid_to"] if by_tx else v["valid_from"] <= v["valid_to"]
+                )
         for v, w in itertools.pairwise(versions):
             assert not v["is_current"], (key, "current not last")
             assert v["valid_to"] <= w["valid_from"], (key, "overlap")
@@ -418,12 +433,13 @@ class Store:
         return plan
 
     def history(self) -> list[dict[str, Any]]:
-        return [
-            row(v.values, v.valid_from_us, v.valid_to_us, v.deleted, v.txid, v.op, v.lsn,
-                v.source_ts_us)  # fmt: skip
-            for key in sorted(self.versions)
-            for v in self.versions[key]
-        ]
+        return [_row(v) for key in sorted(self.versions) for v in self.versions[key]]
+
+
+def _row(v: Version) -> dict[str, Any]:
+    return row(
+        v.values, v.valid_from_us, v.valid_to_us, v.deleted, v.txid, v.op, v.lsn, v.source_ts_us
+    )
 
 
 def _stored(v: Version) -> Version:
