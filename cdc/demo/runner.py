@@ -1,7 +1,14 @@
 """``cdc demo``: start the local stack, create the shop, run a random workload while
 replicating into DuckDB, wait until caught up, compare every table (the current versions of
 the SCD2 tables), check the SCD2 history invariants, print a summary, and stop everything it
-started."""
+started.
+
+The shop declares data contracts that are stricter than its data, and the workload breaks them
+now and then (``shop.SHOP_TABLE_CONFIG``). The failing changes, and the later changes of their
+keys, wait in the quarantine, so those keys legitimately differ from the source: the first
+comparison leaves them out and counts them. Then the demo does what a user would after reviewing
+the quarantine: it relaxes the two checks (``shop.SHOP_RELAXED_TABLE_CONFIG``, written next to
+cdc.yaml), replays the quarantine with that contract and compares every key again."""
 
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ from rich.table import Table
 
 from cdc.compare import TableDiff
 from cdc.config import Config
-from cdc.demo.shop import SHOP_DDL, SHOP_TABLE_CONFIG
+from cdc.consumer.loop import RunStats
+from cdc.consumer.quarantine_replay import TableReplay, replay_quarantine
+from cdc.demo.shop import SHOP_DDL, SHOP_RELAXED_TABLE_CONFIG, SHOP_TABLE_CONFIG
 from cdc.demo.workload import ShopWorkload
 from cdc.local.pipeline import (
     ReplicatorThread,
@@ -43,6 +52,34 @@ def history_failures(report: HistoryReport) -> dict[str, int]:
 
 
 @dataclass
+class ContractReport:
+    """What the data contracts caught, and the replay after relaxing them."""
+
+    failed_checks: dict[str, int] = field(default_factory=dict)  # "table: check" -> rows
+    quarantined: int = 0  # rows that failed checks
+    held: int = 0  # later changes of their keys, waiting behind them
+    broken_on_purpose: dict[str, int] = field(default_factory=dict)  # by the workload
+    replays: list[TableReplay] = field(default_factory=list)
+    still_quarantined: int = 0  # open quarantine rows after the replay
+    relaxed_config: Path | None = None
+
+    @property
+    def replayed(self) -> int:
+        return sum(r.replayed for r in self.replays)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "failed_checks": self.failed_checks,
+            "quarantined": self.quarantined,
+            "held": self.held,
+            "replayed": self.replayed,
+            "still_quarantined": self.still_quarantined,
+            "broken_on_purpose": self.broken_on_purpose,
+            "relaxed_config": str(self.relaxed_config) if self.relaxed_config else None,
+        }
+
+
+@dataclass
 class DemoResult:
     ok: bool
     events: int
@@ -58,6 +95,9 @@ class DemoResult:
     histories: dict[str, HistoryReport] = field(default_factory=dict)  # scd2 tables
     config: Path | None = None  # the cdc.yaml the demo wrote
     history_example: tuple[str, str, int] | None = None  # (table, key, versions): most versions
+    # the comparison before the replay, keys with open quarantined changes left out
+    before_replay: dict[str, TableDiff] = field(default_factory=dict)
+    contracts: ContractReport = field(default_factory=ContractReport)
 
     def _table_json(self, t: TableDiff) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -67,6 +107,13 @@ class DemoResult:
             "warehouse_rows": t.warehouse_rows,
             "diffs": t.diffs,
         }
+        before = self.before_replay.get(t.name)
+        if before is not None:
+            doc["keys_in_quarantine"] = before.excluded
+            doc["diffs_before_replay"] = before.diffs
+        replay = next((r for r in self.contracts.replays if r.table == t.name), None)
+        if replay is not None:
+            doc["replayed"] = replay.replayed
         report = self.histories.get(t.name)
         if report is not None:
             doc["versions"] = report.versions
@@ -82,6 +129,7 @@ class DemoResult:
             "ok": self.ok,
             "events": self.events,
             "tables": [self._table_json(t) for t in self.tables],
+            "contracts": self.contracts.to_json(),
             "warehouse": str(self.warehouse),
         }
 
@@ -113,7 +161,7 @@ def run_demo(
         url = stack.pg_url()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(SHOP_DDL)
-        workload = ShopWorkload(url, seed=seed)
+        workload = ShopWorkload(url, seed=seed, violations=True)
         workload.seed()
         if warehouse.exists():
             warehouse.unlink()
@@ -151,11 +199,25 @@ def run_demo(
             stats = workload.run(seconds=seconds, rate=rate, on_progress=tick)
         say(
             f"Workload: {stats.changes} row changes in {stats.transactions} transactions "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_kind.items()))})"
+            f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_kind.items()))}); "
+            f"breaking the contract on purpose: "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(stats.violations.items())) or 'none'}"
         )
         say("[bold]Waiting until caught up[/]")
         wait_until_published(url, config.source.slot_name)
         run_stats = replicator.finish()
+        before = compare_all(config, url, skip_quarantined=True)
+        relaxed_path = stack.state_dir / "cdc.relaxed.yaml"
+        relaxed = write_stack_config(
+            relaxed_path,
+            stack,
+            [dict(t) for t in SHOP_RELAXED_TABLE_CONFIG],
+            warehouse_path=warehouse,
+        )
+        say(f"[bold]Replaying the quarantine[/] with the relaxed contract ({relaxed_path})")
+        contracts = _replay(relaxed, run_stats)
+        contracts.broken_on_purpose = dict(stats.violations)
+        contracts.relaxed_config = relaxed_path
         diffs = compare_all(config, url)
     finally:
         stack.down()
@@ -163,7 +225,9 @@ def run_demo(
     first, last = run_stats.first_batch_at, run_stats.last_batch_at
     replicate_seconds = (last - first) if first is not None and last is not None else 0.0
     return DemoResult(
-        ok=all(d.diffs == 0 for d in diffs) and all(h.ok for h in histories.values()),
+        ok=all(d.diffs == 0 for d in [*before, *diffs])
+        and contracts.still_quarantined == 0
+        and all(h.ok for h in histories.values()),
         events=run_stats.events,
         tables=diffs,
         warehouse=warehouse,
@@ -177,6 +241,26 @@ def run_demo(
         histories=histories,
         config=stack.state_dir / "cdc.yaml",
         history_example=_longest_history(config),
+        before_replay={d.name: d for d in before},
+        contracts=contracts,
+    )
+
+
+def _replay(relaxed: Config, run_stats: RunStats) -> ContractReport:
+    """Replay every open quarantined change under the relaxed contract (what
+    ``cdc quarantine replay -c cdc.relaxed.yaml`` does); report it with the run's counts."""
+    warehouse = open_warehouse(relaxed)
+    try:
+        replays = replay_quarantine(relaxed, warehouse)
+        still = len(warehouse.list_quarantine())
+    finally:
+        warehouse.close()
+    return ContractReport(
+        failed_checks=dict(sorted(run_stats.failed_checks.items())),
+        quarantined=run_stats.quarantined,
+        held=run_stats.held,
+        replays=replays,
+        still_quarantined=still,
     )
 
 
@@ -197,18 +281,70 @@ def _longest_history(
     return target.name, key, versions
 
 
+def _diffs(n: int) -> str:
+    return f"[green]{n}[/]" if n == 0 else f"[red]{n}[/]"
+
+
+def print_contracts(report: ContractReport, console: Console) -> None:
+    """The rows that failed each check, the quarantine and the replay."""
+    table = Table(title="Data contracts: rows that failed their checks (on_violation: quarantine)")
+    table.add_column("check")
+    table.add_column("failed rows", justify="right")
+    for check, rows in report.failed_checks.items():
+        table.add_row(check, str(rows))
+    if not report.failed_checks:
+        table.add_row("(none)", "0")
+    console.print(table)
+    console.print(
+        f"Quarantined: {report.quarantined} changes that failed checks, and {report.held} later "
+        f"changes of their keys held behind them. After relaxing the checks "
+        f"({report.relaxed_config}): replayed {report.replayed} in order, "
+        f"still quarantined {report.still_quarantined}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for replay in report.replays:
+        for reason in replay.reasons:
+            console.print(f"  [red]{replay.table}[/]: {reason}", highlight=False)
+
+
 def print_summary(result: DemoResult, console: Console) -> None:
-    table = Table(title="Source vs warehouse, row by row (scd2 tables: their current versions)")
-    for col in ("table", "mode", "source rows", "warehouse rows", "diffs", "detail"):
-        table.add_column(col, justify="right" if "rows" in col or col == "diffs" else "left")
+    print_contracts(result.contracts, console)
+    table = Table(
+        title="Source vs warehouse, row by row (scd2 tables: their current versions). "
+        "Before the replay, keys in quarantine are left out; after it, every key is compared"
+    )
+    columns = (
+        "table",
+        "mode",
+        "source rows",
+        "warehouse rows",
+        "keys in quarantine",
+        "diffs before replay",
+        "replayed",
+        "diffs",
+        "detail",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("table", "mode", "detail") else "right")
     for t in result.tables:
+        before = result.before_replay.get(t.name)
+        replay = next((r for r in result.contracts.replays if r.table == t.name), None)
+        detail = "; ".join(
+            f"{when}: {d.describe()}"
+            for when, d in (("before replay", before), ("after", t))
+            if d is not None and d.diffs
+        )
         table.add_row(
             t.name,
             result.modes.get(t.name, "mirror"),
             str(t.source_rows),
             str(t.warehouse_rows),
-            f"[green]{t.diffs}[/]" if t.diffs == 0 else f"[red]{t.diffs}[/]",
-            "" if t.diffs == 0 else t.describe(),
+            str(before.excluded) if before is not None else "",
+            _diffs(before.diffs) if before is not None else "",
+            str(replay.replayed) if replay is not None else "",
+            _diffs(t.diffs),
+            detail,
         )
     console.print(table)
     if result.histories:

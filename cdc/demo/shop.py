@@ -6,20 +6,59 @@ from typing import Any
 
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
 
-# How each table is replicated (cdc.yaml `tables` entries). customers and products are SCD2
-# dimensions: customers opens a version when who the customer is changes (email, name,
-# country, tier), while balance, notes etc. are updated in place on the current version;
-# products keeps a version for every change of any column. Orders and their lines are facts:
-# mirrored.
-SHOP_TABLE_CONFIG: tuple[dict[str, Any], ...] = (
-    {
-        "name": "public.customers",
-        "mode": "scd2",
-        "scd2": {"track": ["email", "name", "country", "tier"]},
-    },
-    {"name": "public.products", "mode": "scd2"},
-    {"name": "public.orders"},
-    {"name": "public.order_items"},
+# The data contracts (`checks`, on_violation quarantine). The first version is stricter than
+# the shop's data: an email's domain must have a top-level part, and an order's total can't be
+# negative. The workload breaks both now and then: staff accounts use intranet addresses
+# (user7@shop-intranet), and returns are booked as orders with a negative total.
+EMAIL_STRICT = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
+EMAIL_RELAXED = r"^[^@\s]+@[^@\s]+$"
+TOTAL_STRICT: dict[str, Any] = {">=": 0}
+TOTAL_RELAXED: dict[str, Any] = {">=": -1_000_000}
+
+
+def shop_table_config(
+    *, email_pattern: str, order_total: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """The cdc.yaml `tables` entries of the shop, with the given email and order-total checks.
+
+    customers and products are SCD2 dimensions: customers opens a version when who the customer
+    is changes (email, name, country, tier), while balance, notes etc. are updated in place on
+    the current version; products keeps a version for every change of any column. Orders and
+    their lines are facts: mirrored."""
+    return (
+        {
+            "name": "public.customers",
+            "mode": "scd2",
+            "scd2": {"track": ["email", "name", "country", "tier"]},
+            "checks": [{"column": "email", "not_null": True, "pattern": email_pattern}],
+            "on_violation": "quarantine",
+        },
+        {
+            "name": "public.products",
+            "mode": "scd2",
+            "checks": [{"column": "price", "not_null": True, "between": [0, 100_000]}],
+            "on_violation": "quarantine",
+        },
+        {
+            "name": "public.orders",
+            "checks": [
+                {"column": "total", **order_total},
+                {"column": "status", "allowed": ["new", "paid", "shipped", "cancelled"]},
+            ],
+            "on_violation": "quarantine",
+        },
+        {"name": "public.order_items"},
+    )
+
+
+# How each table is replicated (cdc.yaml `tables` entries), with the first, strict contract.
+SHOP_TABLE_CONFIG = shop_table_config(email_pattern=EMAIL_STRICT, order_total=TOTAL_STRICT)
+
+# The contract after reviewing the quarantine: intranet addresses and negative totals
+# (returns) are valid data, so the two checks are relaxed; the demo replays the quarantined
+# changes with it.
+SHOP_RELAXED_TABLE_CONFIG = shop_table_config(
+    email_pattern=EMAIL_RELAXED, order_total=TOTAL_RELAXED
 )
 
 SHOP_DDL = """

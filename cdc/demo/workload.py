@@ -5,7 +5,13 @@ large (TOASTed) values untouched, so Debezium sends its unchanged-TOAST placehol
 For the SCD2 dimensions (customers, products; see ``shop.SHOP_TABLE_CONFIG``) it also makes
 history: customer updates that touch only untracked columns (in place) or also tracked ones (a
 new version), a tracked value changed and put back in one transaction (no new version), deleted
-keys that come back later, and keys deleted and re-inserted in one transaction."""
+keys that come back later, and keys deleted and re-inserted in one transaction.
+
+With ``violations`` it also breaks the demo's first data contract (``shop.SHOP_TABLE_CONFIG``)
+now and then, as the seeded random stream decides: about 1 in 250 customer rows gets a staff
+intranet address (no top-level domain), and about 1 in 100 orders is a return with a negative
+total. Half of those keys are changed again later (the customer rewritten, the order
+cancelled), so there are changes waiting behind a quarantined one."""
 
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Json, Jsonb
 
+# How often the workload breaks each check of the demo's first contract, when asked to.
+BREAK_RATE = {"customers.email": 0.004, "orders.total": 0.01}
+
 NASTY_TEXT = ["O'Reilly", 'say "hi"; DROP TABLE customers; --', "$$ dollar $$", "ünï©ødé ✓ 🚀", ""]
 
 
@@ -30,14 +39,18 @@ class WorkloadStats:
     changes: int = 0  # rows inserted, updated or deleted
     by_kind: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    violations: dict[str, int] = field(default_factory=dict)  # contract broken on purpose
 
 
 class ShopWorkload:
     """Random transactions against the shop schema; keeps its own view of which keys exist."""
 
-    def __init__(self, url: str, seed: int = 7) -> None:
+    def __init__(self, url: str, seed: int = 7, *, violations: bool = False) -> None:
         self.url = url
         self.rng = random.Random(seed)
+        self.violations = violations
+        self.breaking = False  # while run() runs with violations (not while seeding)
+        self.revisit: list[tuple[str, int]] = []  # (table, key) to change again after a break
         self.customers: list[int] = []
         self.products: list[uuid.UUID] = []
         self.gone_customers: list[int] = []  # deleted; may come back
@@ -66,11 +79,25 @@ class ShopWorkload:
     def _money(self, digits: int) -> Decimal:
         return Decimal(self.rng.randint(-(10 ** (digits - 1)), 10**digits)) / 100
 
+    def _break(self, check: str, table: str, key: int) -> bool:
+        """Whether to break ``check`` this time; if so, count it and maybe revisit the key."""
+        if not self.breaking or self.rng.random() >= BREAK_RATE[check]:
+            return False
+        self.stats.violations[check] = self.stats.violations.get(check, 0) + 1
+        if self.rng.random() < 0.5:
+            self.revisit.append((table, key))
+        return True
+
+    def _email(self, cid: int) -> str:
+        if self._break("customers.email", "customers", cid):
+            return f"user{cid}@shop-intranet"  # a staff account: no top-level domain
+        return f"user{cid}@example.com"
+
     def _customer_row(self, cid: int) -> dict[str, object]:
         r = self.rng
         return {
             "id": cid,
-            "email": f"user{cid}@example.com",
+            "email": self._email(cid),
             "name": self._text() if r.random() < 0.9 else None,
             "country": r.choice(["DE", "FR", "US", "JP", None]),
             "tier": r.choice(["bronze", "silver", "gold", None]),
@@ -181,10 +208,11 @@ class ShopWorkload:
         self._count("update", cur.rowcount)
         return None
 
-    def tx_rewrite_customer(self, cur: psycopg.Cursor[object]) -> None:
+    def tx_rewrite_customer(self, cur: psycopg.Cursor[object], cid: int | None = None) -> None:
         if not self.customers:
             return self.tx_new_customer(cur)
-        cid = self.rng.choice(self.customers)
+        if cid is None:
+            cid = self.rng.choice(self.customers)
         row = self._customer_row(cid)
         sets = ", ".join(f"{c} = %s" for c in row if c != "id")
         cur.execute(f"UPDATE customers SET {sets} WHERE id = %s", [*list(row.values())[1:], cid])
@@ -294,6 +322,8 @@ class ShopWorkload:
                     "price": price,
                 },
             )
+        if self._break("orders.total", "orders", oid):
+            total = -total  # a return
         cur.execute("UPDATE orders SET total = %s, status = 'paid' WHERE id = %s", (total, oid))
         self.orders[oid] = lines
         self._count("insert", 1 + lines)
@@ -313,10 +343,11 @@ class ShopWorkload:
         self.orders[new] = self.orders.pop(old)
         return None
 
-    def tx_cancel_order(self, cur: psycopg.Cursor[object]) -> None:
-        if len(self.orders) < 3:
-            return self.tx_place_order(cur)
-        oid = self.rng.choice(list(self.orders))
+    def tx_cancel_order(self, cur: psycopg.Cursor[object], oid: int | None = None) -> None:
+        if oid is None:
+            if len(self.orders) < 3:
+                return self.tx_place_order(cur)
+            oid = self.rng.choice(list(self.orders))
         del self.orders[oid]
         cur.execute("UPDATE orders SET status = 'cancelled' WHERE id = %s", (oid,))
         self._count("update", cur.rowcount)
@@ -324,6 +355,18 @@ class ShopWorkload:
         self._count("delete", cur.rowcount)
         cur.execute("DELETE FROM orders WHERE id = %s", (oid,))
         self._count("delete", cur.rowcount)
+        return None
+
+    def tx_revisit(self, cur: psycopg.Cursor[object]) -> None:
+        """Change a key again after it broke a check: a customer is rewritten, an order
+        cancelled (nothing when no such key is waiting, or it is gone meanwhile)."""
+        if not self.revisit:
+            return None
+        table, key = self.revisit.pop(0)
+        if table == "customers" and key in self.customers:
+            return self.tx_rewrite_customer(cur, key)
+        if table == "orders" and key in self.orders:
+            return self.tx_cancel_order(cur, key)
         return None
 
     # -------------------------------------------------------------------- run
@@ -361,9 +404,12 @@ class ShopWorkload:
             (self.tx_renumber_order, 3),
             (self.tx_cancel_order, 5),
         ]
+        if self.violations:
+            weighted.append((self.tx_revisit, 1))
         funcs = [f for f, _ in weighted]
         weights = [w for _, w in weighted]
         started = time.monotonic()
+        self.breaking = self.violations
         with psycopg.connect(self.url) as conn:
             while True:
                 elapsed = time.monotonic() - started
@@ -381,6 +427,7 @@ class ShopWorkload:
                         time.sleep(ahead)
                 if on_progress is not None and self.stats.transactions % 50 == 0:
                     on_progress(self.stats)
+        self.breaking = False
         self.stats.seconds = time.monotonic() - started
         return self.stats
 

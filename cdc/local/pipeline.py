@@ -160,8 +160,10 @@ class ReplicatorThread:
         return self.replicator.stats
 
 
-def compare_all(config: Config, url: str) -> list[TableDiff]:
-    """Source vs warehouse, every configured table, every column."""
+def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> list[TableDiff]:
+    """Source vs warehouse, every configured table, every column. With ``skip_quarantined``,
+    keys with open quarantined changes are left out (``TableDiff.excluded``): the warehouse
+    keeps their state before the first of them until they are replayed."""
     warehouse = open_warehouse(config)
     diffs = []
     try:
@@ -169,8 +171,20 @@ def compare_all(config: Config, url: str) -> list[TableDiff]:
             for table in config.tables:
                 key, types, rows = source_rows(conn, table.source)
                 target = config.table_target(table)
+                held = (
+                    {c.row.key for c in warehouse.list_quarantine(target.name)}
+                    if skip_quarantined
+                    else set[str]()
+                )
                 diffs.append(
-                    compare_rows(table.target_name, key, types, rows, warehouse.fetch_table(target))
+                    compare_rows(
+                        table.target_name,
+                        key,
+                        types,
+                        rows,
+                        warehouse.fetch_table(target),
+                        exclude=held,
+                    )
                 )
     finally:
         warehouse.close()
