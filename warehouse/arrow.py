@@ -337,6 +337,23 @@ def stored_tails(
     return tails
 
 
+def stored_rows(
+    schema: TableSchema, columns: Sequence[tuple[str, exp.DataType]], rows: pa.Table
+) -> dict[Key, dict[str, Any]]:
+    """Rows of a ``latest_rows`` query result (Arrow), by key, in the model representation."""
+    data = {name: _python_column(rows.column(i), dtype) for i, (name, dtype) in enumerate(columns)}
+    out: dict[Key, dict[str, Any]] = {}
+    for r in range(rows.num_rows):
+        values = {name: data[name][r] for name in data}
+        out[tuple(values[k] for k in schema.key)] = values
+    return out
+
+
+def python_values(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
+    """A fetched column's values in the model representation."""
+    return _python_column(values, dtype)
+
+
 def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
     out: list[Any] = values.to_pylist()
     if needs_python_conversion(dtype):

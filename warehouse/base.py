@@ -135,6 +135,9 @@ class TableApplyStats:
     versions_opened: int = 0  # scd2: new versions inserted
     versions_closed: int = 0  # scd2: current versions closed (by a newer version or a delete)
     held: int = 0  # changes that went to quarantine behind an earlier quarantined change
+    # unchanged TOAST values of a primary-key change whose old key's value was nowhere (not in
+    # the batch, no stored row): written as NULL, logged as a warning
+    toast_unresolved: int = 0
 
 
 @dataclass(slots=True)

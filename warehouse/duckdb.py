@@ -37,7 +37,9 @@ from warehouse.arrow import (
     fetched_rows,
     key_stage,
     mirror_stage,
+    python_values,
     scd2_stage,
+    stored_rows,
     stored_tails,
 )
 from warehouse.base import (
@@ -58,7 +60,8 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
 )
-from warehouse.mirror import MirrorPlan, event_key, plan_mirror
+from warehouse.key_change import KeyChangeCarry, carry_key_changes
+from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold
 from warehouse.scd2 import Scd2Plan, plan_scd2
 from warehouse.sql import TableRef, TargetTable, render
@@ -377,16 +380,21 @@ class DuckDBWarehouse(Warehouse):
         resolve: Sequence[QuarantineRow] = (),
     ) -> ApplyResult:
         started = time.perf_counter()
-        work: list[tuple[TableBatch, TargetTable, tuple[MirrorPlan, pa.Table, Any] | None]] = []
+        work: list[
+            tuple[TableBatch, TargetTable, tuple[MirrorPlan, pa.Table, Any] | None, KeyChangeCarry]
+        ] = []
         for batch in batches:
             with _naming_table(batch.target.name):
                 m = self._target_table(batch)
-                # mirror tables plan before the transaction; scd2 tables need the stored tails
+                carry = carry_key_changes(batch)
+                batch = carry.batch
+                # mirror tables plan before the transaction (unless a key change needs a
+                # stored value); scd2 tables need the stored tails
                 mirror = None
-                if m.scd2 is None:
+                if m.scd2 is None and not carry.asks:
                     plan = plan_mirror(batch)
                     mirror = (plan, *mirror_stage(plan))
-            work.append((batch, m, mirror))
+            work.append((batch, m, mirror, carry))
         pending: dict[str, tuple[TableTarget, Any]] = {}
         stats: list[TableApplyStats] = []
         registered: list[str] = []
@@ -400,8 +408,21 @@ class DuckDBWarehouse(Warehouse):
                     self._stage_quarantine(con, resolve, "_cdc_stage_resolve", registered)
                     self._exec(con, sql.quarantine_resolve(self._ref("quarantine"), registered[-1]))
                 stored = list(quarantine)
-                for i, (batch, m, mirror) in enumerate(work):
+                for i, (batch, m, mirror, carry) in enumerate(work):
                     current = batch.target.name
+                    unresolved = 0
+                    if carry.asks:
+                        with _naming_table(current):
+                            self._ensure_table(con, batch, m, pending)
+                            if carry.orphans:
+                                carry = carry.link(
+                                    self._deleted_at(con, batch, m, carry, registered)
+                                )
+                            stored_values = self._latest_rows(con, batch, m, carry, registered)
+                        batch, unresolved = carry.fill(stored_values)
+                        if m.scd2 is None:
+                            plan = plan_mirror(batch)
+                            mirror = (plan, *mirror_stage(plan))
                     held: list[QuarantineRow] = []
                     if batch.target.quarantine:
                         batch, held = self._hold(con, batch, quarantine)
@@ -423,6 +444,7 @@ class DuckDBWarehouse(Warehouse):
                             registered.append(name)
                             table_stats = self._apply_plan(con, m, plan, name, toast)
                         table_stats.held = len(held)
+                        table_stats.toast_unresolved = unresolved
                         stats.append(table_stats)
                 current = None
                 if stored:
@@ -442,6 +464,43 @@ class DuckDBWarehouse(Warehouse):
         self._bookkept = True
         self._ensured.update(pending)
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
+
+    def _latest_rows(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: TableBatch,
+        m: TargetTable,
+        carry: KeyChangeCarry,
+        registered: list[str],
+    ) -> dict[Key, dict[str, Any]]:
+        """The stored rows of the old keys of the batch's key changes (one query)."""
+        if not carry.needs:
+            return {}
+        name = f"_cdc_stage_old_keys_{len(registered)}"
+        con.register(name, key_stage(batch.schema, list(carry.needs), m.target.name))
+        registered.append(name)
+        return stored_rows(batch.schema, m.columns, self._arrow(con, sql.latest_rows(m, name)))
+
+    def _deleted_at(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: TableBatch,
+        m: TargetTable,
+        carry: KeyChangeCarry,
+        registered: list[str],
+    ) -> dict[int, Key]:
+        """Which key was deleted at each orphan create's LSN (one query)."""
+        name = f"_cdc_stage_orphans_{len(registered)}"
+        con.register(name, pa.table({"lsn": pa.array(list(carry.orphans), pa.int64())}))
+        registered.append(name)
+        found = self._arrow(con, sql.deleted_at(m, name))
+        key_types = dict(m.columns)
+        keys = zip(
+            *(python_values(found.column(j), key_types[k]) for j, k in enumerate(batch.schema.key)),
+            strict=True,
+        )
+        lsns = found.column(len(batch.schema.key)).to_pylist()
+        return {int(lsn): tuple(key) for key, lsn in zip(keys, lsns, strict=True)}
 
     def _hold(
         self, con: duckdb.DuckDBPyConnection, batch: TableBatch, new: Sequence[QuarantineRow]

@@ -387,6 +387,38 @@ def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
 
     Columns: the data columns (fetch representation), then :func:`scd2_meta_columns`.
     """
+    return _latest(m, keys, 2, [*map(col, scd2_meta_columns(m))])
+
+
+def latest_rows(m: TargetTable, keys: str) -> exp.Select:
+    """The stored row of every key staged in ``keys``, deleted ones included (a mirror table's
+    soft-deleted row, an scd2 table's last version): the data columns (fetch representation).
+    A hard-deleted mirror row is gone: no row."""
+    return _latest(m, keys, 1, [])
+
+
+def deleted_at(m: TargetTable, lsns: str) -> exp.Select:
+    """Keys deleted at the positions staged in ``lsns`` (column ``lsn``): key columns (fetch
+    representation), then the position. From the delete markers, or the soft-deleted rows."""
+    types = dict(m.columns)
+    at = col("lsn", S)
+    cond: exp.Expr
+    if m.markers is not None:
+        source, alias, cond = m.markers, D, exp.EQ(this=col(m.meta.lsn, D), expression=at)
+    else:
+        source, alias = m.target, T
+        cond = exp.and_(
+            exp.EQ(this=col(m.meta.lsn, T), expression=at), _is_true(col(m.meta.deleted, T))
+        )
+    return (
+        exp.select(*(_fetched(k, types[k], alias) for k in m.key), col(m.meta.lsn, alias))
+        .from_(source.expr(alias))
+        .join(_stage_table(lsns), on=cond)
+    )
+
+
+def _latest(m: TargetTable, keys: str, depth: int, extra: Sequence[exp.Expr]) -> exp.Select:
+    """Each staged key's last ``depth`` rows by ``_cdc_lsn``: data columns, then ``extra``."""
     rn = "_cdc_rn"
     numbered = (
         exp.select(
@@ -399,11 +431,11 @@ def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
         .from_(m.target.expr(T))
         .join(_stage_table(keys), on=m.key_match(T))
     )
-    names = [*(_fetched(n, t) for n, t in m.columns), *map(col, scd2_meta_columns(m))]
+    names = [*(_fetched(n, t) for n, t in m.columns), *extra]
     return (
         exp.select(*names)
         .from_(numbered.subquery(T))
-        .where(exp.LTE(this=col(rn), expression=exp.Literal.number(2)))
+        .where(exp.LTE(this=col(rn), expression=exp.Literal.number(depth)))
     )
 
 
