@@ -9,7 +9,8 @@ within one key) cannot see.
 
 :func:`carry_key_changes` links each such create to its delete (same LSN and transaction, another
 key) and fills the placeholders with the old key's value just before the delete: from the
-delete's ``before`` (REPLICA IDENTITY FULL), else from the old key's earlier changes in the
+delete's ``before`` (its non-null values: under REPLICA IDENTITY DEFAULT Debezium sends the
+key there and nulls for the rest), else from the old key's earlier changes in the
 batch (including an earlier key change into it), else from the stored row, which the engine
 fetches for the keys in :attr:`KeyChangeCarry.needs` and hands to :meth:`KeyChangeCarry.fill`.
 A create whose delete came in an earlier batch (the halves may sit on different partitions) is
@@ -120,17 +121,26 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
         known = state.get(key, {})
         if e.op is Op.DELETE:
             prior = dict(known)
-            prior.update((c, v) for c, v in (e.before or {}).items() if v is not UNCHANGED_TOAST)
+            # REPLICA IDENTITY FULL: the full old row; DEFAULT: the key, other columns null
+            # (a null says nothing then, and a true null is what the old state has anyway)
+            old_row = (e.before or {}).items()
+            prior.update((c, v) for c, v in old_row if v is not None and v is not UNCHANGED_TOAST)
             before_delete[i] = prior
             state[key] = {}
             continue
         if e.after is None:
             continue
-        old = _old_key(e, i, keys, deletes) if _has_placeholder(e) else None
-        if old is None and e.op is Op.CREATE and _has_placeholder(e):
+        halves = _old_halves(e, i, keys, deletes) if _has_placeholder(e) else []
+        if not halves and e.op is Op.CREATE and _has_placeholder(e):
             orphans.setdefault(e.position.lsn, []).append(i)
-        if old is not None:
-            source = before_delete[old]
+        if halves:
+            old = halves[0]
+            # a replay in the same batch repeats the delete: the first one saw the values
+            source: dict[str, Any] = {}
+            for d in halves:
+                for column, value in before_delete[d].items():
+                    if isinstance(source.get(column, _Stored(key)), _Stored):
+                        source[column] = value
             after = dict(e.after)
             for column, value in e.after.items():
                 if value is not UNCHANGED_TOAST:
@@ -167,21 +177,22 @@ def _has_placeholder(event: ChangeEvent) -> bool:
     return event.after is not None and any(v is UNCHANGED_TOAST for v in event.after.values())
 
 
-def _old_key(
+def _old_halves(
     event: ChangeEvent,
     index: int,
     keys: list[Key],
     deletes: Mapping[tuple[int, int | None], list[int]],
-) -> int | None:
-    """The index of the delete this create is the other half of, if any."""
+) -> list[int]:
+    """The indexes of the delete this create is the other half of (one, or its replays in
+    the same batch: one key), in batch order; none if it is no key change's create."""
     if event.op is not Op.CREATE:
-        return None
+        return []
     candidates = [
         d
         for d in deletes.get((event.position.lsn, event.position.tx_id), [])
         if keys[d] != keys[index]
     ]
-    return candidates[0] if len(candidates) == 1 else None
+    return candidates if len({keys[d] for d in candidates}) == 1 else []
 
 
 def _unmark(after: dict[str, Any]) -> dict[str, Any]:

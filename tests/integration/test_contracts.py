@@ -138,22 +138,23 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
     assert stats.quarantined == 0
     pipeline.assert_equal_to_source()
 
-    # violations, later changes of the same keys, and valid changes, one transaction each
+    # violations, later changes of the same keys, and valid changes, one transaction each;
+    # every change is checked on the whole row it leaves
     for statement in (
         "INSERT INTO accounts VALUES (11, 'staff11@intranet', 5, 'new')",  # email fails
-        "UPDATE accounts SET balance = 6 WHERE id = 11",  # held behind it
+        "UPDATE accounts SET balance = 6 WHERE id = 11",  # the row's email still fails
         "UPDATE accounts SET balance = -5, note = 'refund' WHERE id = 1",  # balance fails
-        "UPDATE accounts SET email = 'renamed1@example.com' WHERE id = 1",  # held
-        "UPDATE accounts SET balance = 7 WHERE id = 1",  # held
+        "UPDATE accounts SET email = 'renamed1@example.com' WHERE id = 1",  # balance still -5
+        "UPDATE accounts SET balance = 7 WHERE id = 1",  # passes: held behind the others
         "INSERT INTO accounts VALUES (12, 'user12@example.com', 12, 'valid')",
         "UPDATE accounts SET balance = 21 WHERE id = 2",
         "INSERT INTO notes VALUES (2, 'another table')",
     ):
         pipeline.sql(statement)
     stats = pipeline.replicate_until_caught_up()
-    assert stats.failed_checks == {f"accounts: {EMAIL_CHECK}": 1, f"accounts: {BALANCE_CHECK}": 1}
-    assert stats.quarantined == 2
-    assert stats.held == 3
+    assert stats.failed_checks == {f"accounts: {EMAIL_CHECK}": 2, f"accounts: {BALANCE_CHECK}": 2}
+    assert stats.quarantined == 4
+    assert stats.held == 1
     assert stats.dead_letters == 0 and not stats.parked
 
     rows = _accounts_rows(config)
@@ -165,9 +166,9 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
     quarantined = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
     assert [(q["key"], q["reason"], q["checks"]) for q in quarantined] == [
         ([11], "violation", [EMAIL_CHECK]),
-        ([11], "held", []),
+        ([11], "violation", [EMAIL_CHECK]),
         ([1], "violation", [BALANCE_CHECK]),
-        ([1], "held", []),
+        ([1], "violation", [BALANCE_CHECK]),
         ([1], "held", []),
     ]
     assert all(q["topic"] == topic for q in quarantined)
@@ -180,7 +181,7 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
             assert d.diffs == 0, d.describe()
 
     # the stream goes on: a new change of a waiting key waits too, others apply
-    pipeline.sql("UPDATE accounts SET note = 'later' WHERE id = 11")
+    pipeline.sql("UPDATE accounts SET balance = 8 WHERE id = 1")  # passes, but waits
     pipeline.sql("UPDATE accounts SET note = 'later' WHERE id = 3")
     stats = pipeline.replicate_until_caught_up()
     assert stats.held == 1 and stats.quarantined == 0
@@ -198,7 +199,7 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
     )
     half = _cdc("quarantine", "replay", "--config", str(half_path))
     assert half.returncode == 1, half.stdout + half.stderr
-    assert "replayed 3, still quarantined 3" in half.stdout, half.stdout
+    assert "replayed 2, still quarantined 4" in half.stdout, half.stdout
     assert BALANCE_CHECK in half.stdout
 
     # both checks fixed (refunds are valid data): everything replays, in order
@@ -207,7 +208,7 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
     )
     fixed = _cdc("quarantine", "replay", "--config", str(relaxed_path))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert "replayed 3, still quarantined 0" in fixed.stdout, fixed.stdout
+    assert "replayed 4, still quarantined 0" in fixed.stdout, fixed.stdout
     pipeline.assert_equal_to_source()
     warehouse = open_warehouse(relaxed)
     try:
@@ -223,6 +224,7 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
         ("user1@example.com", -5, "refund"),
         ("renamed1@example.com", -5, "refund"),
         ("renamed1@example.com", 7, "refund"),
+        ("renamed1@example.com", 8, "refund"),
     ]
     committed = _audit_commit_times(pipeline, 1)
     assert [v["valid_from"] for v in history[1:]] == committed

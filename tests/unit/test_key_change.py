@@ -99,6 +99,18 @@ def test_the_deletes_full_before_image_is_used_first() -> None:
     assert after_of(carry.batch, 10)["body"] == "from before"
 
 
+def test_the_nulls_of_a_default_replica_identity_before_image_are_not_values() -> None:
+    """Under REPLICA IDENTITY DEFAULT Debezium's delete carries the key and nulls."""
+    carry = carry_key_changes(
+        batch(
+            ev(Op.CREATE, 1, 10, status="new", body="big"),
+            ev(Op.DELETE, 1, 30, before={"id": 1, "status": None, "body": None}),
+            ev(Op.CREATE, 10, 30, status="new", body=T),
+        )
+    )
+    assert after_of(carry.batch, 10)["body"] == "big"
+
+
 def test_a_value_only_the_stored_row_has_is_asked_for_and_filled() -> None:
     carry = carry_key_changes(batch(*key_change(1, 10, 30, status="x", body=T)))
     assert carry.needs == {(1,): frozenset({"body"})}
