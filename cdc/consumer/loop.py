@@ -121,6 +121,7 @@ class Replicator:
         self._stop = False
         self.until_caught_up = False  # may be set from another thread (e.g. the demo)
         self.caught_up_event = threading.Event()  # set while idle at the end of every partition
+        self._assigned_at: dict[tuple[str, int], int] = {}  # where each partition was assigned
         self._revoked: set[tuple[str, int]] = set()
         base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
         self.consumer = Consumer(
@@ -154,6 +155,7 @@ class Replicator:
             # OFFSET_OUT_OF_RANGE and auto.offset.reset=earliest replays the partition from
             # the start; the position guard absorbs what was already applied.
             tp.offset = OFFSET_BEGINNING if offset is None else offset
+            self._assigned_at[(tp.topic, tp.partition)] = tp.offset
         self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
         consumer.assign(partitions)
         log.info(
@@ -224,7 +226,11 @@ class Replicator:
             self.warehouse.close()
 
     def caught_up(self) -> bool:
-        """True when every assigned partition's position is at its high watermark."""
+        """True when every assigned partition's position is at its high watermark.
+
+        A partition that delivered nothing since its assignment has no position yet
+        (OFFSET_INVALID): its position is where it was assigned (the stored offset, or the
+        log's start)."""
         assignment = self.consumer.assignment()
         if not assignment:
             return False
@@ -232,8 +238,13 @@ class Replicator:
         for tp in positions:
             if (tp.topic, tp.partition) in self._revoked or tp.topic in self.stats.parked:
                 continue
-            _low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            if high > 0 and (tp.offset < 0 or tp.offset < high):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            position = tp.offset
+            if position < 0:
+                position = self._assigned_at.get((tp.topic, tp.partition), low)
+            if position < 0:
+                position = low
+            if high > 0 and position < high:
                 return False
         return True
 

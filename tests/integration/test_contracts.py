@@ -29,6 +29,7 @@ from cdc.consumer.dlq import H_CHECKS, H_ERROR_CLASS, H_OFFSET
 from cdc.consumer.loop import ReplicationStoppedError
 from cdc.local.pipeline import ReplicatorThread, compare_all, write_stack_config
 from cdc.runtime import open_warehouse
+from warehouse.base import TableTarget
 
 if TYPE_CHECKING:
     from conftest import Pipeline
@@ -97,10 +98,14 @@ def _headers(msg: Any) -> dict[str, str]:
     return {k: v.decode() if isinstance(v, bytes) else (v or "") for k, v in raw}
 
 
+def _target(config: Config) -> TableTarget:
+    return config.table_target(config.table("accounts"))
+
+
 def _accounts_rows(config: Config) -> dict[int, dict[str, Any]]:
     warehouse = open_warehouse(config)
     try:
-        return {r["id"]: r for r in warehouse.fetch_table(config.table_target("accounts"))}
+        return {r["id"]: r for r in warehouse.fetch_table(_target(config))}
     finally:
         warehouse.close()
 
@@ -213,7 +218,7 @@ def test_violations_wait_in_quarantine_valid_rows_flow_and_replay_applies_them_i
     warehouse = open_warehouse(relaxed)
     try:
         assert warehouse.list_quarantine() == []
-        target = relaxed.table_target("accounts")
+        target = _target(relaxed)
         assert warehouse.history_report(target).ok
         # every state of key 1 is a version, in source order, valid from its commit time
         history = warehouse.fetch_history(target, ["1"])
@@ -296,7 +301,7 @@ def test_fail_mode_stops_cleanly_without_moving_offsets(pipeline: Pipeline) -> N
         warehouse = open_warehouse(config)
         try:
             assert warehouse.load_offsets(config.kafka.group_id) == before
-            rows = {r["id"]: r for r in warehouse.fetch_table(config.table_target("accounts"))}
+            rows = {r["id"]: r for r in warehouse.fetch_table(_target(config))}
         finally:
             warehouse.close()
         assert rows[2]["note"] == "seed" and rows[5]["balance"] == 50 and rows[6]["note"] == "seed"
