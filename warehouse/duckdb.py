@@ -414,12 +414,7 @@ class DuckDBWarehouse(Warehouse):
                     if carry.asks:
                         with _naming_table(current):
                             self._ensure_table(con, batch, m, pending)
-                            if carry.orphans:
-                                carry = carry.link(
-                                    self._deleted_at(con, batch, m, carry, registered)
-                                )
-                            stored_values = self._latest_rows(con, batch, m, carry, registered)
-                        batch, unresolved = carry.fill(stored_values)
+                            batch, unresolved = self._carry_key_changes(con, carry, m, registered)
                         if m.scd2 is None:
                             plan = plan_mirror(batch)
                             mirror = (plan, *mirror_stage(plan))
@@ -465,42 +460,38 @@ class DuckDBWarehouse(Warehouse):
         self._ensured.update(pending)
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 
-    def _latest_rows(
+    def _carry_key_changes(
         self,
         con: duckdb.DuckDBPyConnection,
-        batch: TableBatch,
-        m: TargetTable,
         carry: KeyChangeCarry,
+        m: TargetTable,
         registered: list[str],
-    ) -> dict[Key, dict[str, Any]]:
-        """The stored rows of the old keys of the batch's key changes (one query)."""
-        if not carry.needs:
-            return {}
-        name = f"_cdc_stage_old_keys_{len(registered)}"
-        con.register(name, key_stage(batch.schema, list(carry.needs), m.target.name))
-        registered.append(name)
-        return stored_rows(batch.schema, m.columns, self._arrow(con, sql.latest_rows(m, name)))
+    ) -> tuple[TableBatch, int]:
+        """Fill key changes' placeholders from stored rows: which key was deleted at each
+        orphan create's LSN (one query), then those old keys' stored rows (one query)."""
+        schema = carry.batch.schema
 
-    def _deleted_at(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        batch: TableBatch,
-        m: TargetTable,
-        carry: KeyChangeCarry,
-        registered: list[str],
-    ) -> dict[int, Key]:
-        """Which key was deleted at each orphan create's LSN (one query)."""
-        name = f"_cdc_stage_orphans_{len(registered)}"
-        con.register(name, pa.table({"lsn": pa.array(list(carry.orphans), pa.int64())}))
-        registered.append(name)
-        found = self._arrow(con, sql.deleted_at(m, name))
-        key_types = dict(m.columns)
-        keys = zip(
-            *(python_values(found.column(j), key_types[k]) for j, k in enumerate(batch.schema.key)),
-            strict=True,
-        )
-        lsns = found.column(len(batch.schema.key)).to_pylist()
-        return {int(lsn): tuple(key) for key, lsn in zip(keys, lsns, strict=True)}
+        def query(stage: str, data: pa.Table, statement: Any) -> pa.Table:
+            name = f"_cdc_stage_{stage}_{len(registered)}"
+            con.register(name, data)
+            registered.append(name)
+            return self._arrow(con, statement(m, name))
+
+        if carry.orphans:
+            lsns = pa.table({"lsn": pa.array(list(carry.orphans), pa.int64())})
+            found = query("orphans", lsns, sql.deleted_at)
+            types = dict(m.columns)
+            key_values = [
+                python_values(found.column(j), types[k]) for j, k in enumerate(schema.key)
+            ]
+            positions = found.column(len(schema.key)).to_pylist()
+            keys = zip(*key_values, strict=True)
+            carry = carry.link({int(p): tuple(k) for k, p in zip(keys, positions, strict=True)})
+        stored: dict[Key, dict[str, Any]] = {}
+        if carry.needs:
+            old = key_stage(schema, list(carry.needs), m.target.name)
+            stored = stored_rows(schema, m.columns, query("old_keys", old, sql.latest_rows))
+        return carry.fill(stored)
 
     def _hold(
         self, con: duckdb.DuckDBPyConnection, batch: TableBatch, new: Sequence[QuarantineRow]

@@ -69,9 +69,14 @@ class Pipeline:
             cur = conn.execute(statement, params)
             return cur.fetchall() if cur.description else []
 
-    def configure(self, tables: Sequence[str | dict[str, Any]], **kwargs: Any) -> Config:
-        self.config = write_stack_config(
-            self.workdir / "cdc.yaml",
+    def configure(
+        self, tables: Sequence[str | dict[str, Any]], file: str = "cdc.yaml", **kwargs: Any
+    ) -> Config:
+        """Write ``file`` in the work dir for this slice of the stack and load it; the first
+        (``cdc.yaml``) becomes the pipeline's config, another file is only returned (the same
+        pipeline with, e.g., another contract)."""
+        config = write_stack_config(
+            self.workdir / file,
             self.stack,
             tables,
             warehouse_path=self.workdir / "warehouse.duckdb",
@@ -81,7 +86,9 @@ class Pipeline:
             database=self.database,
             **kwargs,
         )
-        return self.config
+        if file == "cdc.yaml":
+            self.config = config
+        return config
 
     def start_debezium(self, partitions: int = 1) -> None:
         assert self.config is not None

@@ -27,7 +27,7 @@ from conftest import read_topic
 from cdc.config import Config
 from cdc.consumer.dlq import H_CHECKS, H_ERROR_CLASS, H_OFFSET
 from cdc.consumer.loop import ReplicationStoppedError
-from cdc.local.pipeline import ReplicatorThread, compare_all, write_stack_config
+from cdc.local.pipeline import ReplicatorThread, compare_all
 from cdc.runtime import open_warehouse
 from warehouse.base import TableTarget
 
@@ -69,18 +69,7 @@ def _accounts(
 
 def _relaxed_config(p: Pipeline, tables: list[dict[str, Any]]) -> tuple[Config, Path]:
     """The same pipeline with another contract, written next to the first cdc.yaml."""
-    path = p.workdir / "cdc.relaxed.yaml"
-    config = write_stack_config(
-        path,
-        p.stack,
-        tables,
-        warehouse_path=p.workdir / "warehouse.duckdb",
-        group_id=f"{p.name}-group",
-        topic_prefix=p.name,
-        slot_name=f"{p.name}_slot",
-        database=p.database,
-    )
-    return config, path
+    return p.configure(tables, file="cdc.relaxed.yaml"), p.workdir / "cdc.relaxed.yaml"
 
 
 def _cdc(*args: str) -> subprocess.CompletedProcess[str]:
