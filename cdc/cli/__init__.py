@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
@@ -78,7 +79,7 @@ def run(
     try:
         stats = replicator.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     except ReplicationStoppedError as exc:
-        err.print(f"[red]stopped:[/] {exc}")
+        err.print("[red]stopped:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(3) from None
     err.print(
         f"stopped cleanly: {stats.events} events in {stats.batches} batches, "

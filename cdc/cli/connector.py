@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cdc.config import Config, ConfigError, load_config
@@ -71,7 +72,7 @@ def register(
         with ConnectClient(_connect_url(config, url)) as client:
             result = client.put_connector_config(name, props)
     except ConnectError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        _err.print("[red]error:[/red] " + escape(str(exc)), highlight=False)
         raise typer.Exit(1) from None
     _err.print(f"connector [bold]{name}[/bold] registered")
     _echo_json(redacted(result))
@@ -90,7 +91,7 @@ def status(
         with ConnectClient(_connect_url(config, url)) as client:
             answer = client.status(name)
     except ConnectError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        _err.print("[red]error:[/red] " + escape(str(exc)), highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         _echo_json(answer)

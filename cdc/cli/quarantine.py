@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="Quarantined changes: rows that failed their table's data contract.")
@@ -122,6 +123,6 @@ def _targets(cfg: object, tables: list[str] | None) -> list[str]:
     try:
         chosen = [cfg.table(t) for t in tables] if tables else list(cfg.tables)
     except KeyError as exc:
-        err.print(f"[red]{exc.args[0]}[/]")
+        err.print(f"[red]{escape(str(exc.args[0]))}[/]")
         raise typer.Exit(2) from None
     return [t.target_name for t in chosen]
