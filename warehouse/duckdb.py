@@ -60,7 +60,7 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
 )
-from warehouse.key_change import KeyChangeCarry, carry_key_changes
+from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold
 from warehouse.scd2 import Scd2Plan, plan_scd2
@@ -487,10 +487,15 @@ class DuckDBWarehouse(Warehouse):
             positions = found.column(len(schema.key)).to_pylist()
             keys = zip(*key_values, strict=True)
             carry = carry.link({int(p): tuple(k) for k, p in zip(keys, positions, strict=True)})
-        stored: dict[Key, dict[str, Any]] = {}
+        stored: dict[Key, StoredRow] = {}
         if carry.needs:
             old = key_stage(schema, list(carry.needs), m.target.name)
-            stored = stored_rows(schema, m.columns, query("old_keys", old, sql.latest_rows))
+            rows = query("old_keys", old, sql.latest_rows)
+            lsns = rows.column(len(m.columns)).to_pylist()
+            for (key, values), lsn in zip(
+                stored_rows(schema, m.columns, rows).items(), lsns, strict=True
+            ):
+                stored[key] = StoredRow(int(lsn), values)
         return carry.fill(stored)
 
     def _hold(

@@ -8,15 +8,20 @@ column. Its value is the *old* key's, which the mirror and SCD2 planners (carryi
 within one key) cannot see.
 
 :func:`carry_key_changes` links each such create to its delete (same LSN and transaction, another
-key) and fills the placeholders with the old key's value just before the delete: from the
-delete's ``before`` (its non-null values: under REPLICA IDENTITY DEFAULT Debezium sends the
-key there and nulls for the rest), else from the old key's earlier changes in the
-batch (including an earlier key change into it), else from the stored row, which the engine
-fetches for the keys in :attr:`KeyChangeCarry.needs` and hands to :meth:`KeyChangeCarry.fill`.
-A create whose delete came in an earlier batch (the halves may sit on different partitions) is
-an *orphan*: the engine looks up which key was deleted at its LSN (the delete markers, or a
-soft-deleted row) and :meth:`KeyChangeCarry.link` turns it into a pending fill from that key.
-Every other event is passed through unchanged.
+key) and works out, per placeholder, where the old key's value just before the delete is:
+
+* in the delete's ``before`` (its non-null values: REPLICA IDENTITY FULL sends the old row;
+  under DEFAULT Debezium sends the key there and nulls for the rest);
+* else in the old key's earlier changes in the batch (including an earlier key change into
+  it) — unless the stored row is newer: a batch may hold a replay of older changes, so a value
+  from the batch is only a fallback, used when the old key's stored row is older than it;
+* else only in the old key's stored row.
+
+The engine fetches the stored rows (with their positions) of :attr:`KeyChangeCarry.needs` and
+hands them to :meth:`KeyChangeCarry.fill`. A create whose delete came in an earlier batch (the
+halves may sit on different partitions) is an *orphan*: the engine looks up which key was
+deleted at its LSN (the delete markers, or a soft-deleted row) and :meth:`KeyChangeCarry.link`
+turns it into a fill from that key's stored row. Every other event passes unchanged.
 """
 
 from __future__ import annotations
@@ -24,77 +29,100 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op
 from warehouse.base import TableBatch
 from warehouse.mirror import Key, event_key
 
+_NOTHING: Final = object()  # no value known in the batch
+
 
 @dataclass(frozen=True, slots=True)
-class _Stored:
-    """A value only the stored row of ``key`` has."""
+class Source:
+    """Where a carried value is: ``value`` (seen in the batch at position ``lsn``, or
+    ``_NOTHING``), unless the stored row of ``key`` is newer than that."""
 
     key: Key
+    value: Any = _NOTHING
+    lsn: int = -1
+
+    @property
+    def known(self) -> bool:
+        return self.value is not _NOTHING
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A key's stored row as the engine fetched it: its position and data columns."""
+
+    lsn: int
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class KeyChangeCarry:
-    """The batch with in-batch carries done, and what still has to come from stored rows."""
+    """The batch's key-change creates, and where each of their placeholders' values is."""
 
     batch: TableBatch
-    # (event index, column, old key): placeholders only the old key's stored row can fill
-    pending: tuple[tuple[int, str, Key], ...] = ()
-    needs: dict[Key, frozenset[str]] = field(default_factory=dict)  # old key -> columns
+    pending: tuple[tuple[int, str, Source], ...] = ()  # (event index, column, source)
     # LSN -> indexes of creates with placeholders and no delete at that LSN in the batch
     orphans: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    unlinked: int = 0  # orphan placeholders whose old key :meth:`link` could not find
+
+    @property
+    def needs(self) -> frozenset[Key]:
+        """The old keys whose stored rows :meth:`fill` wants."""
+        return frozenset(src.key for _, _, src in self.pending)
 
     @property
     def asks(self) -> bool:
         """Whether the engine has anything to look up for this batch."""
-        return bool(self.needs or self.orphans)
+        return bool(self.pending or self.orphans)
 
     def link(self, deleted_at: Mapping[int, Key]) -> KeyChangeCarry:
-        """Orphans whose LSN names a deleted key (``deleted_at``: LSN -> key) become pending
-        fills from that key's stored row; the others are left as they are (counted by
-        :meth:`fill`)."""
+        """Orphans whose LSN names a deleted key (``deleted_at``: LSN -> key) are filled from
+        that key's stored row; the others are left as they are (counted by :meth:`fill`)."""
         pending = list(self.pending)
-        unlinked = 0
+        unlinked = self.unlinked
         for lsn, indexes in self.orphans.items():
             old = deleted_at.get(lsn)
             for i in indexes:
-                after = self.batch.events[i].after or {}
-                for column, value in after.items():
-                    if value is UNCHANGED_TOAST:
-                        if old is None:
-                            unlinked += 1
-                        else:
-                            pending.append((i, column, old))
-        return KeyChangeCarry(self.batch, tuple(pending), _needs(pending), unlinked=unlinked)
+                for column, value in (self.batch.events[i].after or {}).items():
+                    if value is not UNCHANGED_TOAST:
+                        continue
+                    if old is None:
+                        unlinked += 1
+                    else:
+                        pending.append((i, column, Source(old)))
+        return KeyChangeCarry(self.batch, tuple(pending), unlinked=unlinked)
 
-    unlinked: int = 0  # orphan placeholders whose old key :meth:`link` could not find
-
-    def fill(self, stored: Mapping[Key, Mapping[str, Any]]) -> tuple[TableBatch, int]:
-        """The batch with pending placeholders filled from ``stored`` (old key -> its stored
-        values); the second element counts placeholders no stored row could fill, unlinked
-        orphans included (they stay placeholders: the planners then find no value either)."""
+    def fill(self, stored: Mapping[Key, StoredRow]) -> tuple[TableBatch, int]:
+        """The batch with every pending placeholder filled: from the stored row when it is
+        newer than the batch's value (or there is none), else the batch's value. The second
+        element counts placeholders with no value anywhere, unlinked orphans included (they
+        stay placeholders: the planners then find no value either)."""
         if not self.pending:
             return self.batch, self.unlinked
         events = list(self.batch.events)
         unresolved = self.unlinked
-        for i, column, old in self.pending:
-            row = stored.get(old)
-            if row is None or column not in row:
+        for i, column, src in self.pending:
+            row = stored.get(src.key)
+            if row is not None and column in row.values and (not src.known or row.lsn > src.lsn):
+                value = row.values[column]
+            elif src.known:
+                value = src.value
+            else:
                 unresolved += 1
                 continue
             after = dict(events[i].after or {})
-            after[column] = row[column]
+            after[column] = value
             events[i] = dataclasses.replace(events[i], after=after)
         return TableBatch(self.batch.target, self.batch.schema, events), unresolved
 
 
 def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
-    """Fill the placeholders of key-change creates from their old key (see the module doc)."""
+    """Link key-change creates to their deletes and find their values (see the module doc)."""
     events = list(batch.events)
     if not any(_has_placeholder(e) for e in events if e.op is Op.CREATE):
         return KeyChangeCarry(batch)
@@ -111,66 +139,49 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
         e = events[i]
         return e.position.lsn, e.op is not Op.DELETE, e.origin.offset
 
-    order = sorted(range(len(events)), key=log_order)
-    state: dict[Key, dict[str, Any]] = {}  # each key's known values so far in the batch
-    before_delete: dict[int, dict[str, Any]] = {}  # delete index -> its key's values before it
-    pending: list[tuple[int, str, Key]] = []
+    state: dict[Key, dict[str, Source]] = {}  # where each key's values are, so far
+    before_delete: dict[int, dict[str, Source]] = {}  # delete index -> its key's values
+    pending: list[tuple[int, str, Source]] = []
     orphans: dict[int, list[int]] = {}
-    for i in order:
+    for i in sorted(range(len(events)), key=log_order):
         e, key = events[i], keys[i]
-        known = state.get(key, {})
+        lsn = e.position.lsn
         if e.op is Op.DELETE:
-            prior = dict(known)
-            # REPLICA IDENTITY FULL: the full old row; DEFAULT: the key, other columns null
-            # (a null says nothing then, and a true null is what the old state has anyway)
-            old_row = (e.before or {}).items()
-            prior.update((c, v) for c, v in old_row if v is not None and v is not UNCHANGED_TOAST)
+            prior = dict(state.get(key, {}))
+            for column, value in (e.before or {}).items():
+                if value is not None and value is not UNCHANGED_TOAST:
+                    prior[column] = Source(key, value, lsn)
             before_delete[i] = prior
             state[key] = {}
             continue
         if e.after is None:
             continue
+        known = state.get(key, {})
         halves = _old_halves(e, i, keys, deletes) if _has_placeholder(e) else []
         if not halves and e.op is Op.CREATE and _has_placeholder(e):
-            orphans.setdefault(e.position.lsn, []).append(i)
-        if halves:
-            old = halves[0]
-            # a replay in the same batch repeats the delete: the first one saw the values
-            source: dict[str, Any] = {}
-            for d in halves:
-                for column, value in before_delete[d].items():
-                    if isinstance(source.get(column, _Stored(key)), _Stored):
-                        source[column] = value
-            after = dict(e.after)
-            for column, value in e.after.items():
-                if value is not UNCHANGED_TOAST:
-                    continue
-                carried = source.get(column, _Stored(keys[old]))
-                if isinstance(carried, _Stored):
-                    pending.append((i, column, carried.key))
-                    after[column] = carried
-                else:
-                    after[column] = carried
-            events[i] = dataclasses.replace(e, after=_unmark(after))
-            state[key] = after
-        else:
-            state[key] = {
-                c: (known.get(c, _Stored(key)) if v is UNCHANGED_TOAST else v)
-                for c, v in e.after.items()
-            }
+            orphans.setdefault(lsn, []).append(i)
+        # a replay in the same batch repeats the delete: take the best-known value of each
+        old_values: dict[str, Source] = {}
+        for d in halves:
+            for column, src in before_delete[d].items():
+                if column not in old_values or not old_values[column].known:
+                    old_values[column] = src
+        now: dict[str, Source] = {}
+        for column, value in e.after.items():
+            if value is not UNCHANGED_TOAST:
+                now[column] = Source(key, value, lsn)
+            elif halves:
+                src = old_values.get(column, Source(keys[halves[0]]))
+                pending.append((i, column, src))
+                now[column] = src
+            else:
+                now[column] = known.get(column, Source(key))
+        state[key] = now
     return KeyChangeCarry(
-        TableBatch(batch.target, batch.schema, events),
+        batch,
         tuple(pending),
-        _needs(pending),
         {lsn: tuple(ix) for lsn, ix in orphans.items()},
     )
-
-
-def _needs(pending: Sequence[tuple[int, str, Key]]) -> dict[Key, frozenset[str]]:
-    needs: dict[Key, set[str]] = {}
-    for _, column, old_key in pending:
-        needs.setdefault(old_key, set()).add(column)
-    return {k: frozenset(v) for k, v in needs.items()}
 
 
 def _has_placeholder(event: ChangeEvent) -> bool:
@@ -180,7 +191,7 @@ def _has_placeholder(event: ChangeEvent) -> bool:
 def _old_halves(
     event: ChangeEvent,
     index: int,
-    keys: list[Key],
+    keys: Sequence[Key],
     deletes: Mapping[tuple[int, int | None], list[int]],
 ) -> list[int]:
     """The indexes of the delete this create is the other half of (one, or its replays in
@@ -193,8 +204,3 @@ def _old_halves(
         if keys[d] != keys[index]
     ]
     return candidates if len({keys[d] for d in candidates}) == 1 else []
-
-
-def _unmark(after: dict[str, Any]) -> dict[str, Any]:
-    """Values only a stored row has stay placeholders until :meth:`KeyChangeCarry.fill`."""
-    return {c: UNCHANGED_TOAST if isinstance(v, _Stored) else v for c, v in after.items()}

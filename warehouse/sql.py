@@ -393,8 +393,8 @@ def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
 def latest_rows(m: TargetTable, keys: str) -> exp.Select:
     """The stored row of every key staged in ``keys``, deleted ones included (a mirror table's
     soft-deleted row, an scd2 table's last version): the data columns (fetch representation).
-    A hard-deleted mirror row is gone: no row."""
-    return _latest(m, keys, 1, [])
+    A hard-deleted mirror row is gone: no row. The row's ``_cdc_lsn`` follows the data."""
+    return _latest(m, keys, 1, [col(m.meta.lsn)])
 
 
 def deleted_at(m: TargetTable, lsns: str) -> exp.Select:

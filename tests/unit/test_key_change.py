@@ -24,7 +24,7 @@ from cdc.model import (
 )
 from warehouse.base import TableBatch, TableTarget
 from warehouse.duckdb import DuckDBWarehouse
-from warehouse.key_change import carry_key_changes
+from warehouse.key_change import StoredRow, carry_key_changes
 
 SCHEMA = TableSchema(
     TableId("public", "docs"),
@@ -84,8 +84,26 @@ def test_the_new_key_takes_the_old_keys_value_from_earlier_in_the_batch() -> Non
             *key_change(1, 10, 30, status="seen", body=T),
         )
     )
-    assert not carry.needs
-    assert after_of(carry.batch, 10) == {"id": 10, "status": "seen", "body": "big"}
+    assert carry.needs == {(1,)}  # the stored row could still be newer (a replayed batch)
+    filled, unresolved = carry.fill({})
+    assert unresolved == 0
+    assert after_of(filled, 10) == {"id": 10, "status": "seen", "body": "big"}
+    older = StoredRow(5, {"id": 1, "status": "x", "body": "older"})
+    assert after_of(carry.fill({(1,): older})[0], 10)["body"] == "big"
+
+
+def test_a_stored_row_newer_than_a_replayed_change_in_the_batch_wins() -> None:
+    """The batch replays key 1's old insert; the stored row has the body of a later update."""
+    carry = carry_key_changes(
+        batch(
+            ev(Op.CREATE, 1, 10, status="new", body="first"),  # replayed: stale
+            *key_change(1, 10, 30, status="new", body=T),
+        )
+    )
+    stored = StoredRow(20, {"id": 1, "status": "new", "body": "updated at 20"})
+    filled, unresolved = carry.fill({(1,): stored})
+    assert unresolved == 0
+    assert after_of(filled, 10)["body"] == "updated at 20"
 
 
 def test_the_deletes_full_before_image_is_used_first() -> None:
@@ -95,8 +113,8 @@ def test_the_deletes_full_before_image_is_used_first() -> None:
             ev(Op.CREATE, 10, 30, status="x", body=T),
         )
     )
-    assert not carry.needs
-    assert after_of(carry.batch, 10)["body"] == "from before"
+    older = StoredRow(20, {"id": 1, "status": "x", "body": "older"})
+    assert after_of(carry.fill({(1,): older})[0], 10)["body"] == "from before"
 
 
 def test_the_nulls_of_a_default_replica_identity_before_image_are_not_values() -> None:
@@ -108,16 +126,16 @@ def test_the_nulls_of_a_default_replica_identity_before_image_are_not_values() -
             ev(Op.CREATE, 10, 30, status="new", body=T),
         )
     )
-    assert after_of(carry.batch, 10)["body"] == "big"
+    assert after_of(carry.fill({})[0], 10)["body"] == "big"
 
 
 def test_a_value_only_the_stored_row_has_is_asked_for_and_filled() -> None:
     carry = carry_key_changes(batch(*key_change(1, 10, 30, status="x", body=T)))
-    assert carry.needs == {(1,): frozenset({"body"})}
+    assert carry.needs == {(1,)}
     assert after_of(carry.batch, 10)["body"] is T  # until filled
-    filled, unresolved = carry.fill({(1,): {"id": 1, "status": "x", "body": "stored"}})
+    filled, unresolved = carry.fill({(1,): StoredRow(9, {"id": 1, "status": "x", "body": "st"})})
     assert unresolved == 0
-    assert after_of(filled, 10)["body"] == "stored"
+    assert after_of(filled, 10)["body"] == "st"
     filled, unresolved = carry.fill({})  # no stored row: counted, left a placeholder
     assert unresolved == 1 and after_of(filled, 10)["body"] is T
 
@@ -126,9 +144,19 @@ def test_a_chain_of_key_changes_in_one_batch_reaches_back_to_the_first_key() -> 
     carry = carry_key_changes(
         batch(*key_change(1, 2, 30, status="a", body=T), *key_change(2, 3, 40, status="b", body=T))
     )
-    assert carry.needs == {(1,): frozenset({"body"})}
-    filled, _ = carry.fill({(1,): {"id": 1, "status": "a", "body": "first"}})
+    assert carry.needs == {(1,)}
+    filled, _ = carry.fill({(1,): StoredRow(9, {"id": 1, "status": "a", "body": "first"})})
     assert after_of(filled, 2)["body"] == after_of(filled, 3)["body"] == "first"
+
+
+def test_orphans_are_linked_through_the_key_deleted_at_their_position() -> None:
+    carry = carry_key_changes(batch(ev(Op.CREATE, 10, 30, status="x", body=T)))
+    assert carry.orphans == {30: (0,)} and not carry.needs
+    linked = carry.link({30: (1,)})
+    assert linked.needs == {(1,)}
+    filled, _ = linked.fill({(1,): StoredRow(9, {"id": 1, "status": "x", "body": "st"})})
+    assert after_of(filled, 10)["body"] == "st"
+    assert carry.link({}).fill({})[1] == 1  # no key deleted there: counted
 
 
 def test_halves_on_different_partitions_in_any_order_are_linked() -> None:
@@ -136,7 +164,7 @@ def test_halves_on_different_partitions_in_any_order_are_linked() -> None:
     delete = ev(Op.DELETE, 1, 30, partition=0)
     earlier = ev(Op.CREATE, 1, 10, status="x", body="big")
     carry = carry_key_changes(batch(create, earlier, delete))
-    assert after_of(carry.batch, 10)["body"] == "big"
+    assert after_of(carry.fill({})[0], 10)["body"] == "big"
 
 
 def test_creates_that_are_not_key_changes_and_other_events_pass_unchanged() -> None:
@@ -145,7 +173,7 @@ def test_creates_that_are_not_key_changes_and_other_events_pass_unchanged() -> N
     source = batch(lone, update, ev(Op.DELETE, 7, 70), ev(Op.CREATE, 7, 70, body=T, status="z"))
     carry = carry_key_changes(source)
     assert carry.batch.events == source.events
-    assert not carry.needs
+    assert not carry.needs and set(carry.orphans) == {50, 70}  # creates without their delete
 
 
 # ---- end to end through DuckDB -----------------------------------------------------------------

@@ -43,7 +43,7 @@ from cdc.model import (
 )
 from warehouse.base import Granularity, Scd2Options, TableBatch, TableTarget
 from warehouse.duckdb import DuckDBWarehouse
-from warehouse.key_change import carry_key_changes
+from warehouse.key_change import StoredRow, carry_key_changes
 from warehouse.mirror import Key
 from warehouse.scd2 import Scd2Plan, StoredTail, Version, plan_scd2
 
@@ -432,7 +432,11 @@ class Store:
         carry = carry_key_changes(TableBatch(self.target, SCHEMA, events))
         if carry.orphans:
             carry = carry.link(self.deleted_at)
-        last = {k: self.versions[k][-1].values for k in carry.needs if k in self.versions}
+        last = {
+            k: StoredRow(self.versions[k][-1].lsn, self.versions[k][-1].values)
+            for k in carry.needs
+            if k in self.versions
+        }
         batch, unresolved = carry.fill(last)
         # left unresolved only where the references prove it harmless (a stale replay)
         del unresolved
