@@ -786,3 +786,38 @@ def test_key_change_keeps_an_untouched_toasted_value(pipeline: Pipeline) -> None
             problems.append(f"{d.name} vs source: {d.diffs} rows differ: {d.describe()[:300]}")
     assert not problems, "\n".join(problems)
     assert_history_equals_audit(p, "keyed_hist", tracked=None, granularity="transaction")
+
+
+# ---- test 5: a batch never ends between the two halves of a key change ----------------------
+
+
+def test_a_batch_ending_at_a_key_changes_delete_takes_its_create_along(pipeline: Pipeline) -> None:
+    """A hard-deleted mirror row is gone once its batch commits, so the create half of a key
+    change must be applied in the same batch as the delete half. With ``batch_size`` cut right
+    after the delete (offsets 0-2: the inserts, 3: the delete, 4: its tombstone, 5: the
+    create), the consumer takes the next messages into the batch: the new key keeps the
+    untouched large value, and no value goes unresolved."""
+    p = pipeline
+    p.sql(DOCS_DDL.format(t="cut_docs"))
+    config = _start(p, [{"name": "public.cut_docs"}], batch_size=4)
+    bodies = {k: _large(20 + k) for k in (1, 2, 3)}
+    with psycopg.connect(p.url, autocommit=True) as conn:
+        for k, body in bodies.items():
+            conn.execute("INSERT INTO cut_docs VALUES (%s, 'new', 0, %s)", [k, body])
+        conn.execute("UPDATE cut_docs SET id = 30 WHERE id = 3")
+    p.wait_published()
+    messages = read_topic(p.stack.bootstrap_servers, config.topic_for(config.table("cut_docs")))
+    shape = [(m.offset(), m.value() is None, PLACEHOLDER in (m.value() or b"")) for m in messages]
+    assert shape[3:] == [(3, False, False), (4, True, False), (5, False, True)], shape
+    stats = replicate(p)
+    assert stats.batches == 1, "the batch was cut between the halves"
+    assert stats.events == 5
+    warehouse = open_warehouse(config)
+    try:
+        rows = {
+            r["id"]: r["body"]
+            for r in warehouse.fetch_table(config.table_target(config.table("cut_docs")))
+        }
+    finally:
+        warehouse.close()
+    assert rows == {1: bodies[1], 2: bodies[2], 30: bodies[3]}

@@ -1,0 +1,65 @@
+"""Conformance fixtures: fakesnow's server (loopback) for the real Snowflake connector.
+
+The server must start: a conformance run without its engine proves nothing, so a failure to
+start fails the tests (it is never a skip).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakesnow
+import pytest
+import snowflake.connector
+from snowflake.connector import SnowflakeConnection
+
+from warehouse.snowflake import SnowflakeSettings
+
+DATABASE = "CONFORMANCE"
+
+Connect = Callable[..., SnowflakeConnection]
+
+
+@pytest.fixture(scope="session")
+def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
+    """Connection kwargs of one fakesnow server for the whole session (127.0.0.1 only)."""
+    try:
+        server = fakesnow.server(host="127.0.0.1")
+        kwargs = server.__enter__()
+    except Exception as exc:  # the suite can't run without its engine: fail, never skip
+        pytest.fail(f"fakesnow's server did not start: {type(exc).__name__}: {exc}")
+    try:
+        assert kwargs["host"] == "127.0.0.1"
+        yield dict(kwargs)
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def snowflake_settings(fakesnow_kwargs: dict[str, Any]) -> SnowflakeSettings:
+    """Settings for a fresh schema (its own per test) in the conformance database."""
+    schema = f"T_{uuid.uuid4().hex[:12].upper()}"
+    settings = SnowflakeSettings.from_fakesnow(fakesnow_kwargs, database=DATABASE, schema=schema)
+    # the database must exist before the schema (a schema in a missing database: HTTP 500)
+    with snowflake.connector.connect(**settings.connect_kwargs("setup", None)) as conn:
+        cur = conn.cursor()
+        cur.execute(f'CREATE DATABASE IF NOT EXISTS "{DATABASE}"')
+        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{DATABASE}"."{schema}"')
+    return settings
+
+
+@pytest.fixture
+def connect(snowflake_settings: SnowflakeSettings) -> Iterator[Connect]:
+    """Open connections to the test's schema (closed at teardown, even on failure)."""
+    opened: list[SnowflakeConnection] = []
+
+    def open_one(job: str = "test", table: str | None = None) -> SnowflakeConnection:
+        conn = snowflake.connector.connect(**snowflake_settings.connect_kwargs(job, table))
+        opened.append(conn)
+        return conn
+
+    yield open_one
+    for conn in opened:
+        conn.close()
