@@ -27,7 +27,7 @@ turns it into a fill from that key's stored row. Every other event passes unchan
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,16 +40,44 @@ _NOTHING: Final = object()  # no value known in the batch
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a carried value is: ``value`` (seen in the batch at position ``lsn``, or
-    ``_NOTHING``), unless the stored row of ``key`` is newer than that."""
+    """Where a carried value of one column is.
+
+    The batch's change of ``key`` at position ``lsn`` gave it ``inner``: a plain value, another
+    :class:`Source` (a key change carried it from an older key), or ``_NOTHING`` (no change in
+    the batch: only the stored row knows). The stored row of ``key`` wins over that when it is
+    newer than ``lsn`` — a batch may replay older changes — but not newer than ``until``, the
+    key change that took the value (a stored row from after it is a later life of the key).
+    """
 
     key: Key
-    value: Any = _NOTHING
     lsn: int = -1
+    inner: Any = _NOTHING
+    until: int | None = None
+
+    def chain(self) -> Iterator[Key]:
+        """Every key whose stored row this value may come from."""
+        yield self.key
+        if isinstance(self.inner, Source):
+            yield from self.inner.chain()
+
+    def resolve(self, stored: Mapping[Key, StoredRow], column: str) -> Any:
+        """The value (``_NOTHING`` if none is known)."""
+        row = stored.get(self.key)
+        if (
+            row is not None
+            and column in row.values
+            and row.lsn > self.lsn
+            and (self.until is None or row.lsn <= self.until)
+        ):
+            return row.values[column]
+        if isinstance(self.inner, Source):
+            return self.inner.resolve(stored, column)
+        return self.inner
 
     @property
-    def known(self) -> bool:
-        return self.value is not _NOTHING
+    def in_batch(self) -> bool:
+        """Whether the batch itself holds a value (the stored rows may still override it)."""
+        return self.resolve({}, "") is not _NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +101,7 @@ class KeyChangeCarry:
     @property
     def needs(self) -> frozenset[Key]:
         """The old keys whose stored rows :meth:`fill` wants."""
-        return frozenset(src.key for _, _, src in self.pending)
+        return frozenset(k for _, _, src in self.pending for k in src.chain())
 
     @property
     def asks(self) -> bool:
@@ -94,7 +122,7 @@ class KeyChangeCarry:
                     if old is None:
                         unlinked += 1
                     else:
-                        pending.append((i, column, Source(old)))
+                        pending.append((i, column, Source(old, until=lsn)))
         return KeyChangeCarry(self.batch, tuple(pending), unlinked=unlinked)
 
     def fill(self, stored: Mapping[Key, StoredRow]) -> tuple[TableBatch, int]:
@@ -107,12 +135,8 @@ class KeyChangeCarry:
         events = list(self.batch.events)
         unresolved = self.unlinked
         for i, column, src in self.pending:
-            row = stored.get(src.key)
-            if row is not None and column in row.values and (not src.known or row.lsn > src.lsn):
-                value = row.values[column]
-            elif src.known:
-                value = src.value
-            else:
+            value = src.resolve(stored, column)
+            if value is _NOTHING:
                 unresolved += 1
                 continue
             after = dict(events[i].after or {})
@@ -150,7 +174,7 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
             prior = dict(state.get(key, {}))
             for column, value in (e.before or {}).items():
                 if value is not None and value is not UNCHANGED_TOAST:
-                    prior[column] = Source(key, value, lsn)
+                    prior[column] = Source(key, lsn, value)
             before_delete[i] = prior
             state[key] = {}
             continue
@@ -164,16 +188,18 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
         old_values: dict[str, Source] = {}
         for d in halves:
             for column, src in before_delete[d].items():
-                if column not in old_values or not old_values[column].known:
+                if column not in old_values or not old_values[column].in_batch:
                     old_values[column] = src
         now: dict[str, Source] = {}
         for column, value in e.after.items():
             if value is not UNCHANGED_TOAST:
-                now[column] = Source(key, value, lsn)
+                now[column] = Source(key, lsn, value)
             elif halves:
                 src = old_values.get(column, Source(keys[halves[0]]))
+                if src.until is None:  # the value as it was at this key change
+                    src = dataclasses.replace(src, until=lsn)
                 pending.append((i, column, src))
-                now[column] = src
+                now[column] = Source(key, lsn, src)
             else:
                 now[column] = known.get(column, Source(key))
         state[key] = now

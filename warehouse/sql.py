@@ -9,7 +9,7 @@ them with its own dialect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -782,3 +782,232 @@ def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
             exp.Not(this=exp.Coalesce(this=col(deleted), expressions=[exp.false()]))
         )
     return query
+
+
+# ---- Snowflake mirror apply (MERGE-free; stage as a schema-qualified table) ----------------
+#
+# fakesnow can't run MERGE inside a transaction, so the Snowflake adapter upserts with
+# UPDATE ... FROM + INSERT ... WHERE NOT EXISTS. Staged values are read through ``value``
+# (a function of the stage column and the target type, e.g. PARSE_JSON for VARIANT).
+
+StagedValue = Callable[[exp.Expr, exp.DataType], exp.Expr]
+
+
+def _plain(column: exp.Expr, dtype: exp.DataType) -> exp.Expr:
+    return column
+
+
+def _stage_ref(stage: TableRef) -> exp.Table:
+    return stage.expr(S)
+
+
+def sf_key_match(m: TargetTable, other: str) -> exp.Expr:
+    """``other.k = s.c<i>`` for every key column (staged keys load as the column type)."""
+    return exp.and_(
+        *[exp.EQ(this=col(k, other), expression=col(Stage.data(m.index(k)), S)) for k in m.key]
+    )
+
+
+def _sf_source(m: TargetTable, stage: TableRef, deleted: bool) -> exp.Subquery:
+    """Stage rows of one kind, newest per key, not older than a recorded delete marker."""
+    kind = col(Stage.deleted, S) if deleted else exp.Not(this=col(Stage.deleted, S))
+    newest = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[col(Stage.data(m.index(k)), S) for k in m.key],
+        order=exp.Order(expressions=[exp.Ordered(this=col(Stage.lsn, S), desc=True)]),
+    )
+    query = exp.select(exp.Column(this=exp.Star(), table=ident(S))).from_(_stage_ref(stage))
+    where: exp.Expr = kind
+    if m.markers is not None and not deleted:
+        query = query.join(m.markers.expr(D), on=sf_key_match(m, D), join_type="left")
+        where = exp.and_(kind, _newer(col(m.meta.lsn, D)))
+    query = query.where(where).qualify(exp.EQ(this=newest, expression=exp.Literal.number(1)))
+    return query.subquery(S)
+
+
+def _not_exists(ref: TableRef, alias: str, match: exp.Expr) -> exp.Expr:
+    inner = exp.select(exp.Literal.number(1)).from_(ref.expr(alias)).where(match)
+    return exp.Not(this=exp.Exists(this=inner))
+
+
+def _sf_insert(
+    ref: TableRef, pairs: Sequence[tuple[str, exp.Expr]], source: exp.Select
+) -> exp.Insert:
+    return exp.Insert(
+        this=exp.Schema(this=ref.expr(), expressions=[ident(n) for n, _ in pairs]),
+        expression=source,
+    )
+
+
+def sf_mirror_update(
+    m: TargetTable, stage: TableRef, toast: frozenset[int], value: StagedValue = _plain
+) -> exp.Update:
+    """Update stored rows older than their staged upsert; TOAST-flagged columns keep theirs."""
+    pairs: list[tuple[str, exp.Expr]] = []
+    for i, (name, dtype) in enumerate(m.columns):
+        if name in m.key:
+            continue
+        staged = value(col(Stage.data(i), S), dtype)
+        if i in toast:
+            case = exp.Case(ifs=[exp.If(this=col(Stage.toast(i), S), true=col(name, T))])
+            case.set("default", staged)
+            staged = case
+        pairs.append((name, staged))
+    pairs += _metadata_values(m, deleted=False)
+    guard = exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T))
+    return exp.Update(
+        this=m.target.expr(T),
+        expressions=[exp.EQ(this=col(n), expression=v) for n, v in pairs],
+        from_=exp.From(this=_sf_source(m, stage, deleted=False)),
+        where=exp.Where(this=exp.and_(sf_key_match(m, T), guard)),
+    )
+
+
+def sf_mirror_insert(m: TargetTable, stage: TableRef, value: StagedValue = _plain) -> exp.Insert:
+    """Insert staged upserts of keys the table doesn't hold (TOAST columns: NULL, none stored)."""
+    pairs = [(n, value(col(Stage.data(i), S), t)) for i, (n, t) in enumerate(m.columns)]
+    pairs += _metadata_values(m, deleted=False)
+    source = (
+        exp.select(*[v for _, v in pairs])
+        .from_(_sf_source(m, stage, deleted=False))
+        .where(_not_exists(m.target, T, sf_key_match(m, T)))
+    )
+    return _sf_insert(m.target, pairs, source)
+
+
+def sf_guard_counts(m: TargetTable, stage: TableRef) -> exp.Select:
+    """Staged upserts and deletes passing the position guard: (upserts, deletes)."""
+    guard = _newer(col(m.meta.lsn, T))
+    query = exp.select().from_(_stage_ref(stage))
+    query = query.join(m.target.expr(T), on=sf_key_match(m, T), join_type="left")
+    if m.markers is not None:
+        query = query.join(m.markers.expr(D), on=sf_key_match(m, D), join_type="left")
+        guard = exp.and_(guard, _newer(col(m.meta.lsn, D)))
+    return query.select(
+        _count_if(exp.and_(exp.Not(this=col(Stage.deleted, S)), guard), "upserts"),
+        _count_if(exp.and_(col(Stage.deleted, S), guard), "deletes"),
+    )
+
+
+def _sf_deletes(m: TargetTable, stage: TableRef) -> exp.Subquery:
+    return _sf_source(m, stage, deleted=True)
+
+
+def sf_markers_update(m: TargetTable, stage: TableRef) -> exp.Update:
+    """Raise recorded delete markers to a newer staged delete's lsn."""
+    assert m.markers is not None
+    lsn = m.meta.lsn
+    return exp.Update(
+        this=m.markers.expr(D),
+        expressions=[exp.EQ(this=col(lsn), expression=col(Stage.lsn, S))],
+        from_=exp.From(this=_sf_deletes(m, stage)),
+        where=exp.Where(
+            this=exp.and_(
+                sf_key_match(m, D), exp.GT(this=col(Stage.lsn, S), expression=col(lsn, D))
+            )
+        ),
+    )
+
+
+def sf_markers_insert(m: TargetTable, stage: TableRef) -> exp.Insert:
+    """Record a delete marker for staged deletes of keys without one."""
+    assert m.markers is not None
+    pairs = [(k, col(Stage.data(m.index(k)), S)) for k in m.key]
+    pairs.append((m.meta.lsn, col(Stage.lsn, S)))
+    source = (
+        exp.select(*[v for _, v in pairs])
+        .from_(_sf_deletes(m, stage))
+        .where(_not_exists(m.markers, D, sf_key_match(m, D)))
+    )
+    return _sf_insert(m.markers, pairs, source)
+
+
+def sf_hard_delete(m: TargetTable, stage: TableRef) -> exp.Delete:
+    """Delete stored rows older than their staged delete."""
+    cond = exp.and_(
+        sf_key_match(m, T), exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T))
+    )
+    return exp.Delete(
+        this=m.target.expr(T), using=[_sf_deletes(m, stage)], where=exp.Where(this=cond)
+    )
+
+
+def sf_prune_delete_markers(m: TargetTable, stage: TableRef) -> exp.Delete:
+    """Drop markers superseded by a newer staged upsert (see :func:`prune_delete_markers`)."""
+    assert m.markers is not None
+    cond = exp.and_(
+        sf_key_match(m, D),
+        exp.Not(this=col(Stage.deleted, S)),
+        exp.LT(this=col(m.meta.lsn, D), expression=col(Stage.lsn, S)),
+    )
+    return exp.Delete(this=m.markers.expr(D), using=[_stage_ref(stage)], where=exp.Where(this=cond))
+
+
+def sf_soft_delete_update(m: TargetTable, stage: TableRef) -> exp.Update:
+    """Mark stored rows older than their staged delete as deleted, with its metadata."""
+    meta = _metadata_values(m, deleted=True)
+    return exp.Update(
+        this=m.target.expr(T),
+        expressions=[exp.EQ(this=col(n), expression=v) for n, v in meta],
+        from_=exp.From(this=_sf_deletes(m, stage)),
+        where=exp.Where(this=exp.and_(sf_key_match(m, T), _newer(col(m.meta.lsn, T)))),
+    )
+
+
+def sf_soft_delete_insert(m: TargetTable, stage: TableRef) -> exp.Insert:
+    """A tombstone row (key + metadata) for a staged delete of a key the table never had."""
+    pairs: list[tuple[str, exp.Expr]] = [(k, col(Stage.data(m.index(k)), S)) for k in m.key]
+    pairs += _metadata_values(m, deleted=True)
+    source = (
+        exp.select(*[v for _, v in pairs])
+        .from_(_sf_deletes(m, stage))
+        .where(_not_exists(m.target, T, sf_key_match(m, T)))
+    )
+    return _sf_insert(m.target, pairs, source)
+
+
+def _bound_match(columns: Sequence[str]) -> exp.Expr:
+    return exp.and_(*[exp.EQ(this=col(c), expression=exp.Placeholder()) for c in columns])
+
+
+def sf_offsets_update(offsets: TableRef) -> exp.Update:
+    """Move one stored offset forward only (bound: next_offset, group, topic, partition,
+    next_offset)."""
+    return exp.Update(
+        this=offsets.expr(),
+        expressions=[
+            exp.EQ(this=col("next_offset"), expression=exp.Placeholder()),
+            exp.EQ(this=col("updated_at"), expression=exp.CurrentTimestamp()),
+        ],
+        where=exp.Where(
+            this=exp.and_(
+                _bound_match(OFFSET_KEY),
+                exp.LT(this=col("next_offset"), expression=exp.Placeholder()),
+            )
+        ),
+    )
+
+
+def sf_insert_if_missing(ref: TableRef, columns: Sequence[str], key: Sequence[str]) -> exp.Insert:
+    """Insert one bound row (``columns`` then ``updated_at``) unless a row with the bound
+    ``key`` exists (bound: the column values, then the key values)."""
+    source = exp.select(*[exp.Placeholder() for _ in columns], exp.CurrentTimestamp()).where(
+        exp.Not(
+            this=exp.Exists(
+                this=exp.select(exp.Literal.number(1)).from_(ref.expr()).where(_bound_match(key))
+            )
+        )
+    )
+    return exp.Insert(
+        this=exp.Schema(this=ref.expr(), expressions=[ident(c) for c in (*columns, "updated_at")]),
+        expression=source,
+    )
+
+
+def sf_register_update(registry: TableRef) -> exp.Update:
+    """Update one registry row (bound: source_table, mode, schema_json, table_name)."""
+    pairs = [exp.EQ(this=col(c), expression=exp.Placeholder()) for c in REGISTRY_COLUMNS[1:]]
+    pairs.append(exp.EQ(this=col("updated_at"), expression=exp.CurrentTimestamp()))
+    return exp.Update(
+        this=registry.expr(), expressions=pairs, where=exp.Where(this=_bound_match(["table_name"]))
+    )

@@ -144,9 +144,24 @@ def test_a_chain_of_key_changes_in_one_batch_reaches_back_to_the_first_key() -> 
     carry = carry_key_changes(
         batch(*key_change(1, 2, 30, status="a", body=T), *key_change(2, 3, 40, status="b", body=T))
     )
-    assert carry.needs == {(1,)}
+    assert carry.needs == {(1,), (2,)}  # key 2's stored row would win if newer than 30
     filled, _ = carry.fill({(1,): StoredRow(9, {"id": 1, "status": "a", "body": "first"})})
     assert after_of(filled, 2)["body"] == after_of(filled, 3)["body"] == "first"
+
+
+def test_a_chain_through_a_key_whose_stored_row_is_newer_takes_that_row() -> None:
+    """The batch replays key 3's creation by a key change from key 0 (at 4); key 3's stored
+    row (a snapshot read at 13) is newer: key 3's next key change (at 15) carries that."""
+    carry = carry_key_changes(
+        batch(*key_change(0, 3, 4, status="a", body=T), *key_change(3, 2, 15, status="a", body=T))
+    )
+    stored = {
+        (0,): StoredRow(12, {"id": 0, "status": "a", "body": "key 0 later life"}),
+        (3,): StoredRow(13, {"id": 3, "status": "a", "body": "read at 13"}),
+    }
+    filled, unresolved = carry.fill(stored)
+    assert unresolved == 1  # key 3's replayed creation: key 0's row is from a later life
+    assert after_of(filled, 2)["body"] == "read at 13"
 
 
 def test_orphans_are_linked_through_the_key_deleted_at_their_position() -> None:
