@@ -10,8 +10,9 @@ does: retry, dead-letter the offending events, or stop.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from cdc.model import ChangeEvent, TableSchema
@@ -288,3 +289,17 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and locks."""
+
+
+def registry_json(batch: TableBatch) -> str:
+    """What the table registry records of a batch's table: mode, options, schema (JSON)."""
+    target = batch.target
+    doc = {
+        "mode": target.mode,
+        "soft_delete": target.soft_delete,
+        "metadata": asdict(target.metadata),
+        "schema": asdict(batch.schema),
+    }
+    if target.mode == "scd2":
+        doc["scd2"] = asdict(target.scd2)
+    return json.dumps(doc, default=str, sort_keys=True)

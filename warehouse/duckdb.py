@@ -20,7 +20,6 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,6 +58,7 @@ from warehouse.base import (
     TransientWarehouseError,
     Warehouse,
     WarehouseError,
+    registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
@@ -92,19 +92,6 @@ def map_error(exc: duckdb.Error, *, table: str | None, path: str) -> WarehouseEr
         f"DuckDB file {path} (table {table!r}): {type(exc).__name__}: {exc}. "
         "Not retryable: check the file, the table definitions and the configuration"
     )
-
-
-def _schema_json(batch: TableBatch) -> str:
-    target = batch.target
-    doc = {
-        "mode": target.mode,
-        "soft_delete": target.soft_delete,
-        "metadata": asdict(target.metadata),
-        "schema": asdict(batch.schema),
-    }
-    if target.mode == "scd2":
-        doc["scd2"] = asdict(target.scd2)
-    return json.dumps(doc, default=str, sort_keys=True)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -366,7 +353,7 @@ class DuckDBWarehouse(Warehouse):
             self._sync_table(con, m.markers, [*keys, (m.meta.lsn, exp.DataType(this=DT.BIGINT))])
         if m.scd2 is not None:
             self._exec(con, sql.create_current_view(self._current_view(m), m))
-        params = [name, str(batch.schema.table), batch.target.mode, _schema_json(batch)]
+        params = [name, str(batch.schema.table), batch.target.mode, registry_json(batch)]
         self._exec(con, sql.register_table(self._ref("tables")), params)
         pending[name] = wanted
 

@@ -45,7 +45,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +70,7 @@ from warehouse.base import (
     TableTarget,
     TerminalWarehouseError,
     Warehouse,
+    registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, plan_mirror
@@ -95,17 +95,6 @@ SCD2_UNSUPPORTED = (
     "scd2 tables are not supported on Snowflake yet (issue 5 covers mirror tables first); "
     "use mode: mirror for this table or the DuckDB warehouse"
 )
-
-
-def _schema_json(batch: TableBatch) -> str:
-    target = batch.target
-    doc = {
-        "mode": target.mode,
-        "soft_delete": target.soft_delete,
-        "metadata": asdict(target.metadata),
-        "schema": asdict(batch.schema),
-    }
-    return json.dumps(doc, default=str, sort_keys=True)
 
 
 def _varchar() -> exp.DataType:
@@ -572,7 +561,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _register(self, cur: Any, batch: TableBatch) -> None:
         name = batch.target.name
-        values = [str(batch.schema.table), batch.target.mode, _schema_json(batch)]
+        values = [str(batch.schema.table), batch.target.mode, registry_json(batch)]
         registry = self._ref("tables")
         self._exec(cur, sql.sf_register_update(registry), [*values, name])
         insert = sql.sf_insert_if_missing(registry, sql.REGISTRY_COLUMNS, ["table_name"])
