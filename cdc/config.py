@@ -54,6 +54,7 @@ __all__ = [
     "DuckDBWarehouseConfig",
     "KafkaConfig",
     "Problem",
+    "SnowflakeWarehouseConfig",
     "SourceConfig",
     "TableConfig",
     "WarehouseConfig",
@@ -365,8 +366,66 @@ class DuckDBWarehouseConfig(_Model):
         return _check_pg_identifier(value)
 
 
-# Only DuckDB for now; more engines join this union (discriminated on ``type``).
-WarehouseConfig = Annotated[Union[DuckDBWarehouseConfig], Field(discriminator="type")]  # noqa: UP007
+class SnowflakeWarehouseConfig(_Model):
+    """Snowflake: the production warehouse (mirror tables so far; scd2 tables and data-contract
+    quarantine are refused at the first batch with a clear error)."""
+
+    type: Literal["snowflake"] = Field(description="Warehouse engine: `snowflake`.")
+    account: str = Field(description="Account identifier, e.g. `myorg-myaccount`.")
+    user: str = Field(description="User the replicator connects as.")
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password of `user` (secret). Use `${SNOWFLAKE_PASSWORD}`. Give this or "
+        "`private_key_path`.",
+    )
+    private_key_path: Path | None = Field(
+        default=None, description="Key-pair authentication: the PKCS#8 private key file."
+    )
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase of the private key file (secret)."
+    )
+    role: str | None = Field(default=None, description="Role to use (default: the user's).")
+    warehouse: str | None = Field(
+        default=None, description="Virtual warehouse that runs the statements."
+    )
+    database: str = Field(description="Database the replicated tables are created in.")
+    schema_name: str = Field(
+        default="PUBLIC", alias="schema", description="Schema the replicated tables are in."
+    )
+    query_tag_prefix: str = Field(
+        default="cdc-replicator",
+        description="`app` of the JSON QUERY_TAG on every statement (with `job` and `table`), "
+        "so cost can be attributed per table.",
+    )
+    host: str | None = Field(
+        default=None, description="Only for a local fakesnow server: its host (127.0.0.1)."
+    )
+    port: int | None = Field(default=None, description="Only for a local fakesnow server.")
+    protocol: Literal["http", "https"] | None = Field(
+        default=None, description="Only for a local fakesnow server: `http`."
+    )
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _resolve_key_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None or value.is_absolute():
+            return value
+        base = (info.context or {}).get("config_dir")
+        return (Path(base) / value) if base is not None else value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> SnowflakeWarehouseConfig:
+        if (self.password is None) == (self.private_key_path is None):
+            raise ValueError(
+                "give exactly one of `password` and `private_key_path` (key-pair authentication)"
+            )
+        return self
+
+
+WarehouseConfig = Annotated[
+    Union[DuckDBWarehouseConfig, SnowflakeWarehouseConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
 
 
 class ConsumerConfig(_Model):
@@ -1202,6 +1261,15 @@ warehouse:
   path: warehouse.duckdb        # relative to this file's folder
   schema: main
   lock_timeout_seconds: 30      # wait this long for a file another process holds, then retry
+# warehouse:                    # or Snowflake (mirror tables so far)
+#   type: snowflake
+#   account: myorg-myaccount
+#   user: CDC_REPLICATOR
+#   password: ${SNOWFLAKE_PASSWORD}   # secret; or private_key_path: keys/cdc.p8
+#   role: CDC_REPLICATOR
+#   warehouse: CDC_WH
+#   database: ANALYTICS
+#   schema: RAW
 
 consumer:
   batch_size: 5000              # most events per warehouse transaction

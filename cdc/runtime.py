@@ -19,6 +19,27 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
             keep_open=keep_open,
             lock_timeout_s=settings.lock_timeout_seconds,
         )
+    if settings.type == "snowflake":
+        from warehouse.snowflake import SnowflakeSettings
+        from warehouse.snowflake_warehouse import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(
+            SnowflakeSettings(
+                account=settings.account,
+                user=settings.user,
+                password=settings.password,
+                private_key_path=settings.private_key_path,
+                private_key_passphrase=settings.private_key_passphrase,
+                role=settings.role,
+                warehouse=settings.warehouse,
+                database=settings.database,
+                schema=settings.schema_name,
+                query_tag_prefix=settings.query_tag_prefix,
+                host=settings.host,
+                port=settings.port,
+                protocol=settings.protocol,
+            )
+        )
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
 
 

@@ -38,8 +38,10 @@ def write_stack_config(
     linger_ms: int = 200,
     heartbeat_interval_ms: int = 1000,
     database: str | None = None,
+    warehouse: dict[str, Any] | None = None,
 ) -> Config:
-    """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded."""
+    """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded.
+    ``warehouse`` replaces the DuckDB section at ``warehouse_path`` (e.g. a Snowflake one)."""
     document = {
         "source": {
             "host": "127.0.0.1",
@@ -52,7 +54,7 @@ def write_stack_config(
             "heartbeat_interval_ms": heartbeat_interval_ms,
         },
         "kafka": {"bootstrap_servers": stack.bootstrap_servers, "group_id": group_id},
-        "warehouse": {"type": "duckdb", "path": str(warehouse_path)},
+        "warehouse": warehouse or {"type": "duckdb", "path": str(warehouse_path)},
         "consumer": {"batch_size": batch_size, "linger_ms": linger_ms},
         "tables": [t if isinstance(t, dict) else {"name": t} for t in tables],
     }
@@ -184,6 +186,7 @@ def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> 
                         rows,
                         warehouse.fetch_table(target),
                         exclude=held,
+                        json_values=config.warehouse.type == "snowflake",
                     )
                 )
     finally:

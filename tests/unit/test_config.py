@@ -257,9 +257,43 @@ def test_missing_required_key_uses_parent_line() -> None:
 
 
 def test_unknown_warehouse_type() -> None:
-    assert errors_of(VALID.replace("type: duckdb", "type: snowflake")) == [
-        "cdc.yaml:26: warehouse.type: Input should be 'duckdb' (got 'snowflake')"
+    assert errors_of(VALID.replace("type: duckdb", "type: oracle")) == [
+        "cdc.yaml:26: warehouse.type: Input should be 'duckdb', 'snowflake' (got 'oracle')"
     ]
+
+
+SNOWFLAKE = VALID.replace(
+    "  type: duckdb\n  path: warehouse.duckdb\n  schema: main\n",
+    "  type: snowflake\n  account: myorg-acct\n  user: CDC\n  password: ${SF_PW}\n"
+    "  database: ANALYTICS\n  schema: RAW\n  role: REPLICATOR\n",
+)
+
+
+def test_snowflake_warehouse_settings_load_with_the_secret_hidden(tmp_path: Path) -> None:
+    config = parse_config(SNOWFLAKE, env={**ENV, "SF_PW": "sf-secret-9"}, config_dir=tmp_path)
+    wh = config.warehouse
+    assert wh.type == "snowflake"
+    assert (wh.account, wh.user, wh.database, wh.schema_name, wh.role) == (
+        "myorg-acct", "CDC", "ANALYTICS", "RAW", "REPLICATOR"
+    )  # fmt: skip
+    assert wh.password is not None and wh.password.get_secret_value() == "sf-secret-9"
+    assert "sf-secret-9" not in repr(config) + str(config)
+    keyed = SNOWFLAKE.replace("  password: ${SF_PW}\n", "  private_key_path: keys/cdc.p8\n")
+    config = parse_config(keyed, env=ENV, config_dir=tmp_path)
+    assert config.warehouse.private_key_path == tmp_path / "keys" / "cdc.p8"
+
+
+def test_snowflake_warehouse_needs_exactly_one_way_to_authenticate() -> None:
+    message = (
+        "cdc.yaml:25: warehouse: give exactly one of `password` and `private_key_path` "
+        "(key-pair authentication)"
+    )
+    assert errors_of(SNOWFLAKE.replace("  password: ${SF_PW}\n", "")) == [message]
+    both = SNOWFLAKE.replace("  role:", "  private_key_path: /k.p8\n  role:")
+    assert errors_of(both, env={**ENV, "SF_PW": "x"}) == [message]
+    assert errors_of(
+        SNOWFLAKE.replace("  account: myorg-acct\n", ""), env={**ENV, "SF_PW": "x"}
+    ) == ["cdc.yaml:25: warehouse.account: required key is missing"]
 
 
 def test_duplicate_table_names() -> None:
