@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import fakesnow
 import pytest
 import snowflake.connector
 from snowflake.connector import SnowflakeConnection
@@ -23,18 +22,9 @@ Connect = Callable[..., SnowflakeConnection]
 
 
 @pytest.fixture(scope="session")
-def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
-    """Connection kwargs of one fakesnow server for the whole session (127.0.0.1 only)."""
-    try:
-        server = fakesnow.server(host="127.0.0.1")
-        kwargs = server.__enter__()
-    except Exception as exc:  # the suite can't run without its engine: fail, never skip
-        pytest.fail(f"fakesnow's server did not start: {type(exc).__name__}: {exc}")
-    try:
-        assert kwargs["host"] == "127.0.0.1"
-        yield dict(kwargs)
-    finally:
-        server.__exit__(None, None, None)
+def fakesnow_kwargs(fakesnow_server: dict[str, Any]) -> dict[str, Any]:
+    """Connection kwargs of the session's fakesnow server (tests/conftest.py)."""
+    return fakesnow_server
 
 
 @pytest.fixture

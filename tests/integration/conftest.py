@@ -115,23 +115,6 @@ class Pipeline:
         assert all(d.source_rows > 0 for d in diffs), [(d.name, d.source_rows) for d in diffs]
 
 
-@pytest.fixture(scope="session")
-def fakesnow_server() -> Iterator[dict[str, Any]]:
-    """fakesnow's server (Snowflake's SQL on DuckDB, loopback only) for the real Snowflake
-    connector; it must start (a failure fails the tests, never skips them)."""
-    import fakesnow
-
-    try:
-        server = fakesnow.server(host="127.0.0.1")
-        kwargs = server.__enter__()
-    except Exception as exc:
-        pytest.fail(f"fakesnow's server did not start: {type(exc).__name__}: {exc}")
-    try:
-        yield dict(kwargs)
-    finally:
-        server.__exit__(None, None, None)
-
-
 def snowflake_warehouse_section(server: Mapping[str, Any], database: str) -> dict[str, Any]:
     """A cdc.yaml `warehouse` section for the fakesnow server, its database and schema made."""
     import snowflake.connector
