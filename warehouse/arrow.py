@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,10 +19,11 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from cdc.model import ColumnType, Interval, Kind, Op, TableSchema
-from warehouse.base import DataError, IncompatibleSchemaChangeError
+from cdc.model import ColumnType, Interval, Kind, TableSchema
+from warehouse.base import DataError, IncompatibleSchemaChangeError, QuarantineRow
 from warehouse.mirror import Key, MirrorPlan
 from warehouse.scd2 import Scd2Plan, StoredTail, Version
+from warehouse.scd2 import stored_tails as scd2_tails
 from warehouse.types import (
     DT,
     MAX_DECIMAL_PRECISION,
@@ -226,6 +228,29 @@ def mirror_stage(plan: MirrorPlan) -> tuple[pa.Table, frozenset[int]]:
     return pa.table(arrays), frozenset(toast_indexes)
 
 
+def quarantine_stage(rows: Sequence[QuarantineRow]) -> pa.Table:
+    """Quarantine rows as one Arrow table, columns named as the quarantine table's."""
+
+    def column(get: Any, atype: pa.DataType) -> pa.Array:
+        return pa.array([get(r) for r in rows], type=atype)
+
+    return pa.table(
+        {
+            "table_name": column(lambda r: r.table, pa.string()),
+            "key_json": column(lambda r: r.key, pa.string()),
+            "topic": column(lambda r: r.topic, pa.string()),
+            "partition": column(lambda r: r.partition, pa.int32()),
+            "offset": column(lambda r: r.offset, pa.int64()),
+            "lsn": column(lambda r: r.lsn, pa.int64()),
+            "op": column(lambda r: r.op, pa.string()),
+            "checks": column(lambda r: json.dumps(list(r.checks)), pa.string()),
+            "reason": column(lambda r: r.reason, pa.string()),
+            "raw_key": column(lambda r: r.raw_key, pa.binary()),
+            "raw_value": column(lambda r: r.raw_value, pa.binary()),
+        }
+    )
+
+
 # ---- the scd2 stages -----------------------------------------------------------------------
 
 
@@ -303,38 +328,18 @@ def stored_tails(
     source_ts, valid_from, valid_to = (  # TIMESTAMPTZ as µs since the epoch
         versions.column(n + j).cast(pa.int64()).to_pylist() for j in (3, 4, 5)
     )
-    grouped: dict[Key, list[Version]] = {}
-    for r in range(versions.num_rows):
-        values = {name: data[name][r] for name in data}
-        key = tuple(values[k] for k in schema.key)
-        grouped.setdefault(key, []).append(
-            Version(
-                values=values,
-                valid_from_us=valid_from[r],
-                valid_to_us=valid_to[r],
-                deleted=bool(deleted[r]),
-                lsn=int(lsn[r]),
-                txid=txid[r],
-                op=Op(op[r]),
-                source_ts_us=source_ts[r],
-                stored_lsn=int(lsn[r]),
-                was_current=valid_to[r] is None,
-            )
-        )
-    tails = {
-        key: StoredTail(tuple(sorted(vs, key=lambda v: v.lsn)), max(v.lsn for v in vs))
-        for key, vs in grouped.items()
-    }
+    rows = (
+        ({name: data[name][r] for name in data}, int(lsn[r]), txid[r], op[r], source_ts[r],
+         valid_from[r], valid_to[r], bool(deleted[r]))
+        for r in range(versions.num_rows)
+    )  # fmt: skip
     key_types = dict(columns)
     keys = zip(
         *(_python_column(markers.column(j), key_types[k]) for j, k in enumerate(schema.key)),
         strict=True,
     )
-    for key, marker in zip(keys, markers.column(len(schema.key)).to_pylist(), strict=True):
-        tail = tails.get(key, StoredTail())
-        hwm = marker if tail.hwm is None else max(tail.hwm, marker)
-        tails[key] = StoredTail(tail.versions, hwm)
-    return tails
+    marks = zip(keys, markers.column(len(schema.key)).to_pylist(), strict=True)
+    return scd2_tails(schema.key, rows, ((tuple(k), int(m)) for k, m in marks))
 
 
 def stored_rows(

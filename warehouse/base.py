@@ -191,6 +191,20 @@ class HistoryReport:
         )
 
 
+def history_report(
+    table: str, counts: Sequence[Any], examples: Sequence[Sequence[Any]], checks: Sequence[str]
+) -> HistoryReport:
+    """A HistoryReport from the ``history_counts`` row (keys, versions, live, then one count
+    per check) and the ``history_examples`` rows (check name, key values)."""
+    values = [int(v or 0) for v in counts]
+    keys, versions, live = values[:3]
+    broken = dict(zip(checks, values[3:], strict=True))
+    shown = tuple(f"{row[0]}: key {', '.join(map(str, row[1:]))}" for row in examples)
+    return HistoryReport(
+        table=table, keys=keys, versions=versions, current=live, examples=shown, **broken
+    )
+
+
 class WarehouseError(Exception):
     """Base class of every error the warehouse layer raises."""
 

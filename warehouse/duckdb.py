@@ -37,6 +37,7 @@ from warehouse.arrow import (
     key_stage,
     mirror_stage,
     python_values,
+    quarantine_stage,
     scd2_stage,
     stored_rows,
     stored_tails,
@@ -58,6 +59,7 @@ from warehouse.base import (
     TransientWarehouseError,
     Warehouse,
     WarehouseError,
+    history_report,
     registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
@@ -271,37 +273,7 @@ class DuckDBWarehouse(Warehouse):
                 self._exec(con, sql.alter_column_type(ref, name, wider))
 
     def _target_table(self, batch: TableBatch) -> TargetTable:
-        target, schema = batch.target, batch.schema
-        if target.mode not in ("mirror", "scd2"):
-            raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
-        if not schema.key:
-            raise IncompatibleSchemaChangeError(
-                f"table {target.name!r}: the source table {schema.table} has no primary key, so "
-                "its changes can't be matched to rows; the table is parked. Add a primary key "
-                "at the source (ALTER TABLE ... ADD PRIMARY KEY), then re-snapshot the table",
-                table=target.name,
-            )
-        scd2 = target.scd2 if target.mode == "scd2" else None
-        reserved = {n for n, _ in metadata_types(target.metadata, True)}
-        reserved |= set(scd2.names) if scd2 else set()
-        clash = reserved.intersection(schema.names)
-        if clash:
-            raise IncompatibleSchemaChangeError(
-                f"table {target.name!r}: source columns {sorted(clash)} collide with the "
-                "metadata or validity columns; rename them in the table's settings "
-                "(consumer.metadata_prefix, scd2.valid_from/valid_to/is_current)"
-            )
-        keep_markers = scd2 is not None or not target.soft_delete
-        markers = self._ref(f"{target.name}__deleted") if keep_markers else None
-        return TargetTable(
-            target=TableRef(self.schema, target.name),
-            markers=markers,
-            columns=tuple((c.name, sql_type(c.type)) for c in schema.columns),
-            key=schema.key,
-            meta=target.metadata,
-            soft_delete=target.soft_delete,
-            scd2=scd2,
-        )
+        return sql.target_table(batch, self.schema, self.bookkeeping_schema, sql_type)
 
     def _check_mode(self, con: duckdb.DuckDBPyConnection, m: TargetTable, mode: str) -> None:
         """Refuse a table that holds rows of the other mode; recreate it if it is empty."""
@@ -313,15 +285,7 @@ class DuckDBWarehouse(Warehouse):
         count = self._exec(con, sql.count_rows(m.target, None)).fetchone()
         rows = int(count[0]) if count else 0
         if rows:
-            raise IncompatibleSchemaChangeError(
-                f"table {m.target.name!r} holds {rows} rows replicated in mode {row[0]!r}, but "
-                f"cdc.yaml now says mode {mode!r}; the two are not mixed and the table is "
-                f"parked. To keep the old table, set its mode back. To switch, migrate: rename "
-                f"or drop {self.schema}.{m.target.name} (and {self.bookkeeping_schema}."
-                f"{m.target.name}__deleted), then re-snapshot the table so it is rebuilt in "
-                f"mode {mode!r}",
-                table=m.target.name,
-            )
+            raise sql.mode_switch_refused(m, rows, row[0], mode)
         self._exec(con, sql.drop(self._current_view(m), "VIEW"))
         for ref in (m.target, self._ref(f"{m.target.name}__deleted")):
             self._exec(con, sql.drop(ref, "TABLE"))
@@ -501,24 +465,7 @@ class DuckDBWarehouse(Warehouse):
         name: str,
         registered: list[str],
     ) -> None:
-        def column(get: Any, atype: pa.DataType) -> pa.Array:
-            return pa.array([get(r) for r in rows], type=atype)
-
-        table = pa.table(
-            {
-                "table_name": column(lambda r: r.table, pa.string()),
-                "key_json": column(lambda r: r.key, pa.string()),
-                "topic": column(lambda r: r.topic, pa.string()),
-                "partition": column(lambda r: r.partition, pa.int32()),
-                "offset": column(lambda r: r.offset, pa.int64()),
-                "lsn": column(lambda r: r.lsn, pa.int64()),
-                "op": column(lambda r: r.op, pa.string()),
-                "checks": column(lambda r: json.dumps(list(r.checks)), pa.string()),
-                "reason": column(lambda r: r.reason, pa.string()),
-                "raw_key": column(lambda r: r.raw_key, pa.binary()),
-                "raw_value": column(lambda r: r.raw_value, pa.binary()),
-            }
-        )
+        table = quarantine_stage(rows)
         con.register(name, table)
         registered.append(name)
 
@@ -714,16 +661,9 @@ class DuckDBWarehouse(Warehouse):
             raise TerminalWarehouseError(
                 f"table {target.name!r} has no history yet (nothing replicated to it)"
             )
-        key = tuple(json.loads(row[0])["schema"]["key"])
-        return TargetTable(
-            target=TableRef(self.schema, target.name),
-            markers=None,
-            columns=(),
-            key=key,
-            meta=target.metadata,
-            soft_delete=False,
-            scd2=target.scd2,
-        )
+        key = json.loads(row[0])["schema"]["key"]
+        ref = TableRef(self.schema, target.name)
+        return sql.history_table(ref, key, target.metadata, target.scd2)
 
     def fetch_history(
         self, target: TableTarget, key: Sequence[str] | None = None
@@ -758,14 +698,7 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
         assert counts is not None
-        values = [int(v or 0) for v in counts]
-        keys, versions, live = values[:3]
-        checks = dict(zip(sql.HISTORY_CHECKS, values[3:], strict=True))
-        shown = tuple(f"{row[0]}: key {', '.join(map(str, row[1:]))}" for row in examples)
-        return HistoryReport(
-            table=target.name, keys=keys, versions=versions, current=live, examples=shown,
-            **checks,
-        )  # fmt: skip
+        return history_report(target.name, counts, examples, sql.HISTORY_CHECKS)
 
     def row_counts(self) -> dict[str, int]:
         """Live rows per registered table (soft-deleted rows excluded)."""

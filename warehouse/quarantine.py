@@ -9,7 +9,7 @@ versions out of sequence). So every later change of the key waits in quarantine 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cdc.model import ChangeEvent, TableSchema
@@ -44,6 +44,22 @@ def quarantine_row(
         raw_key=event.raw_key,
         raw_value=event.raw_value,
     )
+
+
+def open_keys(
+    rows: Iterable[tuple[str, str, int, int]], resolved: Sequence[QuarantineRow]
+) -> dict[str, tuple[int, int]]:
+    """Per key, (partition, lowest offset) of the open quarantined rows read as
+    (key, topic, partition, offset), leaving out the ``resolved`` origins (being replayed)."""
+    done = {(r.topic, r.partition, r.offset) for r in resolved}
+    out: dict[str, tuple[int, int]] = {}
+    for key, topic, partition, offset in rows:
+        if (topic, int(partition), int(offset)) in done:
+            continue
+        seen = out.get(key)
+        if seen is None or (int(partition), int(offset)) < seen:
+            out[key] = (int(partition), int(offset))
+    return out
 
 
 def first_open(rows: Sequence[QuarantineRow], stored: OpenKeys) -> dict[str, tuple[int, int]]:

@@ -38,7 +38,7 @@ transaction wrote before its first tracked change.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,41 @@ class StoredTail:
 
     versions: tuple[Version, ...] = ()
     hwm: int | None = None
+
+
+# A stored version as read back: data values, then _cdc_lsn, _cdc_txid, _cdc_op, and
+# _cdc_source_ts, valid_from, valid_to in µs since the epoch, then the deleted flag.
+StoredVersion = tuple[dict[str, Any], int, int | None, str, int, int, int | None, bool]
+
+
+def stored_tails(
+    key: Sequence[str], versions: Iterable[StoredVersion], markers: Iterable[tuple[Key, int]]
+) -> dict[Key, StoredTail]:
+    """The stored tails of the ``scd2_tail`` versions and ``scd2_hwm`` delete markers read."""
+    grouped: dict[Key, list[Version]] = {}
+    for values, lsn, txid, op, source_ts, valid_from, valid_to, deleted in versions:
+        grouped.setdefault(tuple(values[k] for k in key), []).append(
+            Version(
+                values=values,
+                valid_from_us=valid_from,
+                valid_to_us=valid_to,
+                deleted=bool(deleted),
+                lsn=lsn,
+                txid=txid,
+                op=Op(op),
+                source_ts_us=source_ts,
+                stored_lsn=lsn,
+                was_current=valid_to is None,
+            )
+        )
+    tails = {
+        k: StoredTail(tuple(sorted(vs, key=lambda v: v.lsn)), max(v.lsn for v in vs))
+        for k, vs in grouped.items()
+    }
+    for k, marker in markers:
+        tail = tails.get(k, StoredTail())
+        tails[k] = StoredTail(tail.versions, marker if tail.hwm is None else max(tail.hwm, marker))
+    return tails
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,7 +56,7 @@ from sqlglot import exp
 
 from cdc.model import ColumnType, Interval, Kind
 from warehouse import sql
-from warehouse.arrow import column_array, mirror_stage
+from warehouse.arrow import column_array, key_stage, mirror_stage, quarantine_stage, scd2_stage
 from warehouse.base import (
     ApplyResult,
     Capabilities,
@@ -70,10 +71,13 @@ from warehouse.base import (
     TableTarget,
     TerminalWarehouseError,
     Warehouse,
+    history_report,
     registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
-from warehouse.mirror import Key, MirrorPlan, plan_mirror
+from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
+from warehouse.quarantine import first_open, hold, open_keys
+from warehouse.scd2 import Scd2Plan, StoredVersion, plan_scd2, stored_tails
 from warehouse.snowflake import (
     DIALECT,
     SnowflakeSettings,
@@ -88,13 +92,22 @@ from warehouse.snowflake import (
     timestamp_tz6,
 )
 from warehouse.sql import TableRef, TargetTable, render
-from warehouse.types import DT, MAX_DECIMAL_PRECISION, widen
+from warehouse.types import DT, MAX_DECIMAL_PRECISION, metadata_types, widen
 
 STAGE_NAME = "CDC_STAGE"
-SCD2_UNSUPPORTED = (
-    "scd2 tables are not supported on Snowflake yet (issue 5 covers mirror tables first); "
-    "use mode: mirror for this table or the DuckDB warehouse"
-)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One table's share of an apply, prepared before the transaction."""
+
+    batch: TableBatch
+    m: TargetTable
+    plan: MirrorPlan | Scd2Plan | None
+    stage: pa.Table
+    stats: TableApplyStats
+    into: TableRef | None  # its staging table; None: nothing to write
+    toast: frozenset[int] = frozenset()
 
 
 def _varchar() -> exp.DataType:
@@ -102,7 +115,9 @@ def _varchar() -> exp.DataType:
 
 
 def _metadata(target: TableTarget) -> list[tuple[str, exp.DataType]]:
+    """The metadata (and, for history tables, validity) columns of a target table."""
     meta = target.metadata
+    boolean = exp.DataType(this=DT.BOOLEAN)
     cols = [
         (meta.lsn, number(19, 0)),
         (meta.txid, number(19, 0)),
@@ -110,9 +125,41 @@ def _metadata(target: TableTarget) -> list[tuple[str, exp.DataType]]:
         (meta.source_ts, timestamp_tz6()),
         (meta.loaded_at, timestamp_tz6()),
     ]
-    if target.soft_delete:
-        cols.append((meta.deleted, exp.DataType(this=DT.BOOLEAN)))
+    if target.soft_delete or target.mode == "scd2":
+        cols.append((meta.deleted, boolean))
+    if target.mode == "scd2":
+        v = target.scd2
+        cols += [(v.valid_from, timestamp_tz6()), (v.valid_to, timestamp_tz6()),
+                 (v.is_current, boolean.copy())]  # fmt: skip
     return cols
+
+
+def _hidden(target: TableTarget) -> set[str]:
+    """Columns fetch_table leaves out: every metadata and validity column."""
+    names = {n for n, _ in metadata_types(target.metadata, True)}
+    return names | (set(target.scd2.names) if target.mode == "scd2" else set())
+
+
+_TS_KINDS = (Kind.TIMESTAMP, Kind.TIMESTAMPTZ)
+_INT64, _TEXT, _TSTZ, _BOOL = (ColumnType(k) for k in (Kind.INT64, Kind.TEXT, Kind.TIMESTAMPTZ,
+                                                        Kind.BOOLEAN))  # fmt: skip
+
+
+def _meta_kinds(target: TableTarget) -> dict[str, ColumnType]:
+    """The model types metadata and validity columns are read back as."""
+    meta, v = target.metadata, target.scd2
+    kinds = {meta.lsn: _INT64, meta.txid: _INT64, meta.op: _TEXT, meta.source_ts: _TSTZ,
+             meta.loaded_at: _TSTZ, meta.deleted: _BOOL}  # fmt: skip
+    if target.mode == "scd2":
+        kinds |= {v.valid_from: _TSTZ, v.valid_to: _TSTZ, v.is_current: _BOOL}
+    return kinds
+
+
+def _micros(value: dt.datetime) -> int:
+    return (value - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _column_type(doc: dict[str, Any]) -> ColumnType:
@@ -349,39 +396,8 @@ class SnowflakeWarehouse(Warehouse):
     # ---- schema (outside the transaction) ---------------------------------------------------
 
     def _target_table(self, batch: TableBatch) -> TargetTable:
-        target, schema = batch.target, batch.schema
-        if target.mode == "scd2":
-            raise TerminalWarehouseError(f"table {target.name!r}: {SCD2_UNSUPPORTED}")
-        if target.mode != "mirror":
-            raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
-        if not schema.key:
-            raise IncompatibleSchemaChangeError(
-                f"table {target.name!r}: the source table {schema.table} has no primary key, so "
-                "its changes can't be matched to rows; the table is parked. Add a primary key "
-                "at the source, then re-snapshot the table",
-                table=target.name,
-            )
-        reserved = {n for n, _ in _metadata(TableTarget(target.name, soft_delete=True,
-                                                        metadata=target.metadata))}  # fmt: skip
-        clash = reserved.intersection(schema.names)
-        if clash:
-            raise IncompatibleSchemaChangeError(
-                f"table {target.name!r}: source columns {sorted(clash)} collide with the "
-                "metadata columns; rename them in the table's settings (consumer.metadata_prefix)",
-                table=target.name,
-            )
-        try:
-            columns = tuple((c.name, snowflake_type(c.type)) for c in schema.columns)
-        except IncompatibleSchemaChangeError as exc:
-            exc.table = exc.table or target.name
-            raise
-        return TargetTable(
-            target=TableRef(self.schema, target.name),
-            markers=None if target.soft_delete else self._ref(f"{target.name}__deleted"),
-            columns=columns,
-            key=schema.key,
-            meta=target.metadata,
-            soft_delete=target.soft_delete,
+        return sql.target_table(
+            batch, self.schema, self.bookkeeping_schema, snowflake_type, staged_value
         )
 
     def _columns_of(self, cur: Any, ref: TableRef) -> dict[str, exp.DataType]:
@@ -455,15 +471,40 @@ class SnowflakeWarehouse(Warehouse):
             self._staging.add(ref.name)
         return ref
 
+    def _check_mode(self, cur: Any, m: TargetTable, mode: str) -> None:
+        """Refuse a table that holds rows of the other mode; recreate it if it is empty."""
+        doc = self._registry_doc(cur, m.target.name)
+        if doc is None or doc[1] == mode:
+            return
+        row = self._exec(cur, sql.count_rows(m.target, None)).fetchone()
+        rows = int(row[0]) if row else 0
+        if rows:
+            raise sql.mode_switch_refused(m, rows, doc[1], mode)
+        self._exec(cur, sql.drop(self._current_view(m.target.name), "VIEW"))
+        for ref in (m.target, self._ref(f"{m.target.name}__deleted")):
+            self._exec(cur, sql.drop(ref, "TABLE"))
+
+    def _current_view(self, name: str) -> TableRef:
+        return TableRef(self.schema, f"{name}_current")
+
     def _ensure_table(self, cur: Any, batch: TableBatch, m: TargetTable) -> None:
         wanted = (batch.target, batch.schema)
         if self._ensured.get(batch.target.name) == wanted:
             return
+        self._check_mode(cur, m, batch.target.mode)
         self._sync_table(cur, m.target, [*m.columns, *_metadata(batch.target)], batch)
         if m.markers is not None:
             keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
             self._sync_table(cur, m.markers, [*keys, (m.meta.lsn, number(19, 0))])
+        if m.scd2 is not None:
+            self._exec(cur, sql.create_current_view(self._current_view(m.target.name), m))
         self._ensured[batch.target.name] = wanted
+
+    def _stage(self, cur: Any, purpose: str, data: pa.Table, table: str) -> TableRef:
+        """Load ``data`` into its staging table now (autocommit; reads before the apply)."""
+        ref = self._staging_table(cur, purpose, data)
+        stage_arrow(cur, data, ref, STAGE_NAME, self.tmpdir, table_name=table)
+        return ref
 
     # ---- apply ------------------------------------------------------------------------------
 
@@ -474,20 +515,16 @@ class SnowflakeWarehouse(Warehouse):
         quarantine: Sequence[QuarantineRow] = (),
         resolve: Sequence[QuarantineRow] = (),
     ) -> ApplyResult:
+        """Plan and stage outside the transaction, then write everything in one (see the
+        module docstring)."""
         started = time.perf_counter()
-        if quarantine or resolve or any(b.target.quarantine for b in batches):
-            raise TerminalWarehouseError(
-                "data-contract quarantine is not supported on Snowflake yet; set "
-                "on_violation to dead_letter or use the DuckDB warehouse"
-            )
-        planned: list[tuple[TableBatch, TargetTable, KeyChangeCarry]] = []
-        for batch in batches:
-            m = self._target_table(batch)
-            planned.append((batch, m, carry_key_changes(batch)))
+        planned = [
+            (batch, self._target_table(batch), carry_key_changes(batch)) for batch in batches
+        ]
         if not self._bookkept:
             self.ensure_bookkeeping()
-        work: list[tuple[TableBatch, TargetTable, MirrorPlan, pa.Table, frozenset[int], int,
-                         TableRef | None]] = []  # fmt: skip
+        work: list[_Work] = []
+        stored = list(quarantine)
         current: str | None = None
         cur = self._connection().cursor()
         try:
@@ -499,29 +536,30 @@ class SnowflakeWarehouse(Warehouse):
                     batch, unresolved = self._carry_key_changes(cur, carry, m)
                 else:
                     batch = carry.batch
-                if not batch.events:
-                    work.append((batch, m, plan_mirror(batch), pa.table({}), frozenset(), 0, None))
-                    continue
-                plan = plan_mirror(batch)
-                stage, toast = mirror_stage(plan)
-                staging = self._staging_table(cur, "mirror", stage)
-                work.append((batch, m, plan, stage, toast, unresolved, staging))
+                held: list[QuarantineRow] = []
+                if batch.target.quarantine:
+                    batch, held = self._hold(cur, batch, quarantine, resolve)
+                    stored += held
+                work.append(self._plan(cur, batch, m, unresolved, len(held)))
             current = None
+            queued = self._queue_quarantine(cur, stored, resolve)
         except (sf_errors.Error, OSError) as exc:
             raise map_error(exc, table=current) from exc
+        except IncompatibleSchemaChangeError as exc:
+            exc.table = exc.table or current
+            raise
         stats: list[TableApplyStats] = []
         try:
             self._exec(cur, "BEGIN")
-            for batch, m, plan, stage, toast, unresolved, into in work:
-                current = batch.target.name
-                if into is None:
-                    stats.append(TableApplyStats(current))
-                    continue
-                stage_arrow(cur, stage, into, STAGE_NAME, self.tmpdir, table_name=current)
-                table_stats = self._apply_plan(cur, m, plan, into, toast)
-                table_stats.toast_unresolved = unresolved
-                stats.append(table_stats)
-                self._register(cur, batch)
+            current = None
+            self._write_quarantine(cur, queued)
+            for w in work:
+                current = w.batch.target.name
+                if w.into is not None:
+                    stage_arrow(cur, w.stage, w.into, STAGE_NAME, self.tmpdir, table_name=current)
+                    self._write(cur, w)
+                    self._register(cur, w.batch)
+                stats.append(w.stats)
             current = None
             self._store_offsets(cur, offsets)
             self._exec(cur, "COMMIT")
@@ -533,31 +571,86 @@ class SnowflakeWarehouse(Warehouse):
             raise
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 
-    def _apply_plan(
-        self, cur: Any, m: TargetTable, plan: MirrorPlan, stage: TableRef, toast: frozenset[int]
-    ) -> TableApplyStats:
-        row = self._exec(cur, sql.sf_guard_counts(m, stage)).fetchone()
+    def _plan(
+        self, cur: Any, batch: TableBatch, m: TargetTable, unresolved: int, held: int
+    ) -> _Work:
+        """One table's plan, its stage (Arrow) and its staging table, before the transaction."""
+        name = batch.target.name
+        if not batch.events:
+            return _Work(batch, m, None, pa.table({}), TableApplyStats(name, held=held), None)
+        if m.scd2 is not None:
+            plan = self._plan_scd2(cur, batch, m)
+            stats = TableApplyStats(
+                table=name, events=plan.events, upserted=plan.upserted, deleted=plan.deleted,
+                stale=plan.stale, versions_opened=plan.opened, versions_closed=plan.closed,
+            )  # fmt: skip
+            stage = scd2_stage(plan)
+            into = None if plan.empty else self._staging_table(cur, "scd2", stage)
+            work = _Work(batch, m, plan, stage, stats, into)
+        else:
+            mirror = plan_mirror(batch)
+            stage, toast = mirror_stage(mirror)
+            into = self._staging_table(cur, "mirror", stage)
+            work = _Work(batch, m, mirror, stage, TableApplyStats(name), into, toast)
+        work.stats.held, work.stats.toast_unresolved = held, unresolved
+        return work
+
+    def _write(self, cur: Any, w: _Work) -> None:
+        """The set-based statements of one table, in the transaction."""
+        assert w.into is not None
+        m, into = w.m, w.into
+        if isinstance(w.plan, Scd2Plan):
+            if w.plan.removes:
+                self._exec(cur, sql.scd2_remove(m, into))
+            if w.plan.updates:
+                self._exec(cur, sql.scd2_update(m, into))
+            if w.plan.inserts:
+                self._exec(cur, sql.scd2_insert(m, into))
+            if w.plan.deletes:
+                self._exec(cur, sql.sf_markers_update(m, into))
+                self._exec(cur, sql.sf_markers_insert(m, into))
+            return
+        plan = w.plan
+        assert isinstance(plan, MirrorPlan)
+        row = self._exec(cur, sql.sf_guard_counts(m, into)).fetchone()
         upserts, deletes = (int(row[0]), int(row[1])) if row else (0, 0)
         if plan.upserts:
-            self._exec(cur, sql.sf_mirror_update(m, stage, toast, staged_value))
-            self._exec(cur, sql.sf_mirror_insert(m, stage, staged_value))
+            self._exec(cur, sql.sf_mirror_update(m, into, w.toast, staged_value))
+            self._exec(cur, sql.sf_mirror_insert(m, into, staged_value))
         if plan.deletes and m.soft_delete:
-            self._exec(cur, sql.sf_soft_delete_update(m, stage))
-            self._exec(cur, sql.sf_soft_delete_insert(m, stage))
+            self._exec(cur, sql.sf_soft_delete_update(m, into))
+            self._exec(cur, sql.sf_soft_delete_insert(m, into))
         elif plan.deletes:
-            self._exec(cur, sql.sf_markers_update(m, stage))
-            self._exec(cur, sql.sf_markers_insert(m, stage))
-            self._exec(cur, sql.sf_hard_delete(m, stage))
+            self._exec(cur, sql.sf_markers_update(m, into))
+            self._exec(cur, sql.sf_markers_insert(m, into))
+            self._exec(cur, sql.sf_hard_delete(m, into))
         if plan.upserts and m.markers is not None:
-            self._exec(cur, sql.sf_prune_delete_markers(m, stage))
+            self._exec(cur, sql.sf_prune_delete_markers(m, into))
         staged = len(plan.upserts) + len(plan.deletes)
-        return TableApplyStats(
-            table=plan.table,
-            events=plan.events,
-            upserted=upserts,
-            deleted=deletes,
-            stale=staged - upserts - deletes,
-        )
+        w.stats.events, w.stats.upserted, w.stats.deleted = plan.events, upserts, deletes
+        w.stats.stale = staged - upserts - deletes
+
+    def _plan_scd2(self, cur: Any, batch: TableBatch, m: TargetTable) -> Scd2Plan:
+        """Read the stored tails of the batch's keys (two set-based queries), then plan."""
+        name, schema = batch.target.name, batch.schema
+        keys = list(dict.fromkeys(event_key(e, schema, name) for e in batch.events))
+        staged = self._stage(cur, "keys", key_stage(schema, keys, name), name)
+        kinds = {c.name: c.type for c in schema.columns} | _meta_kinds(batch.target)
+        meta = sql.scd2_meta_columns(m)
+        columns = [(n, kinds[n]) for n in [*schema.names, *meta]]
+        versions: list[StoredVersion] = []
+        for r in self._read(cur, sql.scd2_tail(m, staged), columns):
+            values = {n: r[n] for n in schema.names}
+            lsn, txid, op, source_ts, valid_from, valid_to, deleted = (r[n] for n in meta)
+            end = None if valid_to is None else _micros(valid_to)
+            versions.append((values, lsn, txid, op, _micros(source_ts), _micros(valid_from), end,
+                             bool(deleted)))  # fmt: skip
+        key_columns = [(k, kinds[k]) for k in m.key] + [(m.meta.lsn, _INT64)]
+        markers = [
+            (tuple(r[k] for k in m.key), int(r[m.meta.lsn]))
+            for r in self._read(cur, sql.scd2_hwm(m, staged), key_columns)
+        ]
+        return plan_scd2(batch, stored_tails(m.key, versions, markers))
 
     def _register(self, cur: Any, batch: TableBatch) -> None:
         name = batch.target.name
@@ -578,44 +671,75 @@ class SnowflakeWarehouse(Warehouse):
             self._exec(cur, sql.sf_offsets_update(ref), [nxt, group, topic, partition, nxt])
             self._exec(cur, insert, [group, topic, partition, nxt, group, topic, partition])
 
+    # ---- quarantine ---------------------------------------------------------------------------
+
+    def _hold(
+        self,
+        cur: Any,
+        batch: TableBatch,
+        new: Sequence[QuarantineRow],
+        resolve: Sequence[QuarantineRow],
+    ) -> tuple[TableBatch, list[QuarantineRow]]:
+        """Hold the batch's changes of keys with an earlier open quarantined change (read
+        before the transaction; the origins being resolved by this apply don't count)."""
+        ref = self._ref("quarantine")
+        query = exp.select(*map(sql.col, ("key_json", "topic", "partition", "offset")))
+        query = query.from_(ref.expr()).where(
+            exp.and_(
+                sql.col("table_name").eq(exp.Placeholder()),
+                exp.Is(this=sql.col("replayed_at"), expression=exp.Null()),
+            )
+        )
+        rows = self._exec(cur, query, [batch.target.name]).fetchall()
+        mine = [r for r in new if r.table == batch.target.name]
+        return hold(batch, first_open(mine, open_keys(rows, resolve)))
+
+    def _queue_quarantine(
+        self, cur: Any, stored: Sequence[QuarantineRow], resolve: Sequence[QuarantineRow]
+    ) -> list[tuple[str, pa.Table, TableRef]]:
+        """Staging tables for the quarantine rows to store and the origins to resolve."""
+        out = []
+        for purpose, rows in (("resolve", resolve), ("quarantine", stored)):
+            if rows:
+                data = quarantine_stage(rows)
+                out.append((purpose, data, self._staging_table(cur, purpose, data)))
+        return out
+
+    def _write_quarantine(self, cur: Any, queued: list[tuple[str, pa.Table, TableRef]]) -> None:
+        ref = self._ref("quarantine")
+        for purpose, data, into in queued:
+            stage_arrow(cur, data, into, STAGE_NAME, self.tmpdir, table_name="quarantine")
+            if purpose == "resolve":
+                self._exec(cur, sql.quarantine_resolve(ref, into))
+            else:
+                self._exec(cur, sql.sf_quarantine_insert(ref, into))
+
+    # ---- key changes ----------------------------------------------------------------------------
+
     def _carry_key_changes(
         self, cur: Any, carry: KeyChangeCarry, m: TargetTable
     ) -> tuple[TableBatch, int]:
-        """Fill key changes' placeholders from stored rows (before the transaction).
-
-        Which key was deleted at each orphan create's LSN comes from the delete markers (hard
-        deletes) or the tombstones (soft deletes); then those old keys' stored rows. Keys are
-        bound (qmark), one small query per key: key changes with an untouched TOAST value
-        whose old row is not in the batch are rare.
-        """
+        """Fill key changes' placeholders from stored rows (before the transaction): which key
+        was deleted at each orphan create's LSN, then those old keys' stored rows; the LSNs
+        and keys are staged as data and joined (one query each)."""
         schema = carry.batch.schema
-        types = {c.name: c.type for c in schema.columns}
+        name = carry.batch.target.name
+        kinds = {c.name: c.type for c in schema.columns}
+        lsn = m.meta.lsn
         if carry.orphans:
-            found: dict[int, Key] = {}
-            source = m.markers if m.markers is not None else m.target
-            for lsn in carry.orphans:
-                query = exp.select(*[sql.col(k) for k in m.key]).from_(source.expr())
-                query = query.where(exp.EQ(this=sql.col(m.meta.lsn), expression=exp.Placeholder()))
-                if m.soft_delete:
-                    query = query.where(sql.col(m.meta.deleted))
-                row = self._exec(cur, query, [lsn]).fetchone()
-                if row is not None:
-                    found[int(lsn)] = tuple(
-                        model_value(types[k], v) for k, v in zip(m.key, row, strict=True)
-                    )
-            carry = carry.link(found)
+            lsns = pa.table({"lsn": pa.array(list(carry.orphans), pa.int64())})
+            staged = self._stage(cur, "lsns", lsns, name)
+            columns = [(k, kinds[k]) for k in m.key] + [(lsn, _INT64)]
+            found = self._read(cur, sql.deleted_at(m, staged), columns)
+            carry = carry.link({int(r[lsn]): tuple(r[k] for k in m.key) for r in found})
         stored: dict[Key, StoredRow] = {}
-        names = [n for n, _ in m.columns]
-        for key in carry.needs:
-            query = exp.select(*[sql.col(n) for n in [*names, m.meta.lsn]]).from_(m.target.expr())
-            query = query.where(
-                exp.and_(*[exp.EQ(this=sql.col(k), expression=exp.Placeholder()) for k in m.key])
-            )
-            row = self._exec(cur, query, [_bindable(v) for v in key]).fetchone()
-            if row is None:
-                continue
-            values = {n: model_value(types[n], v) for n, v in zip(names, row, strict=False)}
-            stored[tuple(key)] = StoredRow(int(row[-1]), values)
+        if carry.needs:
+            keys = key_stage(schema, list(carry.needs), name)
+            staged = self._stage(cur, "keys", keys, name)
+            columns = [(n, kinds[n]) for n in schema.names] + [(lsn, _INT64)]
+            for r in self._read(cur, sql.latest_rows(m, staged), columns):
+                values = {n: r[n] for n in schema.names}
+                stored[tuple(values[k] for k in m.key)] = StoredRow(int(r[lsn]), values)
         return carry.fill(stored)
 
     # ---- reads ------------------------------------------------------------------------------
@@ -634,43 +758,58 @@ class SnowflakeWarehouse(Warehouse):
         row = self._exec(cur, query, [name]).fetchone()
         return None if row is None else (row[0], row[1], json.loads(row[2]))
 
+    def _read(
+        self,
+        cur: Any,
+        query: exp.Select,
+        columns: Sequence[tuple[str, ColumnType | None]],
+        params: Sequence[Any] = (),
+        order: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Rows of ``query`` (whose projections are named ``columns``) in the model
+        representation. fakesnow fetches a NULL timestamp as 1970-01-01, so timestamps come
+        with ``IS NULL`` evaluated on the engine."""
+        q = "q"
+        nulls = [n for n, ct in columns if ct is not None and ct.kind in _TS_KINDS]
+        outer = exp.select(
+            *[sql.col(n, q) for n, _ in columns],
+            *[exp.Is(this=sql.col(n, q), expression=exp.Null()) for n in nulls],
+        ).from_(query.subquery(q))
+        if order:
+            outer = outer.order_by(*[sql.col(n, q) for n in order])
+        out = []
+        for row in self._exec(cur, outer, params).fetchall():
+            values = {n: model_value(ct, v) for (n, ct), v in zip(columns, row, strict=False)}
+            for n, is_null in zip(nulls, row[len(columns) :], strict=True):
+                if is_null:
+                    values[n] = None
+            out.append(values)
+        return out
+
+    def _kinds(self, cur: Any, name: str) -> dict[str, ColumnType]:
+        doc = self._registry_doc(cur, name)
+        if doc is None:
+            return {}
+        return {c["name"]: _column_type(c["type"]) for c in doc[2]["schema"]["columns"]}
+
     def fetch_table(self, target: TableTarget) -> list[dict[str, Any]]:
-        if target.mode == "scd2":
-            raise TerminalWarehouseError(f"table {target.name!r}: {SCD2_UNSUPPORTED}")
         ref = TableRef(self.schema, target.name)
 
         def work(cur: Any) -> list[dict[str, Any]]:
             stored = self._columns_of(cur, ref)
             if not stored:
                 raise TerminalWarehouseError(f"table {ref.schema}.{ref.name} does not exist")
-            doc = self._registry_doc(cur, target.name)
-            kinds: dict[str, ColumnType] = {}
-            if doc is not None:
-                kinds = {c["name"]: _column_type(c["type"]) for c in doc[2]["schema"]["columns"]}
-            hidden = {n for n, _ in _metadata(TableTarget(target.name, soft_delete=True,
-                                                          metadata=target.metadata))}  # fmt: skip
-            columns = [(n, t) for n, t in stored.items() if n not in hidden]
-            projections: list[exp.Expr] = [sql.col(n) for n, _ in columns]
-            # fakesnow fetches a NULL timestamp as 1970-01-01: ask IS NULL on the engine
-            nulls = [n for n, t in columns if _is_timestamp(t)]
-            projections += [exp.Is(this=sql.col(n), expression=exp.Null()) for n in nulls]
-            query = exp.select(*projections).from_(ref.expr())
-            if target.metadata.deleted in stored:
-                query = query.where(
-                    exp.Not(
-                        this=exp.Coalesce(
-                            this=sql.col(target.metadata.deleted), expressions=[exp.false()]
-                        )
-                    )
-                )
-            out = []
-            for row in self._exec(cur, query).fetchall():
-                values = dict(zip([n for n, _ in columns], row, strict=False))
-                for n, is_null in zip(nulls, row[len(columns) :], strict=True):
-                    if is_null:
-                        values[n] = None
-                out.append({n: model_value(kinds.get(n), v) for n, v in values.items()})
-            return out
+            kinds = self._kinds(cur, target.name)
+            hidden = _hidden(target)
+            columns = [(n, kinds.get(n)) for n in stored if n not in hidden]
+            query = exp.select(*[sql.col(n) for n, _ in columns]).from_(ref.expr())
+            if target.mode == "scd2":
+                query = query.where(sql.col(target.scd2.is_current))
+            elif target.metadata.deleted in stored:
+                deleted = exp.Coalesce(this=sql.col(target.metadata.deleted),
+                                       expressions=[exp.false()])  # fmt: skip
+                query = query.where(exp.Not(this=deleted))
+            return self._read(cur, query, columns)
 
         result: list[dict[str, Any]] = self._run(work, table=target.name)
         return result
@@ -718,10 +857,71 @@ class SnowflakeWarehouse(Warehouse):
             out.append(QuarantinedChange(row, quarantined_at=r[11], replayed_at=r[12]))
         return out
 
+    def _history_table(self, cur: Any, target: TableTarget) -> TargetTable:
+        """The statements' view of a registered scd2 table (key from the registry)."""
+        if target.mode != "scd2":
+            raise TerminalWarehouseError(f"table {target.name!r} is not an scd2 table")
+        doc = self._registry_doc(cur, target.name)
+        if doc is None:
+            raise TerminalWarehouseError(
+                f"table {target.name!r} has no history yet (nothing replicated to it)"
+            )
+        ref = TableRef(self.schema, target.name)
+        return sql.history_table(ref, doc[2]["schema"]["key"], target.metadata, target.scd2)
+
     def fetch_history(
         self, target: TableTarget, key: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        raise TerminalWarehouseError(f"table {target.name!r}: {SCD2_UNSUPPORTED}")
+        """Every version (or those of one key, given as the key columns' values in text)."""
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            m = self._history_table(cur, target)
+            kinds = self._kinds(cur, target.name) | _meta_kinds(target)
+            columns = [(n, kinds.get(n)) for n in self._columns_of(cur, m.target)]
+            query = exp.select(*[sql.col(n) for n, _ in columns]).from_(m.target.expr())
+            params: list[Any] = []
+            if key is not None:
+                if len(key) != len(m.key):
+                    raise TerminalWarehouseError(
+                        f"table {target.name!r} has key columns {list(m.key)}; "
+                        f"give one value for each (got {len(key)})"
+                    )
+                query = query.where(sql.key_is_text(m.key))
+                params = list(key)
+            return self._read(cur, query, columns, params, order=[*m.key, m.meta.lsn])
+
+        result: list[dict[str, Any]] = self._run(work, table=target.name)
+        return result
 
     def history_report(self, target: TableTarget) -> HistoryReport:
-        raise TerminalWarehouseError(f"table {target.name!r}: {SCD2_UNSUPPORTED}")
+        strict = target.scd2.granularity == "transaction"
+
+        def work(cur: Any) -> HistoryReport:
+            m = self._history_table(cur, target)
+            counts = self._exec(cur, sql.history_counts(m, strict)).fetchone()
+            examples = self._exec(cur, sql.history_examples(m, strict)).fetchall()
+            return history_report(target.name, counts, examples, sql.HISTORY_CHECKS)
+
+        result: HistoryReport = self._run(work, table=target.name)
+        return result
+
+    def row_counts(self) -> dict[str, int]:
+        """Live rows per registered table (soft-deleted rows excluded; current versions)."""
+
+        def work(cur: Any) -> dict[str, int]:
+            registry = exp.select(sql.col("table_name"), sql.col("schema_json"))
+            counts: dict[str, int] = {}
+            for name, doc in self._exec(cur, registry.from_(self._ref("tables").expr())).fetchall():
+                info = json.loads(doc)
+                ref = TableRef(self.schema, name)
+                if info["mode"] == "scd2":
+                    query = sql.count_rows(ref, None).where(sql.col(info["scd2"]["is_current"]))
+                else:
+                    deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
+                    query = sql.count_rows(ref, deleted)
+                row = self._exec(cur, query).fetchone()
+                counts[name] = int(row[0]) if row else 0
+            return counts
+
+        result: dict[str, int] = self._run(work, table=None)
+        return result

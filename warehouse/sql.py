@@ -14,11 +14,20 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from cdc.model import ColumnType
 from warehouse.arrow import Stage
-from warehouse.base import MetadataColumns, Scd2Options
-from warehouse.types import DT, fetch_type
+from warehouse.base import (
+    IncompatibleSchemaChangeError,
+    MetadataColumns,
+    Scd2Options,
+    TableBatch,
+    TerminalWarehouseError,
+)
+from warehouse.types import DT, fetch_type, metadata_types
 
 Columns = Sequence[tuple[str, exp.DataType]]
+# A staged column read as a value of a target type (e.g. PARSE_JSON for Snowflake's VARIANT)
+StagedValue = Callable[[exp.Expr, exp.DataType], exp.Expr]
 
 S, T, D = "s", "t", "d"  # aliases: stage (source), target, delete markers
 
@@ -52,13 +61,17 @@ class TableRef:
         return table
 
 
+StageName = str | TableRef  # a registered Arrow table (DuckDB) or a staging table (Snowflake)
+
+
 @dataclass(frozen=True, slots=True)
 class TargetTable:
     """What the apply statements need to know about one target table.
 
     ``columns`` are the data columns in schema order (stage column ``c<i>`` is column i);
     ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes;
-    ``scd2`` is set for history tables.
+    ``scd2`` is set for history tables; ``value`` reads a staged column as its target type
+    (default: ``CAST``; the Snowflake adapter parses JSON text into VARIANT and ARRAY).
     """
 
     target: TableRef
@@ -68,6 +81,7 @@ class TargetTable:
     meta: MetadataColumns
     soft_delete: bool
     scd2: Scd2Options | None = None
+    value: StagedValue | None = None
 
     def index(self, name: str) -> int:
         return [c for c, _ in self.columns].index(name)
@@ -75,6 +89,8 @@ class TargetTable:
     def staged(self, name: str) -> exp.Expr:
         """The stage's value of a data column, cast to the column's SQL type."""
         i = self.index(name)
+        if self.value is not None:
+            return self.value(col(Stage.data(i), S), self.columns[i][1])
         return exp.Cast(this=col(Stage.data(i), S), to=self.columns[i][1].copy())
 
     def key_match(self, other: str, staged: bool = True) -> exp.Expr:
@@ -84,6 +100,81 @@ class TargetTable:
             for k in self.key
         ]
         return exp.and_(*conds)
+
+
+def target_table(
+    batch: TableBatch,
+    schema: str,
+    bookkeeping: str,
+    column_type: Callable[[ColumnType], exp.DataType],
+    value: StagedValue | None = None,
+) -> TargetTable:
+    """The statements' view of a batch's target table, checked (both adapters).
+
+    Refuses what can't be replicated: an unknown mode (terminal), a source table without a
+    primary key or with columns named like the metadata or validity columns, a type the
+    engine can't hold (the table is parked). History tables and hard-delete mirror tables
+    keep delete markers in ``bookkeeping.<table>__deleted``.
+    """
+    target, source = batch.target, batch.schema
+    if target.mode not in ("mirror", "scd2"):
+        raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
+    if not source.key:
+        raise IncompatibleSchemaChangeError(
+            f"table {target.name!r}: the source table {source.table} has no primary key, so "
+            "its changes can't be matched to rows; the table is parked. Add a primary key "
+            "at the source (ALTER TABLE ... ADD PRIMARY KEY), then re-snapshot the table",
+            table=target.name,
+        )
+    scd2 = target.scd2 if target.mode == "scd2" else None
+    reserved = {n for n, _ in metadata_types(target.metadata, True)}
+    reserved |= set(scd2.names) if scd2 else set()
+    clash = reserved.intersection(source.names)
+    if clash:
+        raise IncompatibleSchemaChangeError(
+            f"table {target.name!r}: source columns {sorted(clash)} collide with the "
+            "metadata or validity columns; rename them in the table's settings "
+            "(consumer.metadata_prefix, scd2.valid_from/valid_to/is_current)",
+            table=target.name,
+        )
+    try:
+        columns = tuple((c.name, column_type(c.type)) for c in source.columns)
+    except IncompatibleSchemaChangeError as exc:
+        exc.table = exc.table or target.name
+        raise
+    keep_markers = scd2 is not None or not target.soft_delete
+    return TargetTable(
+        target=TableRef(schema, target.name),
+        markers=TableRef(bookkeeping, f"{target.name}__deleted") if keep_markers else None,
+        columns=columns,
+        key=source.key,
+        meta=target.metadata,
+        soft_delete=target.soft_delete,
+        scd2=scd2,
+        value=value,
+    )
+
+
+def mode_switch_refused(
+    m: TargetTable, rows: int, stored: str, wanted: str
+) -> IncompatibleSchemaChangeError:
+    """The error for a table holding rows of the other mode (mirror vs scd2)."""
+    markers = f"{m.markers.schema}.{m.markers.name}" if m.markers else f"{m.target.name}__deleted"
+    return IncompatibleSchemaChangeError(
+        f"table {m.target.name!r} holds {rows} rows replicated in mode {stored!r}, but "
+        f"cdc.yaml now says mode {wanted!r}; the two are not mixed and the table is "
+        f"parked. To keep the old table, set its mode back. To switch, migrate: rename "
+        f"or drop {m.target.schema}.{m.target.name} (and {markers}), then re-snapshot the "
+        f"table so it is rebuilt in mode {wanted!r}",
+        table=m.target.name,
+    )
+
+
+def history_table(target_: TableRef, key: Sequence[str], meta: MetadataColumns,
+                  scd2: Scd2Options) -> TargetTable:  # fmt: skip
+    """The statements' view of a registered history table (reads: key columns only)."""
+    return TargetTable(target=target_, markers=None, columns=(), key=tuple(key), meta=meta,
+                       soft_delete=False, scd2=scd2)  # fmt: skip
 
 
 # ---- DDL ----------------------------------------------------------------------------------
@@ -255,7 +346,10 @@ def record_delete_markers(m: TargetTable, stage: str) -> exp.Merge:
     )
 
 
-def _stage_table(stage: str) -> exp.Table:
+def _stage_table(stage: str | TableRef) -> exp.Table:
+    """A stage as ``s``: a registered Arrow table (DuckDB) or a staging table (Snowflake)."""
+    if isinstance(stage, TableRef):
+        return stage.expr(S)
     return exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S)))
 
 
@@ -382,7 +476,7 @@ def scd2_meta_columns(m: TargetTable) -> list[str]:
     return [meta.lsn, meta.txid, meta.op, meta.source_ts, v.valid_from, v.valid_to, meta.deleted]
 
 
-def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
+def scd2_tail(m: TargetTable, keys: StageName) -> exp.Select:
     """The last two versions (by ``_cdc_lsn``) of every key staged in ``keys``.
 
     Columns: the data columns (fetch representation), then :func:`scd2_meta_columns`.
@@ -390,14 +484,14 @@ def scd2_tail(m: TargetTable, keys: str) -> exp.Select:
     return _latest(m, keys, 2, [*map(col, scd2_meta_columns(m))])
 
 
-def latest_rows(m: TargetTable, keys: str) -> exp.Select:
+def latest_rows(m: TargetTable, keys: StageName) -> exp.Select:
     """The stored row of every key staged in ``keys``, deleted ones included (a mirror table's
     soft-deleted row, an scd2 table's last version): the data columns (fetch representation).
     A hard-deleted mirror row is gone: no row. The row's ``_cdc_lsn`` follows the data."""
     return _latest(m, keys, 1, [col(m.meta.lsn)])
 
 
-def deleted_at(m: TargetTable, lsns: str) -> exp.Select:
+def deleted_at(m: TargetTable, lsns: StageName) -> exp.Select:
     """Keys deleted at the positions staged in ``lsns`` (column ``lsn``): key columns (fetch
     representation), then the position. From the delete markers, or the soft-deleted rows."""
     types = dict(m.columns)
@@ -417,7 +511,7 @@ def deleted_at(m: TargetTable, lsns: str) -> exp.Select:
     )
 
 
-def _latest(m: TargetTable, keys: str, depth: int, extra: Sequence[exp.Expr]) -> exp.Select:
+def _latest(m: TargetTable, keys: StageName, depth: int, extra: Sequence[exp.Expr]) -> exp.Select:
     """Each staged key's last ``depth`` rows by ``_cdc_lsn``: data columns, then ``extra``."""
     rn = "_cdc_rn"
     numbered = (
@@ -439,7 +533,7 @@ def _latest(m: TargetTable, keys: str, depth: int, extra: Sequence[exp.Expr]) ->
     )
 
 
-def scd2_hwm(m: TargetTable, keys: str) -> exp.Select:
+def scd2_hwm(m: TargetTable, keys: StageName) -> exp.Select:
     """Recorded delete positions of the keys staged in ``keys``: key columns, then lsn."""
     assert m.markers is not None
     types = dict(m.columns)
@@ -465,7 +559,7 @@ def _scd2_values(m: TargetTable) -> list[tuple[str, exp.Expr]]:
     ]
 
 
-def scd2_insert(m: TargetTable, stage: str) -> exp.Insert:
+def scd2_insert(m: TargetTable, stage: StageName) -> exp.Insert:
     """Insert the staged new versions (kind ``i``)."""
     meta = m.meta
     pairs = [(name, m.staged(name)) for name, _ in m.columns]
@@ -490,7 +584,7 @@ def _stored_version(m: TargetTable, kind: str) -> exp.Expr:
     )
 
 
-def scd2_update(m: TargetTable, stage: str) -> exp.Update:
+def scd2_update(m: TargetTable, stage: StageName) -> exp.Update:
     """Rewrite stored versions (kind ``u``): validity, flags and position always; the data
     columns only where ``m_values`` is set (an in-place change), else they keep their value."""
     pairs: list[tuple[str, exp.Expr]] = []
@@ -507,7 +601,7 @@ def scd2_update(m: TargetTable, stage: str) -> exp.Update:
     return update
 
 
-def scd2_remove(m: TargetTable, stage: str) -> exp.Delete:
+def scd2_remove(m: TargetTable, stage: StageName) -> exp.Delete:
     """Delete stored versions the batch removed (kind ``r``)."""
     return exp.Delete(
         this=m.target.expr(T),
@@ -737,7 +831,7 @@ def quarantine_insert(ref: TableRef, stage: str) -> exp.Merge:
     )
 
 
-def quarantine_resolve(ref: TableRef, stage: str) -> exp.Update:
+def quarantine_resolve(ref: TableRef, stage: StageName) -> exp.Update:
     """Mark the staged origins replayed."""
     update = _set([("replayed_at", exp.CurrentTimestamp())])
     update.set("this", ref.expr(T))
@@ -790,8 +884,6 @@ def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
 # UPDATE ... FROM + INSERT ... WHERE NOT EXISTS. Staged values are read through ``value``
 # (a function of the stage column and the target type, e.g. PARSE_JSON for VARIANT).
 
-StagedValue = Callable[[exp.Expr, exp.DataType], exp.Expr]
-
 
 def _plain(column: exp.Expr, dtype: exp.DataType) -> exp.Expr:
     return column
@@ -809,8 +901,12 @@ def sf_key_match(m: TargetTable, other: str) -> exp.Expr:
 
 
 def _sf_source(m: TargetTable, stage: TableRef, deleted: bool) -> exp.Subquery:
-    """Stage rows of one kind, newest per key, not older than a recorded delete marker."""
-    kind = col(Stage.deleted, S) if deleted else exp.Not(this=col(Stage.deleted, S))
+    """Stage rows of one kind, newest per key, not older than a recorded delete marker.
+
+    Deletes of an scd2 stage are its delete-marker rows (kind ``d``)."""
+    kind: exp.Expr = col(Stage.deleted, S) if deleted else exp.Not(this=col(Stage.deleted, S))
+    if deleted and m.scd2 is not None:
+        kind = _is_kind(Stage.KIND_MARKER)
     newest = exp.Window(
         this=exp.RowNumber(),
         partition_by=[col(Stage.data(m.index(k)), S) for k in m.key],
@@ -964,6 +1060,18 @@ def sf_soft_delete_insert(m: TargetTable, stage: TableRef) -> exp.Insert:
         .where(_not_exists(m.target, T, sf_key_match(m, T)))
     )
     return _sf_insert(m.target, pairs, source)
+
+
+def sf_quarantine_insert(ref: TableRef, stage: TableRef) -> exp.Insert:
+    """Store staged quarantine rows, once per origin (see :func:`quarantine_insert`)."""
+    pairs: list[tuple[str, exp.Expr]] = [(c, col(c, S)) for c in QUARANTINE_COLUMNS]
+    pairs.append(("quarantined_at", exp.CurrentTimestamp()))
+    source = (
+        exp.select(*[v for _, v in pairs])
+        .from_(_stage_ref(stage))
+        .where(_not_exists(ref, T, _origin_match()))
+    )
+    return _sf_insert(ref, pairs, source)
 
 
 def _bound_match(columns: Sequence[str]) -> exp.Expr:

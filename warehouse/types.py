@@ -186,7 +186,7 @@ def fetch_type(dtype: exp.DataType) -> exp.DataType | None:
         return exp.DataType(this=DT.VARCHAR)
     if t is DT.TIMETZ:
         return exp.DataType(this=DT.TIME)
-    if t is DT.ARRAY:
+    if t is DT.ARRAY and dtype.expressions:  # (Snowflake's ARRAY is untyped)
         element = fetch_type(dtype.expressions[0])
         return None if element is None else array_of(element)
     return None

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import snowflake.connector
 from snowflake.connector import SnowflakeConnection
 
+from warehouse.base import Warehouse
+from warehouse.duckdb import DuckDBWarehouse
 from warehouse.snowflake import SnowflakeSettings
+from warehouse.snowflake_warehouse import SnowflakeWarehouse
 
 DATABASE = "CONFORMANCE"
 
@@ -53,3 +57,17 @@ def connect(snowflake_settings: SnowflakeSettings) -> Iterator[Connect]:
     yield open_one
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture(params=["duckdb", "snowflake"])
+def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """Each adapter in turn: a DuckDB file (``keep_open``), then Snowflake (fakesnow)."""
+    w: Warehouse
+    if request.param == "duckdb":
+        w = DuckDBWarehouse(tmp_path / "contract.duckdb", keep_open=True)
+    else:
+        settings_: SnowflakeSettings = request.getfixturevalue("snowflake_settings")
+        w = SnowflakeWarehouse(settings_, tmpdir=tmp_path)
+    w.ensure_bookkeeping()
+    yield w
+    w.close()

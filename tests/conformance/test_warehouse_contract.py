@@ -16,7 +16,6 @@ import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from warehouse.base import (
     OffsetRow,
     TableBatch,
     TableTarget,
-    TerminalWarehouseError,
     TransientWarehouseError,
     Warehouse,
     WarehouseError,
@@ -90,19 +88,6 @@ def batch(*events: ChangeEvent, target: TableTarget = ITEMS) -> TableBatch:
 
 def rows(wh: Warehouse, target: TableTarget = ITEMS, key: str = "id") -> list[dict[str, Any]]:
     return sorted(wh.fetch_table(target), key=lambda r: r[key])
-
-
-@pytest.fixture(params=["duckdb", "snowflake"])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    w: Warehouse
-    if request.param == "duckdb":
-        w = DuckDBWarehouse(tmp_path / "contract.duckdb", keep_open=True)
-    else:
-        settings_: SnowflakeSettings = request.getfixturevalue("snowflake_settings")
-        w = SnowflakeWarehouse(settings_, tmpdir=tmp_path)
-    w.ensure_bookkeeping()
-    yield w
-    w.close()
 
 
 # ---- upsert, update, delete ----------------------------------------------------------------
@@ -427,19 +412,11 @@ def test_fakesnow_reports_invalid_json_as_http_500_so_it_is_transient(wh: Wareho
 
 
 def test_scd2_support_is_declared(wh: Warehouse) -> None:
-    """DuckDB keeps history; Snowflake refuses scd2 clearly (not implemented yet)."""
+    """Both adapters keep history (the scd2 bodies are in test_scd2_contract.py)."""
     target = TableTarget("hist", mode="scd2")
-    events = [ev(Op.CREATE, 1, 10, name="a")]
-    if isinstance(wh, SnowflakeWarehouse):
-        with pytest.raises(TerminalWarehouseError, match="scd2 tables are not supported"):
-            wh.apply([batch(*events, target=target)], [])
-        with pytest.raises(TerminalWarehouseError, match="scd2 tables are not supported"):
-            wh.fetch_history(target)
-        with pytest.raises(TerminalWarehouseError, match="scd2 tables are not supported"):
-            wh.history_report(target)
-    else:
-        wh.apply([batch(*events, target=target)], [])
-        assert wh.history_report(target).ok
+    wh.apply([batch(ev(Op.CREATE, 1, 10, name="a"), target=target)], [])
+    assert wh.history_report(target).ok
+    assert [r["name"] for r in wh.fetch_history(target)] == ["a"]
 
 
 # ---- every kind, hostile strings, odd names -----------------------------------------------
