@@ -145,6 +145,11 @@ _INT64, _TEXT, _TSTZ, _BOOL = (ColumnType(k) for k in (Kind.INT64, Kind.TEXT, Ki
                                                         Kind.BOOLEAN))  # fmt: skip
 
 
+_QUARANTINE_KINDS = {"partition": _INT64, "offset": _INT64, "lsn": _INT64,
+                     "raw_key": ColumnType(Kind.BYTES), "raw_value": ColumnType(Kind.BYTES),
+                     "quarantined_at": _TSTZ, "replayed_at": _TSTZ}  # fmt: skip
+
+
 def _meta_kinds(target: TableTarget) -> dict[str, ColumnType]:
     """The model types metadata and validity columns are read back as."""
     meta, v = target.metadata, target.scd2
@@ -833,28 +838,28 @@ class SnowflakeWarehouse(Warehouse):
     def list_quarantine(
         self, table: str | None = None, *, include_replayed: bool = False
     ) -> list[QuarantinedChange]:
-        """Quarantined changes. Quarantine holds are not supported on Snowflake yet (apply
-        refuses them), so the table stays empty; read for the contract's sake."""
         query = sql.quarantine_list(self._ref("quarantine"), table is not None, include_replayed)
+        columns = [(c, _QUARANTINE_KINDS.get(c, _TEXT))
+                   for c in (*sql.QUARANTINE_COLUMNS, "quarantined_at", "replayed_at")]  # fmt: skip
 
-        def work(cur: Any) -> list[tuple[Any, ...]]:
+        def work(cur: Any) -> list[dict[str, Any]]:
             if not self._bookkept:
                 self._bookkeeping_ddl(cur)
                 self._bookkept = True
-            found: list[tuple[Any, ...]] = self._exec(
-                cur, query, [table] if table is not None else []
-            ).fetchall()
-            return found
+            params = [table] if table is not None else []
+            inner = query.copy()
+            inner.set("order", None)  # ordered outside (_read wraps the query)
+            return self._read(cur, inner, columns, params, order=sql.QUARANTINE_ORIGIN)
 
         out = []
         for r in self._run(work, table=table):
             row = QuarantineRow(
-                table=r[0], key=r[1], topic=r[2], partition=int(r[3]), offset=int(r[4]),
-                lsn=int(r[5]), op=r[6], checks=tuple(json.loads(r[7])), reason=r[8],
-                raw_key=None if r[9] is None else bytes(r[9]),
-                raw_value=None if r[10] is None else bytes(r[10]),
+                table=r["table_name"], key=r["key_json"], topic=r["topic"],
+                partition=r["partition"], offset=r["offset"], lsn=r["lsn"], op=r["op"],
+                checks=tuple(json.loads(r["checks"])), reason=r["reason"],
+                raw_key=r["raw_key"], raw_value=r["raw_value"],
             )  # fmt: skip
-            out.append(QuarantinedChange(row, quarantined_at=r[11], replayed_at=r[12]))
+            out.append(QuarantinedChange(row, r["quarantined_at"], r["replayed_at"]))
         return out
 
     def _history_table(self, cur: Any, target: TableTarget) -> TargetTable:
