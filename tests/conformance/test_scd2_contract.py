@@ -293,3 +293,24 @@ def test_the_report_finds_each_broken_invariant(wh: Warehouse) -> None:
         1, 1, 1, 1,
     )  # fmt: skip
     assert any("key 1" in e for e in report.examples) and any("key 2" in e for e in report.examples)
+
+
+def test_a_key_change_carries_an_untouched_toast_value_into_the_new_key(wh: Warehouse) -> None:
+    apply(wh, ev(Op.CREATE, 1, 10, name="a", doc="toasted"))
+    # Debezium: a delete of the old key and a create of the new key at one LSN and txid
+    stats = apply(wh, ev(Op.DELETE, 1, 20), ev(Op.CREATE, 7, 20, name="moved", doc=UNCHANGED_TOAST))
+    assert stats.toast_unresolved == 0
+    assert versions(wh, DIM, "name", "doc") == [
+        (1, 10, 20, True, "a", "toasted"),
+        (7, 20, None, False, "moved", "toasted"),
+    ]
+
+
+def test_a_key_change_split_across_batches_finds_the_closed_version(wh: Warehouse) -> None:
+    apply(wh, ev(Op.CREATE, 1, 10, name="a", doc="toasted"))
+    apply(wh, ev(Op.DELETE, 1, 20))
+    # the create half arrives alone: the old key is found by its delete marker at lsn 20
+    stats = apply(wh, ev(Op.CREATE, 7, 20, name="moved", doc=UNCHANGED_TOAST))
+    assert stats.toast_unresolved == 0
+    assert [r["doc"] for r in wh.fetch_history(DIM)] == ["toasted", "toasted"]
+    assert wh.history_report(DIM).ok

@@ -12,6 +12,7 @@ DuckDB keeps it as sent; the contract is the JSON value.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -492,25 +493,31 @@ def _json_parsed(row: dict[str, Any]) -> dict[str, Any]:
     return {k: json.loads(v) if k == "doc" and v is not None else v for k, v in row.items()}
 
 
-def test_every_kind_and_nulls_round_trip(wh: Warehouse) -> None:
-    target = TableTarget("all_kinds")
+@pytest.mark.parametrize("mode", ["mirror", "scd2"])
+def test_every_kind_and_nulls_round_trip(wh: Warehouse, mode: str) -> None:
+    target = TableTarget("all_kinds", mode=mode)  # type: ignore[arg-type]
     wh.apply(
         [TableBatch(target, KINDS, [_kinds_event(FULL_ROW, 1), _kinds_event(NULL_ROW, 2)])], []
     )
     got = [_json_parsed(r) for r in rows(wh, target)]
     assert got == [_json_parsed(FULL_ROW), NULL_ROW]
+    if mode == "scd2":
+        names = [c.name for c in ALL_KINDS]
+        history = [_json_parsed({n: r[n] for n in names}) for r in wh.fetch_history(target)]
+        assert history == [_json_parsed(FULL_ROW), NULL_ROW]
 
 
 NASTY = ["Order Id", 'My "odd" col', "semi;colon", "UPPER", "sélect", "drop table x; --",
          "c0", "m_lsn", "t1", "s"]  # fmt: skip
 
 
-def test_odd_table_and_column_names_and_hostile_strings(wh: Warehouse) -> None:
+@pytest.mark.parametrize("mode", ["mirror", "scd2"])
+def test_odd_table_and_column_names_and_hostile_strings(wh: Warehouse, mode: str) -> None:
     table = 'Weird "Tbl" ; name'
     texts = [Column(n, ColumnType(Kind.TEXT)) for n in NASTY[1:]]
     columns = (Column("Order Id", INT64, nullable=False), *texts)
     schema = TableSchema(TableId("public", "weird"), columns, ("Order Id",))
-    target = TableTarget(table)
+    target = TableTarget(table, mode=mode)  # type: ignore[arg-type]
     row = {"Order Id": 1, **{n: f"{HOSTILE} {n}" for n in NASTY[1:]}}
     event = ChangeEvent(
         op=Op.CREATE,
@@ -529,19 +536,24 @@ def test_odd_table_and_column_names_and_hostile_strings(wh: Warehouse) -> None:
         key={"Order Id": 1},
         before=None,
         after=None,
-        position=SourcePosition(6, 6, 1_700_000_000_000_000, False),
+        position=SourcePosition(6, 6, 1_700_000_000_000_001, False),  # committed 1 µs later
         origin=KafkaOrigin("t", 0, 2),
     )
     wh.apply([TableBatch(target, schema, [delete])], [])
     assert wh.fetch_table(target) == []
+    if mode == "scd2":
+        [version] = wh.fetch_history(target)
+        assert {n: version[n] for n in row} == row and version["_cdc_deleted"] is True
+        assert wh.history_report(target).ok
 
 
 MARKER = "zq7-marker-\u03a9\u00df"
 
 
+@pytest.mark.parametrize("mode", ["mirror", "scd2"])
 @pytest.mark.parametrize("wh", ["snowflake"], indirect=True)
 def test_no_value_reaches_the_sql_text_on_snowflake(
-    wh: Warehouse, monkeypatch: pytest.MonkeyPatch
+    wh: Warehouse, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     """Rows are staged as Parquet and scalars bound (qmark): the text sent never holds them."""
     from snowflake.connector.cursor import SnowflakeCursor
@@ -555,14 +567,19 @@ def test_no_value_reaches_the_sql_text_on_snowflake(
 
     monkeypatch.setattr(SnowflakeCursor, "execute", recording)
     row = FULL_ROW | {"txt": MARKER, "tags": [MARKER], "doc": json.dumps({"k": MARKER})}
-    target = TableTarget("all_kinds")
+    target = TableTarget("all_kinds", mode=mode)  # type: ignore[arg-type]
     wh.apply(
         [TableBatch(target, KINDS, [_kinds_event(row, 1)])],
         [OffsetRow(f"group-{MARKER}", f"topic-{MARKER}", 0, 7)],
     )
-    wh.apply([TableBatch(target, KINDS, [_kinds_event(row | {"txt": "x"}, 2)])], [])
+    later = _kinds_event(row | {"txt": "x"}, 2)  # another transaction, committed later
+    later = dataclasses.replace(later, position=SourcePosition(2, 8, 1_700_000_000_223_456, False))
+    wh.apply([TableBatch(target, KINDS, [later])], [])
     assert wh.load_offsets(f"group-{MARKER}") == {(f"topic-{MARKER}", 0): 7}
     assert rows(wh, target)[0]["txt"] == "x"
+    if mode == "scd2":
+        assert [r["txt"] for r in wh.fetch_history(target)] == [MARKER, "x"]
+        wh.fetch_history(target, key=[MARKER])  # a key given as text is bound too
     assert sent and not [c for c in sent if MARKER in c]
     assert not [c for c in sent if c.lstrip().upper().startswith("MERGE")]
 
