@@ -31,6 +31,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PositiveInt,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -367,8 +368,7 @@ class DuckDBWarehouseConfig(_Model):
 
 
 class SnowflakeWarehouseConfig(_Model):
-    """Snowflake: the production warehouse (mirror tables so far; scd2 tables and data-contract
-    quarantine are refused at the first batch with a clear error)."""
+    """Snowflake: the production warehouse (mirror and scd2 tables, data-contract quarantine)."""
 
     type: Literal["snowflake"] = Field(description="Warehouse engine: `snowflake`.")
     account: str = Field(description="Account identifier, e.g. `myorg-myaccount`.")
@@ -396,6 +396,17 @@ class SnowflakeWarehouseConfig(_Model):
         default="cdc-replicator",
         description="`app` of the JSON QUERY_TAG on every statement (with `job` and `table`), "
         "so cost can be attributed per table.",
+    )
+    network_timeout_seconds: PositiveInt | None = Field(
+        default=None,
+        description="How long the connector retries one request over a failing network "
+        "before the batch fails; the consumer then rolls it back and retries it with backoff "
+        "(offsets don't move). Default: the connector's own (it keeps retrying).",
+    )
+    login_timeout_seconds: PositiveInt | None = Field(
+        default=None,
+        description="How long logging in may take, retries included (default: the "
+        "connector's, 120 s).",
     )
     host: str | None = Field(
         default=None, description="Only for a local fakesnow server: its host (127.0.0.1)."

@@ -38,6 +38,8 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
                 host=settings.host,
                 port=settings.port,
                 protocol=settings.protocol,
+                network_timeout=settings.network_timeout_seconds,
+                login_timeout=settings.login_timeout_seconds,
             )
         )
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover

@@ -182,6 +182,7 @@ class SnowflakeSettings(BaseModel):
     port: int | None = None
     protocol: str | None = None
     network_timeout: int | None = None
+    login_timeout: int | None = None
     query_tag_prefix: str = "cdc-replicator"
     session_parameters: Mapping[str, Any] = Field(default_factory=dict)
 
@@ -251,6 +252,7 @@ class SnowflakeSettings(BaseModel):
             "port": self.port,
             "protocol": self.protocol,
             "network_timeout": self.network_timeout,
+            "login_timeout": self.login_timeout,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
         if self.password is not None:

@@ -70,7 +70,9 @@ from warehouse.base import (
     TableBatch,
     TableTarget,
     TerminalWarehouseError,
+    TransientWarehouseError,
     Warehouse,
+    WarehouseError,
     history_report,
     registry_json,
 )
@@ -345,6 +347,16 @@ class SnowflakeWarehouse(Warehouse):
                 raise map_error(exc, table=None) from exc
         return self._conn
 
+    def _failed(self, exc: BaseException, table: str | None) -> WarehouseError:
+        """The contract's error for a connector error. After a transient one the connection
+        is dropped: the next call logs in again (a session may have expired meanwhile)."""
+        error = map_error(exc, table=table)
+        if isinstance(error, TransientWarehouseError) and self._conn is not None:
+            with contextlib.suppress(sf_errors.Error, OSError):
+                self._conn.close()
+            self._conn = None
+        return error
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(sf_errors.Error, OSError):
@@ -364,7 +376,7 @@ class SnowflakeWarehouse(Warehouse):
         try:
             return work(cur)
         except (sf_errors.Error, OSError) as exc:
-            raise map_error(exc, table=table) from exc
+            raise self._failed(exc, table) from exc
 
     def _ref(self, name: str) -> TableRef:
         return TableRef(self.bookkeeping_schema, name)
@@ -549,7 +561,7 @@ class SnowflakeWarehouse(Warehouse):
             current = None
             queued = self._queue_quarantine(cur, stored, resolve)
         except (sf_errors.Error, OSError) as exc:
-            raise map_error(exc, table=current) from exc
+            raise self._failed(exc, current) from exc
         except IncompatibleSchemaChangeError as exc:
             exc.table = exc.table or current
             raise
@@ -572,7 +584,7 @@ class SnowflakeWarehouse(Warehouse):
             with contextlib.suppress(sf_errors.Error, OSError):
                 self._exec(cur, "ROLLBACK")
             if isinstance(exc, sf_errors.Error | OSError):
-                raise map_error(exc, table=current) from exc
+                raise self._failed(exc, current) from exc
             raise
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 

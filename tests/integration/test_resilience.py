@@ -1,5 +1,6 @@
-"""Stopping and outages on the real chain: SIGTERM ends cleanly after the current batch, and a
-warehouse held by another process is retried without any offset moving past unapplied data."""
+"""Stopping and outages on the real chain: SIGTERM ends cleanly after the current batch; a
+warehouse held by another process (DuckDB) or out of reach (Snowflake, its network down) is
+retried without any offset moving past unapplied data."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
+from conftest import snowflake_warehouse_section
+from tcp_proxy import TcpProxy
 
 from cdc.local.pipeline import ReplicatorThread
+from cdc.runtime import open_warehouse
 
 if TYPE_CHECKING:
     from conftest import Pipeline
@@ -133,3 +137,55 @@ def test_a_held_warehouse_file_is_retried_and_no_offset_moves_meanwhile(
     assert stats.retries >= 2
     assert stats.dead_letters == 0
     pipeline.assert_equal_to_source()
+
+
+def test_snowflake_going_away_is_retried_and_no_offset_moves_meanwhile(
+    pipeline: Pipeline, fakesnow_server: dict[str, Any]
+) -> None:
+    """The network between the consumer and Snowflake (fakesnow's server behind a loopback
+    proxy) fails while changes stream: each batch fails as a transient error, is rolled back
+    and retried with backoff, the stored offsets stand still, and after the network is back
+    everything arrives exactly once, with no dead letter."""
+    pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v int)")
+    pipeline.sql("INSERT INTO items SELECT g, 0 FROM generate_series(1, 100) g")
+    section = snowflake_warehouse_section(fakesnow_server, f"CDC_{pipeline.name.upper()}")
+    direct = dict(section)  # the server itself, for the test's own reads
+    proxy = TcpProxy(fakesnow_server["port"]).up()
+    section |= {"port": proxy.port, "network_timeout_seconds": 2, "login_timeout_seconds": 2}
+    config = pipeline.configure(["public.items"], batch_size=500, linger_ms=50, warehouse=section)
+    reader = open_warehouse(config.model_copy(update={"warehouse": _snowflake(direct)}))
+    try:
+        pipeline.start_debezium()
+        pipeline.wait_published()
+        replicator = ReplicatorThread(config).start()
+        replicator.wait_caught_up()
+        before = reader.load_offsets(config.kafka.group_id)
+        assert before
+
+        proxy.down()
+        for i in range(1, 51):
+            pipeline.sql("UPDATE items SET v = v + 1 WHERE id = %s", [i])
+        pipeline.sql("DELETE FROM items WHERE id > 90")
+        pipeline.wait_published()
+        deadline = time.monotonic() + 90
+        while replicator.replicator.stats.retries < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert replicator.replicator.stats.retries >= 2, "the outage was never noticed"
+        # the consumer has the changes in hand but can't commit: the offsets stand still
+        assert reader.load_offsets(config.kafka.group_id) == before
+        assert pipeline.sql("SELECT count(*) FROM items")[0][0] == 90
+
+        proxy.up()  # the network is back, on the same port
+        stats = replicator.finish()
+    finally:
+        proxy.down()
+        reader.close()
+    assert stats.dead_letters == 0 and not stats.parked
+    assert reader.load_offsets(config.kafka.group_id) != before
+    pipeline.assert_equal_to_source()
+
+
+def _snowflake(section: dict[str, Any]) -> Any:
+    from cdc.config import SnowflakeWarehouseConfig
+
+    return SnowflakeWarehouseConfig.model_validate(section)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from conftest import read_topic
+from conftest import read_topic, snowflake_warehouse_section
 
 from cdc.config import Config
 from cdc.local.pipeline import ReplicatorThread, compare_all
@@ -490,19 +490,29 @@ def _start(p: Pipeline, tables: list[dict[str, Any]], **kwargs: Any) -> Config:
     return config
 
 
-def test_history_equals_the_source_audit_trail(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("target", ["duckdb", "snowflake"])
+def test_history_equals_the_source_audit_trail(
+    pipeline: Pipeline, target: str, request: pytest.FixtureRequest
+) -> None:
     """Inserts, updates, several changes to a key in one transaction, reverts, deletes,
     re-inserts, primary-key changes, savepoints, while the consumer runs: the history equals
-    the committed states of the source's audit trail, validity = commit times to the µs."""
+    the committed states of the source's audit trail, validity = commit times to the µs. On
+    DuckDB and on Snowflake (fakesnow's server, the real connector)."""
     p = pipeline
     p.sql(CUSTOMERS_DDL.format(t="customers"))
     install_audit(p, "customers")
+    warehouse = None
+    if target == "snowflake":
+        server = request.getfixturevalue("fakesnow_server")
+        warehouse = snowflake_warehouse_section(server, f"CDC_{p.name.upper()}")
     config = _start(
         p,
         [{"name": "public.customers", "mode": "scd2", "scd2": {"granularity": "transaction"}}],
         batch_size=50,  # many batches: transactions split across them too
         linger_ms=50,
+        warehouse=warehouse,
     )
+    assert config.warehouse.type == target
     replicator = ReplicatorThread(config).start()
     replicator.wait_caught_up()  # assigned and consuming before the first change
     workload = CustomerWorkload(p.url, "customers", seed=23)
