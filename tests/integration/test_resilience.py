@@ -177,12 +177,12 @@ def test_snowflake_going_away_is_retried_and_no_offset_moves_meanwhile(
 
         proxy.up()  # the network is back, on the same port
         stats = replicator.finish()
+        assert stats.dead_letters == 0 and not stats.parked
+        assert reader.load_offsets(config.kafka.group_id) != before
+        pipeline.assert_equal_to_source()
     finally:
         proxy.down()
         reader.close()
-    assert stats.dead_letters == 0 and not stats.parked
-    assert reader.load_offsets(config.kafka.group_id) != before
-    pipeline.assert_equal_to_source()
 
 
 def _snowflake(section: dict[str, Any]) -> Any:
