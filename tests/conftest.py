@@ -1,9 +1,6 @@
-"""Shared pytest set-up: one fakesnow server for the whole session.
-
-``fakesnow.server`` is a function until its first call, which imports the submodule
-``fakesnow.server`` and so replaces the package attribute with that module: it can be called
-once per process. Every suite that needs the server (conformance, integration) shares this one.
-"""
+"""Shared pytest set-up: one fakesnow server for the whole session (``cdc.local.fakesnow_server``,
+which `cdc demo --warehouse snowflake-local` runs too), and the ``wh`` fixture: each warehouse
+adapter in turn."""
 
 from __future__ import annotations
 
@@ -12,16 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fakesnow
 import pytest
 import snowflake.connector
 
+from cdc.local.fakesnow_server import fakesnow_server as start_fakesnow
 from warehouse.base import Warehouse
 from warehouse.duckdb import DuckDBWarehouse
 from warehouse.snowflake import SnowflakeSettings
 from warehouse.snowflake_warehouse import SnowflakeWarehouse
-
-_start_server = fakesnow.server  # taken before any call shadows it
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +24,7 @@ def fakesnow_server() -> Iterator[dict[str, Any]]:
     """Connection kwargs of fakesnow's server (Snowflake's SQL on DuckDB, 127.0.0.1 only) for
     the real Snowflake connector. It must start: a failure fails the tests, never skips them."""
     try:
-        server = _start_server(host="127.0.0.1")
+        server = start_fakesnow()
         kwargs = server.__enter__()
     except Exception as exc:
         pytest.fail(f"fakesnow's server did not start: {type(exc).__name__}: {exc}")

@@ -183,8 +183,13 @@ def demo(
     ] = False,
     state_dir: StateDirOpt = Path(".cdc/demo"),
     warehouse: Annotated[
-        Path, typer.Option(help="The DuckDB file the demo replicates into.")
-    ] = Path("demo.duckdb"),
+        str,
+        typer.Option(
+            help="The DuckDB file the demo replicates into, or `snowflake-local`: Snowflake's "
+            "SQL on fakesnow's local server through the real connector (in memory, gone when "
+            "the demo ends)."
+        ),
+    ] = "demo.duckdb",
     seed: Annotated[int, typer.Option(help="Seed of the random workload.")] = 7,
     rate: Annotated[
         float, typer.Option(help="Workload transactions per second (0: as fast as it can).")
@@ -195,7 +200,7 @@ def demo(
 ) -> None:
     """Replicate a random shop workload end to end on the embedded stack, then compare
     every table source vs warehouse row by row. Stops everything it started."""
-    from cdc.demo.runner import print_summary, result_json, run_demo
+    from cdc.demo.runner import SNOWFLAKE_LOCAL, print_summary, result_json, run_demo
     from cdc.logs import configure_logging
 
     configure_logging(log_level)
@@ -204,7 +209,7 @@ def demo(
     result = run_demo(
         seconds=seconds,
         state_dir=state_dir,
-        warehouse=warehouse.resolve(),
+        warehouse=warehouse if warehouse == SNOWFLAKE_LOCAL else Path(warehouse).resolve(),
         console=out,
         seed=seed,
         rate=rate or None,

@@ -1,7 +1,7 @@
 """``cdc demo``: start the local stack, create the shop, run a random workload while
-replicating into DuckDB, wait until caught up, compare every table (the current versions of
-the SCD2 tables), check the SCD2 history invariants, print a summary, and stop everything it
-started.
+replicating into DuckDB (or Snowflake's SQL on fakesnow's local server), wait until caught
+up, compare every table (the current versions of the SCD2 tables), check the SCD2 history
+invariants, print a summary, and stop everything it started.
 
 The shop declares data contracts that are stricter than its data, and the workload breaks them
 now and then (``shop.SHOP_TABLE_CONFIG``). The failing changes, and the later changes of their
@@ -84,7 +84,7 @@ class DemoResult:
     ok: bool
     events: int
     tables: list[TableDiff]
-    warehouse: Path
+    warehouse: str  # the DuckDB file, or which Snowflake
     seconds: float
     workload_changes: int
     workload_transactions: int
@@ -130,7 +130,7 @@ class DemoResult:
             "events": self.events,
             "tables": [self._table_json(t) for t in self.tables],
             "contracts": self.contracts.to_json(),
-            "warehouse": str(self.warehouse),
+            "warehouse": self.warehouse,
         }
 
 
@@ -141,16 +141,54 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+SNOWFLAKE_LOCAL = "snowflake-local"
+
+
 def run_demo(
     *,
     seconds: float,
     state_dir: Path,
-    warehouse: Path,
+    warehouse: Path | str,
     console: Console,
     seed: int = 7,
     rate: float | None = 200,
 ) -> DemoResult:
+    """The demo into a DuckDB file, or into Snowflake's SQL on fakesnow's local server with
+    the real connector (``warehouse="snowflake-local"``; its data is gone when the demo ends)."""
+    if warehouse != SNOWFLAKE_LOCAL:
+        return _run_demo(seconds=seconds, state_dir=state_dir, warehouse=Path(warehouse),
+                         console=console, seed=seed, rate=rate)  # fmt: skip
+    from cdc.local.fakesnow_server import fakesnow_server, warehouse_section
+
+    console.print("[bold]Starting fakesnow's server[/] (Snowflake's SQL on DuckDB, real connector)")
+    with fakesnow_server() as server:
+        section = warehouse_section(server, "DEMO", "SHOP")
+        console.print(f"  Snowflake   {server['host']}:{server['port']} database DEMO, schema SHOP")
+        return _run_demo(seconds=seconds, state_dir=state_dir, warehouse=section,
+                         console=console, seed=seed, rate=rate)  # fmt: skip
+
+
+def _describe(warehouse: Path | dict[str, Any]) -> str:
+    if isinstance(warehouse, Path):
+        return str(warehouse)
+    return (
+        f"Snowflake (fakesnow's server {warehouse['host']}:{warehouse['port']}), "
+        f"{warehouse['database']}.{warehouse['schema']}: gone when the demo ends"
+    )
+
+
+def _run_demo(
+    *,
+    seconds: float,
+    state_dir: Path,
+    warehouse: Path | dict[str, Any],
+    console: Console,
+    seed: int,
+    rate: float | None,
+) -> DemoResult:
     started = time.monotonic()
+    duckdb_file = warehouse if isinstance(warehouse, Path) else state_dir / "unused.duckdb"
+    section = None if isinstance(warehouse, Path) else warehouse
     stack = LocalStack(state_dir, pg_port=None, kafka_port=None, database="shop")
     say = console.print
     say(f"[bold]Starting the local stack[/] in {stack.state_dir}")
@@ -163,13 +201,14 @@ def run_demo(
             conn.execute(SHOP_DDL)
         workload = ShopWorkload(url, seed=seed, violations=True)
         workload.seed()
-        if warehouse.exists():
-            warehouse.unlink()
+        if section is None and duckdb_file.exists():
+            duckdb_file.unlink()
         config = write_stack_config(
             stack.state_dir / "cdc.yaml",
             stack,
             [dict(t) for t in SHOP_TABLE_CONFIG],
-            warehouse_path=warehouse,
+            warehouse_path=duckdb_file,
+            warehouse=section,
         )
         say("[bold]Starting Debezium[/] (initial snapshot, then streaming)")
         start_debezium(stack, config)
@@ -212,7 +251,8 @@ def run_demo(
             relaxed_path,
             stack,
             [dict(t) for t in SHOP_RELAXED_TABLE_CONFIG],
-            warehouse_path=warehouse,
+            warehouse_path=duckdb_file,
+            warehouse=section,
         )
         say(f"[bold]Replaying the quarantine[/] with the relaxed contract ({relaxed_path})")
         contracts = _replay(relaxed, run_stats)
@@ -230,7 +270,7 @@ def run_demo(
         and all(h.ok for h in histories.values()),
         events=run_stats.events,
         tables=diffs,
-        warehouse=warehouse,
+        warehouse=_describe(warehouse),
         seconds=time.monotonic() - started,
         workload_changes=stats.changes,
         workload_transactions=stats.transactions,

@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from cdc.config import Config
+from cdc.local.fakesnow_server import warehouse_section
 from cdc.local.pipeline import (
     ReplicatorThread,
     compare_all,
@@ -117,23 +118,7 @@ class Pipeline:
 
 def snowflake_warehouse_section(server: Mapping[str, Any], database: str) -> dict[str, Any]:
     """A cdc.yaml `warehouse` section for the fakesnow server, its database and schema made."""
-    import snowflake.connector
-
-    with snowflake.connector.connect(**server) as conn:
-        cur = conn.cursor()
-        cur.execute(f'CREATE DATABASE IF NOT EXISTS "{database}"')
-        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"."RAW"')
-    return {
-        "type": "snowflake",
-        "account": server["account"],
-        "user": server["user"],
-        "password": server["password"],
-        "database": database,
-        "schema": "RAW",
-        "host": server["host"],
-        "port": server["port"],
-        "protocol": server["protocol"],
-    }
+    return warehouse_section(dict(server), database, "RAW")
 
 
 @pytest.fixture
