@@ -4,6 +4,7 @@ adapter in turn."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,14 +52,54 @@ def snowflake_settings(fakesnow_server: dict[str, Any]) -> SnowflakeSettings:
     return settings
 
 
-@pytest.fixture(params=["duckdb", "snowflake"])
+# A real Snowflake account, opt-in: the same tests run on it when these are set (else skipped)
+REAL_SNOWFLAKE = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
+REAL_SNOWFLAKE_AUTH = ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_PATH")
+
+
+@pytest.fixture
+def real_snowflake_settings() -> Iterator[SnowflakeSettings]:
+    """Settings for a fresh schema in the account named by ``SNOWFLAKE_*`` (skipped when
+    they are not set); the schema and its bookkeeping schema are dropped afterwards."""
+    env = os.environ
+    missing = [n for n in REAL_SNOWFLAKE if not env.get(n)]
+    if missing or not any(env.get(n) for n in REAL_SNOWFLAKE_AUTH):
+        pytest.skip(
+            "no Snowflake account configured: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, "
+            "SNOWFLAKE_DATABASE and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
+            "(optional: SNOWFLAKE_ROLE, SNOWFLAKE_WAREHOUSE) to run this on a real account"
+        )
+    schema = f"CDC_TEST_{uuid.uuid4().hex[:12].upper()}"
+    key = env.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+    settings = SnowflakeSettings(
+        account=env["SNOWFLAKE_ACCOUNT"],
+        user=env["SNOWFLAKE_USER"],
+        password=None if key else env.get("SNOWFLAKE_PASSWORD"),
+        private_key_path=Path(key) if key else None,
+        role=env.get("SNOWFLAKE_ROLE"),
+        warehouse=env.get("SNOWFLAKE_WAREHOUSE"),
+        database=env["SNOWFLAKE_DATABASE"],
+        schema=schema,
+        query_tag_prefix="cdc-replicator-tests",
+    )
+    yield settings
+    with snowflake.connector.connect(**settings.connect_kwargs("teardown", None)) as conn:
+        for name in (schema, f"_CDC_{schema}"):
+            conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["duckdb", "snowflake", "snowflake-real"])
 def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """Each adapter in turn: a DuckDB file (``keep_open``), then Snowflake (fakesnow)."""
+    """Each adapter in turn: a DuckDB file (``keep_open``), Snowflake on fakesnow's server,
+    and a real Snowflake account when ``SNOWFLAKE_*`` are set (skipped otherwise)."""
     w: Warehouse
     if request.param == "duckdb":
         w = DuckDBWarehouse(tmp_path / "contract.duckdb", keep_open=True)
     else:
-        settings_: SnowflakeSettings = request.getfixturevalue("snowflake_settings")
+        fixture = (
+            "snowflake_settings" if request.param == "snowflake" else "real_snowflake_settings"
+        )
+        settings_: SnowflakeSettings = request.getfixturevalue(fixture)
         w = SnowflakeWarehouse(settings_, tmpdir=tmp_path)
     w.ensure_bookkeeping()
     yield w

@@ -85,6 +85,7 @@ class DemoResult:
     events: int
     tables: list[TableDiff]
     warehouse: str  # the DuckDB file, or which Snowflake
+    kept: bool = True  # the warehouse outlives the demo (not so fakesnow's in-memory one)
     seconds: float
     workload_changes: int
     workload_transactions: int
@@ -161,7 +162,7 @@ def run_demo(
     from cdc.local.fakesnow_server import fakesnow_server, warehouse_section
 
     console.print("[bold]Starting fakesnow's server[/] (Snowflake's SQL on DuckDB, real connector)")
-    with fakesnow_server() as server:
+    with fakesnow_server(quiet=True) as server:
         section = warehouse_section(server, "DEMO", "SHOP")
         console.print(f"  Snowflake   {server['host']}:{server['port']} database DEMO, schema SHOP")
         return _run_demo(seconds=seconds, state_dir=state_dir, warehouse=section,
@@ -271,6 +272,7 @@ def _run_demo(
         events=run_stats.events,
         tables=diffs,
         warehouse=_describe(warehouse),
+        kept=isinstance(warehouse, Path),
         seconds=time.monotonic() - started,
         workload_changes=stats.changes,
         workload_transactions=stats.transactions,
@@ -413,7 +415,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
             f"p99 {_percentile(lat, 0.99):.3f} s, mean {statistics.fmean(lat):.3f} s"
         )
     console.print(f"Warehouse: {result.warehouse}")
-    if result.history_example is not None and result.config is not None:
+    if result.history_example is not None and result.config is not None and result.kept:
         name, key, versions = result.history_example
         console.print(
             f"History of the {name} key with the most versions ({versions}): "

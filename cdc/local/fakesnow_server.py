@@ -11,9 +11,11 @@ shared by every connection, and is gone when the server stops.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +23,16 @@ HOST = "127.0.0.1"
 
 
 @contextlib.contextmanager
-def fakesnow_server(start_timeout_s: float = 30.0) -> Iterator[dict[str, Any]]:
+def fakesnow_server(
+    start_timeout_s: float = 30.0, *, quiet: bool = False
+) -> Iterator[dict[str, Any]]:
     """Run a server on a free loopback port; yields ``snowflake.connector.connect`` kwargs
-    (account, user, password, host, port, protocol, session parameters)."""
+    (account, user, password, host, port, protocol, session parameters). ``quiet`` silences
+    fakesnow's per-request log lines and warnings (for ``cdc demo``)."""
+    if quiet:
+        logging.getLogger("fakesnow").setLevel(logging.WARNING)
+        logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "Unsupported property ..."
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
     try:
         import uvicorn
         from fakesnow.server import app
