@@ -85,7 +85,6 @@ class DemoResult:
     events: int
     tables: list[TableDiff]
     warehouse: str  # the DuckDB file, or which Snowflake
-    kept: bool = True  # the warehouse outlives the demo (not so fakesnow's in-memory one)
     seconds: float
     workload_changes: int
     workload_transactions: int
@@ -99,6 +98,7 @@ class DemoResult:
     # the comparison before the replay, keys with open quarantined changes left out
     before_replay: dict[str, TableDiff] = field(default_factory=dict)
     contracts: ContractReport = field(default_factory=ContractReport)
+    kept: bool = True  # the warehouse outlives the demo (not so fakesnow's in-memory one)
 
     def _table_json(self, t: TableDiff) -> dict[str, Any]:
         doc: dict[str, Any] = {
