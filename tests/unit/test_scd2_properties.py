@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import snowflake.connector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,11 +43,13 @@ from cdc.model import (
     TableId,
     TableSchema,
 )
-from warehouse.base import Granularity, Scd2Options, TableBatch, TableTarget
+from warehouse.base import Granularity, Scd2Options, TableBatch, TableTarget, Warehouse
 from warehouse.duckdb import DuckDBWarehouse
 from warehouse.key_change import StoredRow, carry_key_changes
 from warehouse.mirror import Key
 from warehouse.scd2 import Scd2Plan, StoredTail, Version, plan_scd2
+from warehouse.snowflake import SnowflakeSettings
+from warehouse.snowflake_warehouse import SnowflakeWarehouse
 
 SCHEMA = TableSchema(
     TableId("public", "hist"),
@@ -547,7 +551,7 @@ def _us(value: datetime) -> int:
     return (value - EPOCH) // timedelta(microseconds=1)
 
 
-def duckdb_history(wh: DuckDBWarehouse, tgt: TableTarget) -> list[dict[str, Any]]:
+def stored_history(wh: Warehouse, tgt: TableTarget) -> list[dict[str, Any]]:
     return [
         row(
             r,
@@ -564,6 +568,31 @@ def duckdb_history(wh: DuckDBWarehouse, tgt: TableTarget) -> list[dict[str, Any]
     ]
 
 
+def check_end_to_end(
+    wh: Warehouse,
+    tgt: TableTarget,
+    case: tuple[Scenario, list[list[ChangeEvent]], tuple[str, ...] | None],
+    granularity: Granularity,
+) -> None:
+    """Apply the batches, compare the stored history with the references, check the
+    invariants on the engine, then replay everything: nothing changes."""
+    scenario, batches, track = case
+    for batch in batches:
+        wh.apply([TableBatch(tgt, SCHEMA, batch)], [])
+    history = stored_history(wh, tgt)
+    check_against_references(history, scenario, granularity, track)
+    report = wh.history_report(tgt)
+    assert report.ok, report
+    assert (report.versions, report.current) == (len(history), len(scenario.live))
+
+    result = wh.apply([TableBatch(tgt, SCHEMA, scenario.events)], [])
+    stats = result.tables[0]
+    assert stats.stale == len(scenario.events)
+    assert (stats.upserted, stats.deleted) == (0, 0)
+    assert (stats.versions_opened, stats.versions_closed) == (0, 0)
+    assert stored_history(wh, tgt) == history
+
+
 @pytest.mark.parametrize("granularity", ["transaction", "every_change"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
@@ -571,24 +600,31 @@ def test_duckdb_history_matches_the_references_in_any_batches(
     granularity: Granularity,
     case: tuple[Scenario, list[list[ChangeEvent]], tuple[str, ...] | None],
 ) -> None:
-    scenario, batches, track = case
-    tgt = target(granularity, track)
     with tempfile.TemporaryDirectory() as tmp:
         wh = DuckDBWarehouse(Path(tmp) / "h.duckdb", keep_open=True)
         try:
-            for batch in batches:
-                wh.apply([TableBatch(tgt, SCHEMA, batch)], [])
-            history = duckdb_history(wh, tgt)
-            check_against_references(history, scenario, granularity, track)
-            report = wh.history_report(tgt)
-            assert report.ok, report
-            assert (report.versions, report.current) == (len(history), len(scenario.live))
+            check_end_to_end(wh, target(granularity, case[2]), case, granularity)
+        finally:
+            wh.close()
 
-            result = wh.apply([TableBatch(tgt, SCHEMA, scenario.events)], [])
-            stats = result.tables[0]
-            assert stats.stale == len(scenario.events)
-            assert (stats.upserted, stats.deleted) == (0, 0)
-            assert (stats.versions_opened, stats.versions_closed) == (0, 0)
-            assert duckdb_history(wh, tgt) == history
+
+@pytest.mark.parametrize("granularity", ["transaction", "every_change"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_snowflake_history_matches_the_references_in_any_batches(
+    fakesnow_server: dict[str, Any],
+    granularity: Granularity,
+    case: tuple[Scenario, list[list[ChangeEvent]], tuple[str, ...] | None],
+) -> None:
+    """The same on Snowflake (fakesnow's server, the real connector), a fresh schema per
+    example."""
+    schema = f"P_{uuid.uuid4().hex[:12].upper()}"
+    settings_ = SnowflakeSettings.from_fakesnow(fakesnow_server, database="PROPS", schema=schema)
+    with snowflake.connector.connect(**settings_.connect_kwargs("setup", None)) as conn:
+        conn.cursor().execute('CREATE DATABASE IF NOT EXISTS "PROPS"')
+    with tempfile.TemporaryDirectory() as tmp:
+        wh = SnowflakeWarehouse(settings_, tmpdir=Path(tmp))
+        try:
+            check_end_to_end(wh, target(granularity, case[2]), case, granularity)
         finally:
             wh.close()
