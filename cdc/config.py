@@ -1272,7 +1272,7 @@ warehouse:
   path: warehouse.duckdb        # relative to this file's folder
   schema: main
   lock_timeout_seconds: 30      # wait this long for a file another process holds, then retry
-# warehouse:                    # or Snowflake (mirror tables so far)
+# warehouse:                    # or Snowflake
 #   type: snowflake
 #   account: myorg-myaccount
 #   user: CDC_REPLICATOR

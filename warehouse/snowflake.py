@@ -1,6 +1,7 @@
 """Snowflake building blocks: connection settings, error classification, types and staging.
 
-This module is the base the Snowflake adapter (issue 5) is built on; it holds no apply logic.
+This module is the base the Snowflake adapter (``snowflake_warehouse``) is built on; it holds
+no apply logic.
 Everything was checked against fakesnow 0.12.1 in server mode with the real
 snowflake-connector-python 4.8.1 (``tests/conformance``); what fakesnow cannot prove is listed
 in ``tests/conformance/test_snowflake_staging.py``.

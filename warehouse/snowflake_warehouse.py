@@ -1,24 +1,29 @@
-"""The Snowflake warehouse (issue 5): mirror tables behind the :class:`Warehouse` contract.
+"""The Snowflake warehouse behind the :class:`Warehouse` contract: mirror and scd2 tables.
 
 Built on the blocks of :mod:`warehouse.snowflake` and checked on fakesnow's server with the real
-connector (``tests/conformance/test_warehouse_contract.py``, the same tests as DuckDB's).
+connector (``tests/conformance/``: the same tests as DuckDB's, and a real account when
+``SNOWFLAKE_*`` is set).
 
 One apply:
 
-1. plan every batch in Python exactly as the DuckDB adapter does (``carry_key_changes``,
-   ``plan_mirror``, ``mirror_stage``); a key change whose unchanged TOAST value must come from
-   the stored row reads it first (one query, before the transaction);
-2. outside the transaction (DDL commits an open transaction on Snowflake, and fakesnow fails
-   VARCHAR ALTERs inside one): create or sync every target table (add columns, widen types),
-   its delete-marker table, and a plain staging table per stage shape;
+1. before the transaction (DDL commits an open transaction on Snowflake, and fakesnow fails
+   VARCHAR ALTERs and MERGE inside one): create or sync every target table (add columns, widen
+   types), its delete-marker table, the ``<table>_current`` view of a history table, a plain
+   staging table per stage shape; refuse a mode switch of a table with rows;
+2. still before it, the reads the plans need, each one set-based with its inputs staged as data
+   (PUT + COPY) and joined: key changes' stored rows (``carry_key_changes``), the open
+   quarantine rows of the batch's table (minus the origins this apply resolves), and for scd2
+   tables the last two versions and the delete markers of the batch's keys; then the same pure
+   plans as DuckDB (``plan_mirror`` / ``plan_scd2``, ``hold``);
 3. ONE transaction: ``PUT`` + ``COPY`` each stage (:func:`warehouse.snowflake.stage_arrow`),
-   count what passes the position guard, UPDATE ... FROM + INSERT ... WHERE NOT EXISTS
-   (no MERGE: fakesnow can't run it in a transaction), deletes with markers or soft deletes,
-   the registry rows, offsets forward only, COMMIT. Any exception: ROLLBACK, the error mapped by
-   :func:`warehouse.snowflake.map_error`; the consumer retries the whole batch.
+   then per mirror table the guard counts, UPDATE ... FROM + INSERT ... WHERE NOT EXISTS
+   (no MERGE), deletes with markers or soft deletes; per scd2 table DELETE ... USING, UPDATE
+   ... FROM, INSERT ... SELECT and the delete markers; the quarantine rows (once per origin),
+   the registry rows, offsets forward only, COMMIT. Any exception: ROLLBACK, the error mapped
+   by :func:`warehouse.snowflake.map_error`; the consumer retries the whole batch (after a
+   transient error the connection is dropped and the next apply logs in again).
 
-Values never reach SQL text: rows are staged as Parquet, scalars are qmark-bound. ``scd2``
-tables and quarantine holds are not supported yet (:class:`TerminalWarehouseError`).
+Values never reach SQL text: rows are staged as Parquet, scalars are qmark-bound.
 
 The bookkeeping tables (offsets, registry, quarantine, ``<table>__deleted`` markers, staging
 tables and the named stage) live in ``bookkeeping_schema``, by default ``_CDC_<schema>``: one
@@ -26,10 +31,10 @@ per target schema, so two deployments in one database never share offsets or mar
 Staging tables are plain (fakesnow can't COPY into TEMPORARY ones, nor create them in a
 transaction), named by a hash of their column shape and created once, outside transactions.
 
-fetch_table reads through the connector and converts to the ``cdc.model`` representation with
-the column types recorded in the registry (UUID text -> ``uuid.UUID``, TIME as TIMETZ in UTC,
-VARIANT intervals -> :class:`~cdc.model.Interval`, ARRAY JSON -> typed lists). JSON comes back
-as compact text of the value Snowflake normalised (compare parsed). NULL timestamps are taken
+Reads go through the connector and convert to the ``cdc.model`` representation with the column
+types recorded in the registry (UUID text -> ``uuid.UUID``, TIME as TIMETZ in UTC, VARIANT
+intervals -> :class:`~cdc.model.Interval`, ARRAY JSON -> typed lists). JSON comes back as
+compact text of the value Snowflake normalised (compare parsed). NULL timestamps are taken
 from ``IS NULL`` evaluated on the engine, because fakesnow fetches them as 1970-01-01.
 """
 

@@ -42,6 +42,9 @@ What fakesnow cannot prove (it runs on DuckDB). Real Snowflake may differ here:
 12. ``CREATE TRANSIENT TABLE`` is accepted, but fakesnow drops TRANSIENT (sqlglot logs
     "Unsupported property transientproperty") and creates a plain table.
 13. Performance, concurrency, warehouse sizing, load history retention and PURGE semantics.
+14. The scd2 tails, key-change lookups and open quarantine rows are read before the apply
+    transaction (one writer per schema). How Snowflake's read-committed isolation behaves
+    with a second writer between that read and the COMMIT is untested.
 """
 
 from __future__ import annotations
