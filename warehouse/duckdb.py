@@ -673,16 +673,7 @@ class DuckDBWarehouse(Warehouse):
             try:
                 m = self._history_table(con, target)
                 columns = self._stored_columns(con, m.target)
-                query = sql.select_history(m, columns)
-                params: list[Any] = []
-                if key is not None:
-                    if len(key) != len(m.key):
-                        raise TerminalWarehouseError(
-                            f"table {target.name!r} has key columns {list(m.key)}; "
-                            f"give one value for each (got {len(key)})"
-                        )
-                    query = query.where(sql.key_is_text(m.key))
-                    params = list(key)
+                query, params = sql.of_key(sql.select_history(m, columns), m, key)
                 table = self._arrow(con, query, params)
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
@@ -709,14 +700,7 @@ class DuckDBWarehouse(Warehouse):
                     self._ref("tables").expr()
                 )
                 for name, doc in self._exec(con, registry).fetchall():
-                    info = json.loads(doc)
-                    ref = TableRef(self.schema, name)
-                    if info["mode"] == "scd2":
-                        query = sql.count_rows(ref, None).where(sql.col(info["scd2"]["is_current"]))
-                    else:
-                        deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
-                        query = sql.count_rows(ref, deleted)
-                    row = self._exec(con, query).fetchone()
+                    row = self._exec(con, sql.live_rows_count(self.schema, name, doc)).fetchone()
                     counts[name] = int(row[0]) if row else 0
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc

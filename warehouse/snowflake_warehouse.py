@@ -901,15 +901,7 @@ class SnowflakeWarehouse(Warehouse):
             kinds = self._kinds(cur, target.name) | _meta_kinds(target)
             columns = [(n, kinds.get(n)) for n in self._columns_of(cur, m.target)]
             query = exp.select(*[sql.col(n) for n, _ in columns]).from_(m.target.expr())
-            params: list[Any] = []
-            if key is not None:
-                if len(key) != len(m.key):
-                    raise TerminalWarehouseError(
-                        f"table {target.name!r} has key columns {list(m.key)}; "
-                        f"give one value for each (got {len(key)})"
-                    )
-                query = query.where(sql.key_is_text(m.key))
-                params = list(key)
+            query, params = sql.of_key(query, m, key)
             return self._read(cur, query, columns, params, order=[*m.key, m.meta.lsn])
 
         result: list[dict[str, Any]] = self._run(work, table=target.name)
@@ -934,14 +926,7 @@ class SnowflakeWarehouse(Warehouse):
             registry = exp.select(sql.col("table_name"), sql.col("schema_json"))
             counts: dict[str, int] = {}
             for name, doc in self._exec(cur, registry.from_(self._ref("tables").expr())).fetchall():
-                info = json.loads(doc)
-                ref = TableRef(self.schema, name)
-                if info["mode"] == "scd2":
-                    query = sql.count_rows(ref, None).where(sql.col(info["scd2"]["is_current"]))
-                else:
-                    deleted = info["metadata"]["deleted"] if info["soft_delete"] else None
-                    query = sql.count_rows(ref, deleted)
-                row = self._exec(cur, query).fetchone()
+                row = self._exec(cur, sql.live_rows_count(self.schema, name, doc)).fetchone()
                 counts[name] = int(row[0]) if row else 0
             return counts
 

@@ -9,6 +9,7 @@ them with its own dialect.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -635,6 +636,20 @@ def key_is_text(key: Sequence[str]) -> exp.Expr:
     )  # fmt: skip
 
 
+def of_key(
+    query: exp.Select, m: TargetTable, key: Sequence[str] | None
+) -> tuple[exp.Select, list[str]]:
+    """``query`` limited to one key given as its key columns' values in text, and the binds."""
+    if key is None:
+        return query, []
+    if len(key) != len(m.key):
+        raise TerminalWarehouseError(
+            f"table {m.target.name!r} has key columns {list(m.key)}; "
+            f"give one value for each (got {len(key)})"
+        )
+    return query.where(key_is_text(m.key)), list(key)
+
+
 HISTORY_CHECKS = (
     "several_current",
     "current_not_last",
@@ -876,6 +891,16 @@ def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
             exp.Not(this=exp.Coalesce(this=col(deleted), expressions=[exp.false()]))
         )
     return query
+
+
+def live_rows_count(schema: str, name: str, registry_doc: str) -> exp.Select:
+    """``count(*)`` of a registered table's live rows (its registry JSON says how): current
+    versions of an scd2 table, rows not soft-deleted of a mirror table."""
+    info = json.loads(registry_doc)
+    ref = TableRef(schema, name)
+    if info["mode"] == "scd2":
+        return count_rows(ref, None).where(col(info["scd2"]["is_current"]))
+    return count_rows(ref, info["metadata"]["deleted"] if info["soft_delete"] else None)
 
 
 # ---- Snowflake mirror apply (MERGE-free; stage as a schema-qualified table) ----------------

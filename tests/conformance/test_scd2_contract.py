@@ -1,6 +1,8 @@
 """The scd2 contract, one set of test bodies for every adapter (DuckDB and Snowflake):
 validity from commit times, tracked columns, TOAST, snapshot reads, split transactions, both
-granularities, key changes, mode switches, the current view, the invariant report.
+granularities, key changes, mode switches, the current view, the invariant report; on DuckDB
+also a constant number of statements per batch and no value in SQL text (Snowflake's is
+``test_no_value_reaches_the_sql_text_on_snowflake``).
 
 Same fixture as test_warehouse_contract.py (tests/conformance/conftest.py): a DuckDB file,
 then fakesnow's server with the real connector.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import duckdb
 import pytest
 
 from cdc.model import (
@@ -27,6 +30,7 @@ from cdc.model import (
 )
 from warehouse.base import (
     IncompatibleSchemaChangeError,
+    OffsetRow,
     Scd2Options,
     TableBatch,
     TableTarget,
@@ -314,3 +318,58 @@ def test_a_key_change_split_across_batches_finds_the_closed_version(wh: Warehous
     assert stats.toast_unresolved == 0
     assert [r["doc"] for r in wh.fetch_history(DIM)] == ["toasted", "toasted"]
     assert wh.history_report(DIM).ok
+
+
+@pytest.mark.parametrize("wh", ["duckdb"], indirect=True)
+def test_duckdb_statement_count_does_not_grow_with_the_batch(
+    wh: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    exec_, arrow = DuckDBWarehouse._exec, DuckDBWarehouse._arrow
+
+    def counting_exec(self: DuckDBWarehouse, con: Any, stmt: Any, params: Any = ()) -> Any:
+        calls.append(type(stmt).__name__)
+        return exec_(self, con, stmt, params)
+
+    def counting_arrow(self: DuckDBWarehouse, con: Any, stmt: Any, params: Any = ()) -> Any:
+        calls.append(type(stmt).__name__)
+        return arrow(self, con, stmt, params)
+
+    monkeypatch.setattr(DuckDBWarehouse, "_exec", counting_exec)
+    monkeypatch.setattr(DuckDBWarehouse, "_arrow", counting_arrow)
+    apply(wh, ev(Op.CREATE, 0, 1))  # DDL out of the way
+    counts = []
+    for n in (3, 300):
+        calls.clear()
+        base = 10_000 * n
+        events = [ev(Op.CREATE, base + i, base + i, name="a") for i in range(n)]
+        events += [ev(Op.UPDATE, base + i, base + n + i, name="b") for i in range(n)]
+        events += [ev(Op.DELETE, base + i, base + 3 * n + i) for i in range(0, n, 3)]
+        wh.apply([TableBatch(DIM, SCHEMA, events)], [OffsetRow("g", "t", 0, n)])
+        calls.clear()
+        # and a batch touching stored versions: close, reopen in one transaction, remove
+        events = [ev(Op.UPDATE, base + i, base + 5 * n + i, name="c") for i in range(1, n, 3)]
+        events += [ev(Op.CREATE, base + i, base + 6 * n + i, name="d") for i in range(0, n, 3)]
+        wh.apply([TableBatch(DIM, SCHEMA, events)], [OffsetRow("g", "t", 0, n + 1)])
+        counts.append(len(calls))
+    assert counts[0] == counts[1] <= 7
+
+
+@pytest.mark.parametrize("wh", ["duckdb"], indirect=True)
+def test_no_value_reaches_duckdb_sql_text(
+    wh: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nasty = "x'); DROP TABLE dim; -- $$ \" \\"
+    seen: list[str] = []
+    execute = duckdb.DuckDBPyConnection.execute
+
+    def spying(con: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(query)
+        return execute(con, query, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb.DuckDBPyConnection, "execute", spying)
+    apply(wh, ev(Op.CREATE, 1, 10, name=nasty, doc=nasty))
+    apply(wh, ev(Op.UPDATE, 1, 20, name=nasty + "2", doc=UNCHANGED_TOAST))
+    assert [r["name"] for r in wh.fetch_history(DIM)] == [nasty, nasty + "2"]
+    assert [r["doc"] for r in wh.fetch_history(DIM)] == [nasty, nasty]
+    assert seen and not any("DROP TABLE dim" in q for q in seen)
