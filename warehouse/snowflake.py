@@ -587,9 +587,11 @@ def _stage_dir(staging: QualifiedName) -> str:
     return _SAFE_PATH.sub("_", staging.name).lower() or "batch"
 
 
-def _execute(cursor: Any, sql: str, table: str) -> list[tuple[Any, ...]]:
+def _execute(
+    cursor: Any, sql: str, table: str, statement_params: Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     try:
-        cursor.execute(sql)
+        cursor.execute(sql, _statement_params=dict(statement_params or {}) or None)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     except (sf_errors.Error, OSError) as exc:
         raise map_error(exc, table=table) from exc
@@ -622,6 +624,7 @@ def stage_arrow(
     *,
     replace: bool = True,
     table_name: str | None = None,
+    statement_params: Mapping[str, Any] | None = None,
 ) -> int:
     """Load an Arrow table into a staging table as data; returns the rows COPY loaded.
 
@@ -631,13 +634,13 @@ def stage_arrow(
     The staging table must exist with :func:`staging_columns` of the table's schema. No value
     reaches the SQL text: only identifiers (quoted by sqlglot) and the file's path. Errors are
     mapped by :func:`map_error`, naming ``table_name`` (the target table the batch is for;
-    default: the staging table).
+    default: the staging table). ``statement_params`` go with each statement (the query tag).
     """
     where = table_name or staging.name
     stage = exp.Table(this=ident(stage_name), db=ident(staging.schema))
     target = _table(staging).sql(dialect=DIALECT)
     if replace:
-        _execute(cursor, f"DELETE FROM {target}", where)
+        _execute(cursor, f"DELETE FROM {target}", where, statement_params)
     if table.num_rows == 0:
         return 0
     file = f"b_{uuid.uuid4().hex}.parquet"
@@ -652,7 +655,10 @@ def stage_arrow(
         except OSError as exc:
             raise map_error(exc, table=where) from exc
         _execute(
-            cursor, f"PUT 'file://{path}' {location} AUTO_COMPRESS=FALSE OVERWRITE=TRUE", where
+            cursor,
+            f"PUT 'file://{path}' {location} AUTO_COMPRESS=FALSE OVERWRITE=TRUE",
+            where,
+            statement_params,
         )
     finally:
         path.unlink(missing_ok=True)
@@ -661,6 +667,7 @@ def stage_arrow(
         f"COPY INTO {target} FROM {location}{file} FILE_FORMAT=(TYPE=PARQUET) "
         "MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE PURGE=TRUE",
         where,
+        statement_params,
     )
     loaded = _copy_rows_loaded(cursor, rows, where, file)
     if loaded != table.num_rows:

@@ -339,6 +339,7 @@ class SnowflakeWarehouse(Warehouse):
         self._bookkept = False
         self._ensured: dict[str, tuple[TableTarget, Any]] = {}
         self._staging: set[str] = set()
+        self._tagged: str | None = None  # the table the statements now work on (QUERY_TAG)
 
     # ---- connection -------------------------------------------------------------------------
 
@@ -370,18 +371,29 @@ class SnowflakeWarehouse(Warehouse):
         if self._own_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
+    def _tag(self) -> dict[str, str]:
+        """Every statement's ``QUERY_TAG``: the job and the table it works on (cost per table)."""
+        return {"QUERY_TAG": self.settings.query_tag(self.job, self._tagged)}
+
     def _exec(self, cur: Any, stmt: exp.Expr | str, params: Sequence[Any] = ()) -> Any:
         text = stmt if isinstance(stmt, str) else render(stmt, DIALECT)
-        cur.execute(text, list(params) if params else None)
+        cur.execute(text, list(params) if params else None, _statement_params=self._tag())
         return cur
+
+    def _stage_arrow(self, cur: Any, data: pa.Table, into: TableRef, table: str | None) -> None:
+        stage_arrow(cur, data, into, STAGE_NAME, self.tmpdir, table_name=table,
+                    statement_params=self._tag())  # fmt: skip
 
     def _run(self, work: Any, table: str | None) -> Any:
         """Run ``work(cursor)`` outside a transaction, errors mapped."""
         cur = self._connection().cursor()
+        self._tagged = table
         try:
             return work(cur)
         except (sf_errors.Error, OSError) as exc:
             raise self._failed(exc, table) from exc
+        finally:
+            self._tagged = None
 
     def _ref(self, name: str) -> TableRef:
         return TableRef(self.bookkeeping_schema, name)
@@ -474,7 +486,7 @@ class SnowflakeWarehouse(Warehouse):
         """Give the rows already there the source default of an added column (as data)."""
         data = pa.table({"v": column_array(ct, [value], table=ref.name, column=name)})
         staging = self._staging_table(cur, f"default_{ref.name}_{name}", data)
-        stage_arrow(cur, data, staging, STAGE_NAME, self.tmpdir, table_name=ref.name)
+        self._stage_arrow(cur, data, staging, ref.name)
         source = exp.select(staged_value(sql.col("v"), dtype)).from_(staging.expr()).subquery()
         self._exec(
             cur,
@@ -525,7 +537,7 @@ class SnowflakeWarehouse(Warehouse):
     def _stage(self, cur: Any, purpose: str, data: pa.Table, table: str) -> TableRef:
         """Load ``data`` into its staging table now (autocommit; reads before the apply)."""
         ref = self._staging_table(cur, purpose, data)
-        stage_arrow(cur, data, ref, STAGE_NAME, self.tmpdir, table_name=table)
+        self._stage_arrow(cur, data, ref, table)
         return ref
 
     # ---- apply ------------------------------------------------------------------------------
@@ -551,7 +563,7 @@ class SnowflakeWarehouse(Warehouse):
         cur = self._connection().cursor()
         try:
             for batch, m, carry in planned:
-                current = batch.target.name
+                current = self._tagged = batch.target.name
                 self._ensure_table(cur, batch, m)
                 unresolved = 0
                 if carry.asks:
@@ -563,7 +575,7 @@ class SnowflakeWarehouse(Warehouse):
                     batch, held = self._hold(cur, batch, quarantine, resolve)
                     stored += held
                 work.append(self._plan(cur, batch, m, unresolved, len(held)))
-            current = None
+            current = self._tagged = None
             queued = self._queue_quarantine(cur, stored, resolve)
         except (sf_errors.Error, OSError) as exc:
             raise self._failed(exc, current) from exc
@@ -576,13 +588,13 @@ class SnowflakeWarehouse(Warehouse):
             current = None
             self._write_quarantine(cur, queued)
             for w in work:
-                current = w.batch.target.name
+                current = self._tagged = w.batch.target.name
                 if w.into is not None:
-                    stage_arrow(cur, w.stage, w.into, STAGE_NAME, self.tmpdir, table_name=current)
+                    self._stage_arrow(cur, w.stage, w.into, current)
                     self._write(cur, w)
                     self._register(cur, w.batch)
                 stats.append(w.stats)
-            current = None
+            current = self._tagged = None
             self._store_offsets(cur, offsets)
             self._exec(cur, "COMMIT")
         except BaseException as exc:
@@ -730,7 +742,7 @@ class SnowflakeWarehouse(Warehouse):
     def _write_quarantine(self, cur: Any, queued: list[tuple[str, pa.Table, TableRef]]) -> None:
         ref = self._ref("quarantine")
         for purpose, data, into in queued:
-            stage_arrow(cur, data, into, STAGE_NAME, self.tmpdir, table_name="quarantine")
+            self._stage_arrow(cur, data, into, "quarantine")
             if purpose == "resolve":
                 self._exec(cur, sql.quarantine_resolve(ref, into))
             else:

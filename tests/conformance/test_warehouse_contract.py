@@ -559,10 +559,12 @@ def test_no_value_reaches_the_sql_text_on_snowflake(
     from snowflake.connector.cursor import SnowflakeCursor
 
     sent: list[str] = []
+    tags: list[dict[str, Any]] = []
     original = SnowflakeCursor.execute
 
     def recording(self: SnowflakeCursor, command: str, params: Any = None, **kw: Any) -> Any:
         sent.append(command)
+        tags.append(json.loads((kw.get("_statement_params") or {}).get("QUERY_TAG", "null")))
         return original(self, command, params, **kw)
 
     monkeypatch.setattr(SnowflakeCursor, "execute", recording)
@@ -581,6 +583,9 @@ def test_no_value_reaches_the_sql_text_on_snowflake(
         assert [r["txt"] for r in wh.fetch_history(target)] == [MARKER, "x"]
         wh.fetch_history(target, key=[MARKER])  # a key given as text is bound too
     assert sent and not [c for c in sent if MARKER in c]
+    # every statement carries a QUERY_TAG naming the job and the table it works on
+    assert all(t and t["app"] == "cdc-replicator" and t["job"] == "apply" for t in tags), tags
+    assert {t["table"] for t in tags} == {"all_kinds", None}  # None: offsets, bookkeeping
     assert not [c for c in sent if c.lstrip().upper().startswith("MERGE")]
 
 
