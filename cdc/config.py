@@ -1194,6 +1194,39 @@ def _problems(exc: ValidationError, data: Any, reader: _Reader) -> list[Problem]
 
 
 # --------------------------------------------------------------------------------------------
+# Prefect blocks in place of sections
+
+BLOCK_SECTIONS = ("source", "kafka", "connect", "warehouse")
+
+
+def _resolve_blocks(data: dict[str, Any], file: str, lines: Mapping[Loc, int]) -> list[Problem]:
+    """Replace each section written as ``{block: <type>/<name>}`` by the section that Prefect
+    block holds (``blocks.load_section``); a block that can't be loaded is a problem naming
+    the line."""
+    problems = []
+    for section in BLOCK_SECTIONS:
+        value = data.get(section)
+        if not (isinstance(value, dict) and set(value) == {"block"}):
+            continue
+        ref = value["block"]
+        try:
+            from blocks import load_section
+
+            data[section] = load_section(section, str(ref))
+        except Exception as exc:  # Prefect raises several types for a missing block or API
+            problems.append(
+                Problem(
+                    file,
+                    _line_of((section, "block"), lines),
+                    section,
+                    f"block {ref!r} could not be loaded: {exc}. Check the name "
+                    "(`prefect block ls`) and that PREFECT_API_URL points at your Prefect server",
+                )
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
 # Entry points
 
 
@@ -1215,6 +1248,9 @@ def parse_config(
     if data is None:
         raise ConfigError(problems)
     directory = Path(config_dir) if config_dir is not None else Path.cwd()
+    unresolved = _resolve_blocks(data, file, reader.lines)
+    if unresolved:
+        raise ConfigError(problems + unresolved)
     try:
         config = Config.model_validate(data, context={"config_dir": directory})
     except ValidationError as exc:
