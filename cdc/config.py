@@ -288,6 +288,14 @@ class SourceConfig(_Model):
         """The extra Debezium properties with secrets revealed (for the connector only)."""
         return {key: str(_reveal(value)) for key, value in self.debezium.items()}
 
+    def conninfo(self) -> dict[str, Any]:
+        """``psycopg.connect`` arguments for the source (holds the password: never log it)."""
+        info: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": self.database,
+                                "user": self.user}  # fmt: skip
+        if self.password.get_secret_value():
+            info["password"] = self.password.get_secret_value()
+        return info
+
 
 class KafkaConfig(_Model):
     """The Kafka cluster the connector writes to and the consumer reads from."""

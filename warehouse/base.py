@@ -13,6 +13,7 @@ import abc
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from cdc.model import ChangeEvent, TableSchema
@@ -158,6 +159,16 @@ class RegisteredTable:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedPosition:
+    """The newest change a table holds: its position, source commit time and load time (all
+    None for an empty table). Deleted rows count: a soft-deleted row, a closed version."""
+
+    lsn: int | None
+    source_ts: datetime | None
+    loaded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryReport:
     """The SCD2 history invariants of one table, checked on the engine.
 
@@ -277,7 +288,8 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def load_offsets(self, consumer_group: str) -> dict[tuple[str, int], int]:
-        """Next offsets stored for the group: ``{(topic, partition): next_offset}``."""
+        """Next offsets stored for the group: ``{(topic, partition): next_offset}`` (empty
+        before anything was ever applied)."""
 
     @abc.abstractmethod
     def fetch_table(self, target: TableTarget) -> list[dict[str, Any]]:
@@ -299,6 +311,10 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def history_report(self, target: TableTarget) -> HistoryReport:
         """Check the history invariants of an ``scd2`` table, on the engine (set-based)."""
+
+    @abc.abstractmethod
+    def last_applied(self, target: TableTarget) -> AppliedPosition | None:
+        """The newest change applied to a target table (None: the table doesn't exist)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -43,6 +43,7 @@ from warehouse.arrow import (
     stored_tails,
 )
 from warehouse.base import (
+    AppliedPosition,
     ApplyResult,
     Capabilities,
     DataError,
@@ -588,6 +589,8 @@ class DuckDBWarehouse(Warehouse):
             try:
                 rows = self._exec(con, sql.select_offsets(self._ref("offsets")), [consumer_group])
                 return {(topic, int(p)): int(n) for topic, p, n in rows.fetchall()}
+            except duckdb.CatalogException:
+                return {}  # no bookkeeping yet: nothing was ever applied to this file
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc
 
@@ -690,6 +693,18 @@ class DuckDBWarehouse(Warehouse):
                 raise map_error(exc, table=target.name, path=self.path) from exc
         assert counts is not None
         return history_report(target.name, counts, examples, sql.HISTORY_CHECKS)
+
+    def last_applied(self, target: TableTarget) -> AppliedPosition | None:
+        query = sql.newest_applied(TableRef(self.schema, target.name), target.metadata)
+        with self.connection() as con:
+            try:
+                row = self._exec(con, query).fetchone()
+            except duckdb.CatalogException:
+                return None  # not created yet: nothing applied
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        assert row is not None
+        return AppliedPosition(None if row[0] is None else int(row[0]), row[1], row[2])
 
     def row_counts(self) -> dict[str, int]:
         """Live rows per registered table (soft-deleted rows excluded)."""

@@ -63,6 +63,7 @@ from cdc.model import ColumnType, Interval, Kind
 from warehouse import sql
 from warehouse.arrow import column_array, key_stage, mirror_stage, quarantine_stage, scd2_stage
 from warehouse.base import (
+    AppliedPosition,
     ApplyResult,
     Capabilities,
     HistoryReport,
@@ -780,7 +781,12 @@ class SnowflakeWarehouse(Warehouse):
 
     def load_offsets(self, consumer_group: str) -> dict[tuple[str, int], int]:
         def work(cur: Any) -> dict[tuple[str, int], int]:
-            rows = self._exec(cur, sql.select_offsets(self._ref("offsets")), [consumer_group])
+            try:
+                rows = self._exec(cur, sql.select_offsets(self._ref("offsets")), [consumer_group])
+            except sf_errors.ProgrammingError as exc:
+                if getattr(exc, "errno", None) == 2003:  # no bookkeeping yet: nothing applied
+                    return {}
+                raise
             return {(topic, int(p)): int(n) for topic, p, n in rows.fetchall()}
 
         return dict(self._run(work, table=None))
@@ -929,6 +935,20 @@ class SnowflakeWarehouse(Warehouse):
             return history_report(target.name, counts, examples, sql.HISTORY_CHECKS)
 
         result: HistoryReport = self._run(work, table=target.name)
+        return result
+
+    def last_applied(self, target: TableTarget) -> AppliedPosition | None:
+        meta = target.metadata
+        query = sql.newest_applied(TableRef(self.schema, target.name), meta)
+        columns = [(meta.lsn, _INT64), (meta.source_ts, _TSTZ), (meta.loaded_at, _TSTZ)]
+
+        def work(cur: Any) -> AppliedPosition | None:
+            if not self._columns_of(cur, TableRef(self.schema, target.name)):
+                return None  # not created yet: nothing applied
+            [row] = self._read(cur, query, columns)
+            return AppliedPosition(row[meta.lsn], row[meta.source_ts], row[meta.loaded_at])
+
+        result: AppliedPosition | None = self._run(work, table=target.name)
         return result
 
     def row_counts(self) -> dict[str, int]:

@@ -893,6 +893,16 @@ def count_rows(ref: TableRef, deleted: str | None) -> exp.Select:
     return query
 
 
+def newest_applied(ref: TableRef, meta: MetadataColumns) -> exp.Select:
+    """``max`` of the position, source commit time and load time of a table's rows."""
+    return exp.select(
+        *[
+            exp.alias_(exp.Max(this=col(c)), ident(c))
+            for c in (meta.lsn, meta.source_ts, meta.loaded_at)
+        ]
+    ).from_(ref.expr())
+
+
 def live_rows_count(schema: str, name: str, registry_doc: str) -> exp.Select:
     """``count(*)`` of a registered table's live rows (its registry JSON says how): current
     versions of an scd2 table, rows not soft-deleted of a mirror table."""

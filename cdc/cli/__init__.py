@@ -221,6 +221,47 @@ def demo(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------- status
+@app.command()
+def status(
+    config: ConfigOpt = Path("cdc.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Per table: events not applied yet, seconds behind, the last applied position and load
+    time, the last reconcile; and the replication slot's lag in bytes."""
+    from cdc.status import gather
+
+    cfg = _load(config)
+    report = gather(cfg)
+    if as_json:
+        print(json.dumps(report.to_json()), flush=True)
+        return
+    table = Table(title=f"Replication status ({config})")
+    for name in ("table", "mode", "pending events", "seconds behind", "last lsn",
+                 "last source commit", "last loaded", "last reconcile"):  # fmt: skip
+        right = name in ("pending events", "seconds behind", "last lsn")
+        table.add_column(name, justify="right" if right else "left")
+
+    def shown(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        return str(value)
+
+    for t in report.tables:
+        pending = "topic missing" if t.pending_events is None else str(t.pending_events)
+        table.add_row(t.table, t.mode, pending, shown(t.seconds_behind), shown(t.last_lsn),
+                      shown(t.last_commit), shown(t.last_loaded), t.last_reconcile)  # fmt: skip
+    console.print(table)
+    slot = report.slot
+    if not slot.exists:
+        console.print(f"slot {slot.name}: [red]missing[/] (Debezium creates it when it starts)")
+    else:
+        state = "active" if slot.active else "[yellow]inactive[/]"
+        console.print(f"slot {slot.name}: {state}, lag {shown(slot.lag_bytes)} bytes")
+
+
 # --------------------------------------------------------------------- history
 @app.command()
 def history(

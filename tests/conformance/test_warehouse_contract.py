@@ -610,3 +610,22 @@ def test_both_adapters_fetch_the_same_rows(
             w.close()
     assert fetched[0] == fetched[1]
     assert len(fetched[0]) == 3
+
+
+def test_a_warehouse_never_written_to_has_no_offsets(tmp_path: Path) -> None:
+    fresh = DuckDBWarehouse(tmp_path / "never.duckdb")
+    assert fresh.load_offsets("g") == {}
+    assert fresh.last_applied(ITEMS) is None
+    fresh.close()
+
+
+def test_last_applied_is_the_newest_change_deletes_included(wh: Warehouse) -> None:
+    assert wh.last_applied(ITEMS) is None  # no table yet
+    wh.apply([batch(ev(Op.CREATE, 1, 10, name="a"), ev(Op.CREATE, 2, 30, name="b"))], [])
+    first = wh.last_applied(ITEMS)
+    assert first is not None and first.lsn == 30
+    assert first.source_ts == dt.datetime.fromtimestamp(1_700_000_000.000030, dt.UTC)
+    assert first.loaded_at is not None and first.loaded_at.tzinfo is not None
+    wh.apply([batch(ev(Op.DELETE, 2, 40), target=SOFT)], [])
+    soft = wh.last_applied(SOFT)
+    assert soft is not None and soft.lsn == 40  # the soft-deleted row counts

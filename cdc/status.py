@@ -1,0 +1,168 @@
+"""``cdc status``: how far behind each table is, and the replication slot's lag.
+
+Per table: events not applied yet (the topic's high watermarks minus the offsets stored in the
+warehouse, which is where the consumer's positions live), seconds behind (now minus the source
+commit time of the newest applied change, 0 when nothing is pending), the last applied position
+and load time. For the source: the slot's WAL not yet confirmed by Debezium, in bytes. The
+arithmetic is pure (:func:`pending_events`, :func:`seconds_behind`); :func:`gather` does the
+reads: the warehouse, the broker's watermarks, ``pg_replication_slots``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cdc.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class TableStatus:
+    table: str
+    topic: str
+    mode: str
+    pending_events: int | None  # None: the topic doesn't exist yet
+    seconds_behind: float | None  # None: nothing applied yet while events are pending
+    last_lsn: int | None
+    last_commit: dt.datetime | None
+    last_loaded: dt.datetime | None
+    last_reconcile: str = "never"  # reconciliation arrives with the reconcile flow
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStatus:
+    name: str
+    exists: bool
+    active: bool = False
+    lag_bytes: int | None = None  # WAL after the slot's confirmed_flush_lsn
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    tables: list[TableStatus]
+    slot: SlotStatus
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            return value.isoformat() if isinstance(value, dt.datetime) else value
+
+        return {
+            "tables": [{k: plain(v) for k, v in asdict(t).items()} for t in self.tables],
+            "slot": asdict(self.slot),
+        }
+
+
+def pending_events(watermarks: Mapping[int, tuple[int, int]], stored: Mapping[int, int]) -> int:
+    """Messages not applied yet over a topic's partitions: ``(low, high)`` watermarks per
+    partition, against the stored next offset (the low watermark when none is stored)."""
+    return sum(max(0, high - max(low, stored.get(p, low))) for p, (low, high) in watermarks.items())
+
+
+def seconds_behind(
+    pending: int | None, last_commit: dt.datetime | None, now: dt.datetime
+) -> float | None:
+    """0 when nothing is pending, else how old the newest applied change is."""
+    if pending == 0:
+        return 0.0
+    if last_commit is None:
+        return None
+    return max(0.0, (now - last_commit).total_seconds())
+
+
+def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+    """``(low, end)`` per partition of each topic that exists. The end is the offset after the
+    last message, read from the log: the broker's high watermark alone is not enough, as the
+    local stack's broker (Tansu) reports the last record batch's base offset + 1 there."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            **config.kafka.client_config(),
+            "group.id": f"{config.kafka.group_id}-status",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        tail = []
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            marks[topic] = {}
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                marks[topic][p] = (low, high)
+                if high > low:
+                    tail.append(TopicPartition(topic, p, max(low, high - 1)))
+        if tail:
+            consumer.assign(tail)
+            open_ = {(tp.topic, tp.partition) for tp in tail}
+            deadline = time.monotonic() + 10
+            while open_ and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                name, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                assert name is not None and partition is not None
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        open_.discard((name, partition))
+                    continue
+                low, high = marks[name][partition]
+                marks[name][partition] = (low, max(high, (offset or 0) + 1))
+        return marks
+    finally:
+        consumer.close()
+
+
+def _slot(config: Config) -> SlotStatus:
+    import psycopg
+
+    name = config.source.slot_name
+    query = (
+        "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = %s"
+    )
+    with psycopg.connect(**config.source.conninfo(), autocommit=True) as conn:
+        row = conn.execute(query, (name,)).fetchone()
+    if row is None:
+        return SlotStatus(name, exists=False)
+    return SlotStatus(name, exists=True, active=bool(row[0]),
+                      lag_bytes=None if row[1] is None else int(row[1]))  # fmt: skip
+
+
+def gather(config: Config, now: dt.datetime | None = None) -> StatusReport:
+    from cdc.runtime import open_warehouse
+
+    now = now or dt.datetime.now(dt.UTC)
+    topics = {t.target_name: config.topic_for(t) for t in config.tables}
+    marks = _watermarks(config, sorted(set(topics.values())))
+    warehouse = open_warehouse(config)
+    try:
+        offsets = warehouse.load_offsets(config.kafka.group_id)
+        tables = []
+        for table in config.tables:
+            topic = topics[table.target_name]
+            stored = {p: n for (t, p), n in offsets.items() if t == topic}
+            pending = pending_events(marks[topic], stored) if topic in marks else None
+            applied = warehouse.last_applied(config.table_target(table))
+            last_commit = applied.source_ts if applied else None
+            behind = seconds_behind(pending, last_commit, now)
+            tables.append(
+                TableStatus(
+                    table=table.target_name, topic=topic, mode=table.mode,
+                    pending_events=pending, seconds_behind=behind,
+                    last_lsn=applied.lsn if applied else None, last_commit=last_commit,
+                    last_loaded=applied.loaded_at if applied else None,
+                )
+            )  # fmt: skip
+    finally:
+        warehouse.close()
+    return StatusReport(tables, _slot(config))
