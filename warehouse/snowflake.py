@@ -591,7 +591,10 @@ def _execute(
     cursor: Any, sql: str, table: str, statement_params: Mapping[str, Any] | None = None
 ) -> list[tuple[Any, ...]]:
     try:
-        cursor.execute(sql, _statement_params=dict(statement_params or {}) or None)
+        if statement_params:
+            cursor.execute(sql, _statement_params=dict(statement_params))
+        else:
+            cursor.execute(sql)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     except (sf_errors.Error, OSError) as exc:
         raise map_error(exc, table=table) from exc

@@ -470,9 +470,11 @@ class ScriptedCursor:
         self.description: list[tuple[str, ...]] = []
         self._rows: list[tuple[Any, ...]] = []
         self.files_at_put: list[Path] = []
+        self.statement_params: list[dict[str, Any] | None] = []
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, _statement_params: dict[str, Any] | None = None) -> None:
         self.sent.append(sql)
+        self.statement_params.append(_statement_params)
         if self.fail is not None and sql.startswith(self.fail[0]):
             raise self.fail[1]
         self.description, self._rows = [("status",)], [("ok",)]
@@ -512,6 +514,18 @@ def test_stage_arrow_deletes_puts_and_copies_with_quoted_names(tmp_path: Path) -
         "FILE_FORMAT=(TYPE=PARQUET) MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE PURGE=TRUE"
     )
     assert list(tmp_path.iterdir()) == []  # the local file is removed after PUT
+
+
+def test_stage_arrow_sends_the_statement_parameters_with_every_statement(
+    tmp_path: Path,
+) -> None:
+    cur = ScriptedCursor(copy_result=_loaded(1))
+    tag = {"QUERY_TAG": '{"app": "cdc-replicator", "job": "apply", "table": "t"}'}
+    stage_arrow(cur, pa.table({"a": [1]}), ODD_REF, "S", tmp_path, statement_params=tag)
+    assert cur.statement_params == [tag, tag, tag]  # DELETE, PUT, COPY
+    cur = ScriptedCursor(copy_result=_loaded(1))
+    stage_arrow(cur, pa.table({"a": [1]}), ODD_REF, "S", tmp_path)
+    assert cur.statement_params == [None, None, None]
 
 
 def test_stage_arrow_names_every_file_uniquely(tmp_path: Path) -> None:
