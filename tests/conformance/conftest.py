@@ -14,8 +14,6 @@ from snowflake.connector import SnowflakeConnection
 
 from warehouse.snowflake import SnowflakeSettings
 
-DATABASE = "CONFORMANCE"
-
 Connect = Callable[..., SnowflakeConnection]
 
 

@@ -24,6 +24,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_data import (
+    ALL_KINDS,
+    INT64,
+    ITEMS,
+    ITEMS_SCHEMA,
+    KINDS_SCHEMA,
+    NULL_ROW,
+    batch,
+    ev,
+    row_event,
+    rows,
+)
+from sample_data import FULL_ROW as BASE_FULL_ROW
 
 from cdc.model import (
     UNCHANGED_TOAST,
@@ -54,41 +67,9 @@ from warehouse.snowflake_warehouse import SnowflakeWarehouse
 
 pytestmark = pytest.mark.conformance
 
-INT64 = ColumnType(Kind.INT64)
-SCHEMA = TableSchema(
-    TableId("public", "items"),
-    (
-        Column("id", INT64, nullable=False),
-        Column("name", ColumnType(Kind.TEXT)),
-        Column("doc", ColumnType(Kind.TEXT)),
-    ),
-    ("id",),
-)
-ITEMS = TableTarget("items")
+SCHEMA = ITEMS_SCHEMA
 SOFT = TableTarget("items", soft_delete=True)
 HOSTILE = "it's a \"quote\"; DROP TABLE X; -- $$ dollar $$ \\ backslash ' '' end"
-_offset = itertools.count()
-
-
-def ev(op: Op, key: int, lsn: int, schema: TableSchema = SCHEMA, **after: Any) -> ChangeEvent:
-    row = None if op is Op.DELETE else {"id": key, **after}
-    return ChangeEvent(
-        op=op,
-        schema=schema,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn, lsn, 1_700_000_000_000_000 + lsn, op is Op.READ),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
-    )
-
-
-def batch(*events: ChangeEvent, target: TableTarget = ITEMS) -> TableBatch:
-    return TableBatch(target, events[0].schema if events else SCHEMA, events)
-
-
-def rows(wh: Warehouse, target: TableTarget = ITEMS, key: str = "id") -> list[dict[str, Any]]:
-    return sorted(wh.fetch_table(target), key=lambda r: r[key])
 
 
 # ---- upsert, update, delete ----------------------------------------------------------------
@@ -422,70 +403,16 @@ def test_scd2_support_is_declared(wh: Warehouse) -> None:
 
 # ---- every kind, hostile strings, odd names -----------------------------------------------
 
-ALL_KINDS = (
-    Column("id", INT64, nullable=False),
-    Column("i16", ColumnType(Kind.INT16)),
-    Column("i32", ColumnType(Kind.INT32)),
-    Column("dec", ColumnType(Kind.DECIMAL, precision=38, scale=10)),
-    Column("money", ColumnType(Kind.DECIMAL, precision=12, scale=2)),
-    Column("vardec", ColumnType(Kind.VARDECIMAL)),
-    Column("f32", ColumnType(Kind.FLOAT32)),
-    Column("f64", ColumnType(Kind.FLOAT64)),
-    Column("flag", ColumnType(Kind.BOOLEAN)),
-    Column("txt", ColumnType(Kind.TEXT, length=200)),
-    Column("mood", ColumnType(Kind.ENUM, enum_values=("happy", "sad"))),
-    Column("raw", ColumnType(Kind.BYTES)),
-    Column("day", ColumnType(Kind.DATE)),
-    Column("t", ColumnType(Kind.TIME)),
-    Column("ttz", ColumnType(Kind.TIMETZ)),
-    Column("ts", ColumnType(Kind.TIMESTAMP)),
-    Column("tstz", ColumnType(Kind.TIMESTAMPTZ)),
-    Column("span", ColumnType(Kind.INTERVAL)),
-    Column("uid", ColumnType(Kind.UUID)),
-    Column("doc", ColumnType(Kind.JSON)),
-    Column("ints", ColumnType(Kind.ARRAY, element=ColumnType(Kind.INT32))),
-    Column("tags", ColumnType(Kind.ARRAY, element=ColumnType(Kind.TEXT))),
-)
-KINDS = TableSchema(TableId("public", "all_kinds"), ALL_KINDS, ("id",))
-FULL_ROW: dict[str, Any] = {
-    "id": 1,
-    "i16": -32768,
-    "i32": 2147483647,
-    "dec": Decimal("1234567890123456789012345678.0123456789"),
-    "money": Decimal("-9999999999.99"),
-    "vardec": Decimal("3.1415926535"),
-    "f32": 1.5,
-    "f64": 2.718281828459045,
-    "flag": True,
-    "txt": "héllo\nwörld ✓ " + HOSTILE,
-    "mood": "happy",
-    "raw": b"\x00\xff\x10binary",
-    "day": dt.date(1999, 12, 31),
-    "t": dt.time(23, 59, 59, 999999),
-    "ttz": dt.time(10, 11, 12, 123456, tzinfo=dt.UTC),
-    "ts": dt.datetime(2024, 2, 29, 12, 0, 0, 1),
-    "tstz": dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC),
-    "span": Interval(months=14, days=40, microseconds=3_600_000_001),
-    "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
-    "doc": '{"b": [1, 2, {"c": null}],   "a": "x"}',
-    "ints": [1, None, -3],
-    "tags": ["a", "", None, "d'quote", HOSTILE],
+KINDS = KINDS_SCHEMA
+# every text of the shared full row, hostile strings included
+FULL_ROW: dict[str, Any] = BASE_FULL_ROW | {
+    "txt": f"{BASE_FULL_ROW['txt']} {HOSTILE}",
+    "tags": [*BASE_FULL_ROW["tags"], HOSTILE],
 }
-NULL_ROW = {c.name: None for c in ALL_KINDS} | {"id": 2}
 
 
 def _kinds_event(row: dict[str, Any], lsn: int) -> ChangeEvent:
-    return ChangeEvent(
-        op=Op.CREATE,
-        schema=KINDS,
-        key={"id": row["id"]},
-        before=None,
-        after=row,
-        position=SourcePosition(
-            lsn=lsn, tx_id=7, commit_ts_us=1_700_000_000_123_456, snapshot=False
-        ),
-        origin=KafkaOrigin("topic", 0, lsn),
-    )
+    return row_event(KINDS, row, lsn)
 
 
 def _json_parsed(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_data import ITEMS, ITEMS_SCHEMA, batch, ev, rows
 
 from cdc.consumer.batching import group_by_table
 from cdc.model import (
@@ -36,38 +37,8 @@ from warehouse.base import (
 )
 from warehouse.duckdb import DuckDBWarehouse
 
-SCHEMA = TableSchema(
-    TableId("public", "items"),
-    (
-        Column("id", ColumnType(Kind.INT64), nullable=False),
-        Column("name", ColumnType(Kind.TEXT)),
-        Column("doc", ColumnType(Kind.TEXT)),
-    ),
-    ("id",),
-)
-ITEMS = TableTarget("items")
+SCHEMA = ITEMS_SCHEMA
 _offset = iter(range(10**9))
-
-
-def ev(op: Op, key: int, lsn: int, schema: TableSchema = SCHEMA, **after: Any) -> ChangeEvent:
-    row = None if op is Op.DELETE else {"id": key, **after}
-    return ChangeEvent(
-        op=op,
-        schema=schema,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn, lsn, 1_700_000_000_000_000 + lsn, op is Op.READ),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
-    )
-
-
-def batch(*events: ChangeEvent, target: TableTarget = ITEMS) -> TableBatch:
-    return TableBatch(target, events[0].schema if events else SCHEMA, events)
-
-
-def rows(wh: DuckDBWarehouse, target: TableTarget = ITEMS) -> list[dict[str, Any]]:
-    return sorted(wh.fetch_table(target), key=lambda r: r["id"])
 
 
 @pytest.fixture

@@ -6,19 +6,16 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sample_data import FULL_ROW, KINDS_SCHEMA, NULL_ROW, row_event
 
 from cdc.model import (
-    ChangeEvent,
     Column,
     ColumnType,
     Interval,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -31,71 +28,8 @@ from warehouse.base import (
 from warehouse.duckdb import DuckDBWarehouse
 from warehouse.sql import TableRef, render, upsert_offsets
 
-ALL_KINDS = (
-    Column("id", ColumnType(Kind.INT64), nullable=False),
-    Column("i16", ColumnType(Kind.INT16)),
-    Column("i32", ColumnType(Kind.INT32)),
-    Column("dec", ColumnType(Kind.DECIMAL, precision=38, scale=10)),
-    Column("money", ColumnType(Kind.DECIMAL, precision=12, scale=2)),
-    Column("vardec", ColumnType(Kind.VARDECIMAL)),
-    Column("f32", ColumnType(Kind.FLOAT32)),
-    Column("f64", ColumnType(Kind.FLOAT64)),
-    Column("flag", ColumnType(Kind.BOOLEAN)),
-    Column("txt", ColumnType(Kind.TEXT, length=200)),
-    Column("mood", ColumnType(Kind.ENUM, enum_values=("happy", "sad"))),
-    Column("raw", ColumnType(Kind.BYTES)),
-    Column("day", ColumnType(Kind.DATE)),
-    Column("t", ColumnType(Kind.TIME)),
-    Column("ttz", ColumnType(Kind.TIMETZ)),
-    Column("ts", ColumnType(Kind.TIMESTAMP)),
-    Column("tstz", ColumnType(Kind.TIMESTAMPTZ)),
-    Column("span", ColumnType(Kind.INTERVAL)),
-    Column("uid", ColumnType(Kind.UUID)),
-    Column("doc", ColumnType(Kind.JSON)),
-    Column("ints", ColumnType(Kind.ARRAY, element=ColumnType(Kind.INT32))),
-    Column("tags", ColumnType(Kind.ARRAY, element=ColumnType(Kind.TEXT))),
-)
-SCHEMA = TableSchema(TableId("public", "all_kinds"), ALL_KINDS, ("id",))
-FULL_ROW: dict[str, Any] = {
-    "id": 1,
-    "i16": -32768,
-    "i32": 2147483647,
-    "dec": Decimal("1234567890123456789012345678.0123456789"),
-    "money": Decimal("-9999999999.99"),
-    "vardec": Decimal("3.1415926535"),
-    "f32": 1.5,
-    "f64": 2.718281828459045,
-    "flag": True,
-    "txt": "héllo\nwörld ✓",
-    "mood": "happy",
-    "raw": b"\x00\xff\x10binary",
-    "day": dt.date(1999, 12, 31),
-    "t": dt.time(23, 59, 59, 999999),
-    "ttz": dt.time(10, 11, 12, 123456, tzinfo=dt.UTC),
-    "ts": dt.datetime(2024, 2, 29, 12, 0, 0, 1),
-    "tstz": dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC),
-    "span": Interval(months=14, days=40, microseconds=3_600_000_001),
-    "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
-    "doc": '{"b": [1, 2, {"c": null}],   "a": "x"}',
-    "ints": [1, None, -3],
-    "tags": ["a", "", None, "d'quote"],
-}
-NULL_ROW = {c.name: None for c in ALL_KINDS} | {"id": 2}
-
-
-def _event(schema: TableSchema, row: dict[str, Any], lsn: int, op: Op = Op.CREATE) -> ChangeEvent:
-    key = {k: row[k] for k in schema.key}
-    return ChangeEvent(
-        op=op,
-        schema=schema,
-        key=key,
-        before=None,
-        after=None if op is Op.DELETE else row,
-        position=SourcePosition(
-            lsn=lsn, tx_id=7, commit_ts_us=1_700_000_000_123_456, snapshot=False
-        ),
-        origin=KafkaOrigin("topic", 0, lsn),
-    )
+SCHEMA = KINDS_SCHEMA
+_event = row_event
 
 
 @pytest.fixture
