@@ -609,9 +609,7 @@ class DuckDBWarehouse(Warehouse):
         ref = TableRef(self.schema, target.name)
         stored = self._stored_columns(con, ref)
         names = {name for name, _ in stored}
-        hidden = {n for n, _ in metadata_types(target.metadata, True)}
-        if target.mode == "scd2":
-            hidden |= set(target.scd2.names)
+        hidden = sql.reserved_columns(target)
         columns = [(name, dtype) for name, dtype in stored if name not in hidden]
         if target.mode == "scd2":
             query = sql.select_live(ref, columns, None).where(sql.col(target.scd2.is_current))

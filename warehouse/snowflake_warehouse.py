@@ -100,7 +100,7 @@ from warehouse.snowflake import (
     timestamp_tz6,
 )
 from warehouse.sql import TableRef, TargetTable, render
-from warehouse.types import DT, MAX_DECIMAL_PRECISION, metadata_types, widen
+from warehouse.types import DT, MAX_DECIMAL_PRECISION, widen
 
 STAGE_NAME = "CDC_STAGE"
 
@@ -140,12 +140,6 @@ def _metadata(target: TableTarget) -> list[tuple[str, exp.DataType]]:
         cols += [(v.valid_from, timestamp_tz6()), (v.valid_to, timestamp_tz6()),
                  (v.is_current, boolean.copy())]  # fmt: skip
     return cols
-
-
-def _hidden(target: TableTarget) -> set[str]:
-    """Columns fetch_table leaves out: every metadata and validity column."""
-    names = {n for n, _ in metadata_types(target.metadata, True)}
-    return names | (set(target.scd2.names) if target.mode == "scd2" else set())
 
 
 _TS_KINDS = (Kind.TIMESTAMP, Kind.TIMESTAMPTZ)
@@ -717,14 +711,7 @@ class SnowflakeWarehouse(Warehouse):
     ) -> tuple[TableBatch, list[QuarantineRow]]:
         """Hold the batch's changes of keys with an earlier open quarantined change (read
         before the transaction; the origins being resolved by this apply don't count)."""
-        ref = self._ref("quarantine")
-        query = exp.select(*map(sql.col, ("key_json", "topic", "partition", "offset")))
-        query = query.from_(ref.expr()).where(
-            exp.and_(
-                sql.col("table_name").eq(exp.Placeholder()),
-                exp.Is(this=sql.col("replayed_at"), expression=exp.Null()),
-            )
-        )
+        query = sql.quarantine_open_rows(self._ref("quarantine"))
         rows = self._exec(cur, query, [batch.target.name]).fetchall()
         mine = [r for r in new if r.table == batch.target.name]
         return hold(batch, first_open(mine, open_keys(rows, resolve)))
@@ -840,7 +827,7 @@ class SnowflakeWarehouse(Warehouse):
             if not stored:
                 raise TerminalWarehouseError(f"table {ref.schema}.{ref.name} does not exist")
             kinds = self._kinds(cur, target.name)
-            hidden = _hidden(target)
+            hidden = sql.reserved_columns(target)
             columns = [(n, kinds.get(n)) for n in stored if n not in hidden]
             query = exp.select(*[sql.col(n) for n, _ in columns]).from_(ref.expr())
             if target.mode == "scd2":

@@ -22,6 +22,7 @@ from warehouse.base import (
     MetadataColumns,
     Scd2Options,
     TableBatch,
+    TableTarget,
     TerminalWarehouseError,
 )
 from warehouse.types import DT, fetch_type, metadata_types
@@ -103,6 +104,13 @@ class TargetTable:
         return exp.and_(*conds)
 
 
+def reserved_columns(target: TableTarget) -> set[str]:
+    """The names a target table keeps for itself: every metadata column, and for a history
+    table the validity columns. Source columns may not use them; reads leave them out."""
+    names = {n for n, _ in metadata_types(target.metadata, True)}
+    return names | (set(target.scd2.names) if target.mode == "scd2" else set())
+
+
 def target_table(
     batch: TableBatch,
     schema: str,
@@ -128,9 +136,7 @@ def target_table(
             table=target.name,
         )
     scd2 = target.scd2 if target.mode == "scd2" else None
-    reserved = {n for n, _ in metadata_types(target.metadata, True)}
-    reserved |= set(scd2.names) if scd2 else set()
-    clash = reserved.intersection(source.names)
+    clash = reserved_columns(target).intersection(source.names)
     if clash:
         raise IncompatibleSchemaChangeError(
             f"table {target.name!r}: source columns {sorted(clash)} collide with the "
@@ -867,6 +873,20 @@ def quarantine_open(ref: TableRef) -> exp.Select:
             )
         )
         .group_by(col("key_json"), col("partition"))
+    )
+
+
+def quarantine_open_rows(ref: TableRef) -> exp.Select:
+    """Open quarantine rows of one table (bound: table name): key, topic, partition, offset."""
+    return (
+        exp.select(*map(col, ("key_json", *QUARANTINE_ORIGIN)))
+        .from_(ref.expr())
+        .where(
+            exp.and_(
+                exp.EQ(this=col("table_name"), expression=exp.Placeholder()),
+                _is_null(col("replayed_at")),
+            )
+        )
     )
 
 
