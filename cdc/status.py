@@ -11,7 +11,6 @@ reads: the warehouse, the broker's watermarks, ``pg_replication_slots``.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -76,7 +75,9 @@ def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[
     """``(low, end)`` per partition of each topic that exists. The end is the offset after the
     last message, read from the log: the broker's high watermark alone is not enough, as the
     local stack's broker (Tansu) reports the last record batch's base offset + 1 there."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
+
+    from cdc.consumer.partitions import read_to_end, watermarks
 
     consumer = Consumer(
         {
@@ -87,36 +88,17 @@ def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[
         }
     )
     try:
-        metadata = consumer.list_topics(timeout=10)
-        marks: dict[str, dict[int, tuple[int, int]]] = {}
-        tail = []
-        for topic in topics:
-            meta = metadata.topics.get(topic)
-            if meta is None or meta.error is not None:
-                continue
-            marks[topic] = {}
-            for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                marks[topic][p] = (low, high)
-                if high > low:
-                    tail.append(TopicPartition(topic, p, max(low, high - 1)))
+        found = watermarks(consumer, topics, timeout=10)
+        tail = [TopicPartition(t, p, max(low, high - 1))
+                for (t, p), (low, high) in found.items() if high > low]  # fmt: skip
         if tail:
-            consumer.assign(tail)
-            open_ = {(tp.topic, tp.partition) for tp in tail}
-            deadline = time.monotonic() + 10
-            while open_ and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                name, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                assert name is not None and partition is not None
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        open_.discard((name, partition))
-                    continue
-                low, high = marks[name][partition]
-                marks[name][partition] = (low, max(high, (offset or 0) + 1))
+            for msg in read_to_end(consumer, tail, timeout=10):
+                key = (msg.topic() or "", msg.partition() or 0)
+                low, high = found[key]
+                found[key] = (low, max(high, (msg.offset() or 0) + 1))
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        for (topic, p), mark in found.items():
+            marks.setdefault(topic, {})[p] = mark
         return marks
     finally:
         consumer.close()

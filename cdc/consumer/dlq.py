@@ -24,6 +24,7 @@ from confluent_kafka import (
 )
 
 from cdc.consumer.batching import Polled
+from cdc.consumer.partitions import read_to_end, watermarks
 
 H_ERROR_CLASS = "cdc.error.class"
 H_ERROR_MESSAGE = "cdc.error.message"
@@ -124,34 +125,14 @@ def read_dead_letters(
         }
     )
     try:
-        metadata = consumer.list_topics(timeout=timeout)
-        assignments = []
-        for topic in topics:
-            meta = metadata.topics.get(topic)
-            if meta is None or meta.error is not None:
-                continue
-            for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=timeout
-                )
-                if high > low:
-                    assignments.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+        assignments = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for (topic, p), (low, high) in watermarks(consumer, topics, timeout).items()
+            if high > low
+        ]
         if not assignments:
             return
-        consumer.assign(assignments)
-        open_partitions = {(tp.topic, tp.partition) for tp in assignments}
-        deadline = time.monotonic() + timeout
-        while open_partitions and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == err._PARTITION_EOF:
-                    open_partitions.discard((msg.topic(), msg.partition()))
-                    continue
-                raise KafkaException(err)
-            deadline = time.monotonic() + timeout
+        for msg in read_to_end(consumer, assignments, timeout, idle=True):
             yield DeadLetter(
                 topic=msg.topic() or "",
                 partition=msg.partition() or 0,
@@ -193,19 +174,7 @@ def replay_dead_letters(
         for tp in committed:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
-        consumer.assign(committed)
-        open_partitions = {(tp.topic, tp.partition) for tp in committed}
-        deadline = time.monotonic() + timeout
-        while open_partitions and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == err._PARTITION_EOF:
-                    open_partitions.discard((msg.topic(), msg.partition()))
-                    continue
-                raise KafkaException(err)
+        for msg in read_to_end(consumer, committed, timeout):
             consumed += 1
             headers = _headers(msg)
             original = headers.get(H_TOPIC)

@@ -1,0 +1,51 @@
+"""Reading topics to their end: watermarks of the partitions that exist, and every message of
+assigned partitions until each reports end-of-partition (``enable.partition.eof``). Used by
+the dead-letter reader and replay, and by ``cdc status``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+
+def watermarks(
+    consumer: Consumer, topics: Iterable[str], timeout: float
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(low, high)`` per ``(topic, partition)`` of the ``topics`` that exist."""
+    metadata = consumer.list_topics(timeout=timeout)
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic in topics:
+        meta = metadata.topics.get(topic)
+        if meta is None or meta.error is not None:
+            continue
+        for p in meta.partitions:
+            out[(topic, p)] = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=timeout
+            )
+    return out
+
+
+def read_to_end(
+    consumer: Consumer, assignments: list[TopicPartition], timeout: float, *, idle: bool = False
+) -> Iterator[Message]:
+    """Assign ``assignments`` and yield their messages until every partition reported its end,
+    or ``timeout`` passed (since the start; with ``idle``, since the last message). Other
+    errors raise :class:`KafkaException`. The consumer needs ``enable.partition.eof``."""
+    consumer.assign(assignments)
+    open_partitions = {(tp.topic, tp.partition) for tp in assignments}
+    deadline = time.monotonic() + timeout
+    while open_partitions and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                open_partitions.discard((msg.topic(), msg.partition()))
+                continue
+            raise KafkaException(err)
+        if idle:
+            deadline = time.monotonic() + timeout
+        yield msg
