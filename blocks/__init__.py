@@ -77,17 +77,16 @@ BLOCKS: tuple[type[Block], ...] = (
     DuckDBWarehouse,
     SnowflakeWarehouse,
 )
-SECTIONS = frozenset(b.section for b in BLOCKS)  # type: ignore[attr-defined]
 
 
 def load_section(section: str, ref: str) -> dict[str, Any]:
     """The ``cdc.yaml`` section saved in block ``ref`` (``<block-type-slug>/<name>``), as the
     mapping the section would hold inline (secrets as ``SecretStr``)."""
     if "/" not in ref:
-        slugs = ", ".join(b.get_block_type_slug() for b in BLOCKS if b.section == section)  # type: ignore[attr-defined]
+        slugs = [b.get_block_type_slug() for b in BLOCKS if getattr(b, "section", None) == section]
         raise ValueError(
-            f"give the block as <block type>/<name>, e.g. {slugs.split(', ')[0]}/{ref} "
-            f"(block types for `{section}`: {slugs})"
+            f"give the block as <block type>/<name>, e.g. {slugs[0]}/{ref} "
+            f"(block types for `{section}`: {', '.join(slugs)})"
         )
     block: Any = Block.load(ref)
     kind = type(block)
@@ -96,6 +95,5 @@ def load_section(section: str, ref: str) -> dict[str, Any]:
             f"block {ref!r} is a {kind.__name__}, which holds section "
             f"`{getattr(kind, 'section', '?')}`, not `{section}`"
         )
-    settings = block.settings
-    dumped: dict[str, Any] = settings.model_dump(by_alias=True, exclude_unset=False)
+    dumped: dict[str, Any] = block.settings.model_dump(by_alias=True)
     return dumped

@@ -188,8 +188,9 @@ def _run_demo(
     rate: float | None,
 ) -> DemoResult:
     started = time.monotonic()
-    duckdb_file = warehouse if isinstance(warehouse, Path) else state_dir / "unused.duckdb"
-    section = None if isinstance(warehouse, Path) else warehouse
+    section = (
+        {"type": "duckdb", "path": str(warehouse)} if isinstance(warehouse, Path) else warehouse
+    )
     stack = LocalStack(state_dir, pg_port=None, kafka_port=None, database="shop")
     say = console.print
     say(f"[bold]Starting the local stack[/] in {stack.state_dir}")
@@ -202,13 +203,12 @@ def _run_demo(
             conn.execute(SHOP_DDL)
         workload = ShopWorkload(url, seed=seed, violations=True)
         workload.seed()
-        if section is None and duckdb_file.exists():
-            duckdb_file.unlink()
+        if isinstance(warehouse, Path) and warehouse.exists():
+            warehouse.unlink()
         config = write_stack_config(
             stack.state_dir / "cdc.yaml",
             stack,
             [dict(t) for t in SHOP_TABLE_CONFIG],
-            warehouse_path=duckdb_file,
             warehouse=section,
         )
         say("[bold]Starting Debezium[/] (initial snapshot, then streaming)")
@@ -252,7 +252,6 @@ def _run_demo(
             relaxed_path,
             stack,
             [dict(t) for t in SHOP_RELAXED_TABLE_CONFIG],
-            warehouse_path=duckdb_file,
             warehouse=section,
         )
         say(f"[bold]Replaying the quarantine[/] with the relaxed contract ({relaxed_path})")

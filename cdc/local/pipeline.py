@@ -30,7 +30,7 @@ def write_stack_config(
     stack: LocalStack,
     tables: Sequence[str | dict[str, Any]],
     *,
-    warehouse_path: Path,
+    warehouse_path: Path | None = None,
     group_id: str = "cdc-warehouse",
     topic_prefix: str = "cdc",
     slot_name: str = "cdc_slot",
@@ -41,7 +41,12 @@ def write_stack_config(
     warehouse: dict[str, Any] | None = None,
 ) -> Config:
     """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded.
-    ``warehouse`` replaces the DuckDB section at ``warehouse_path`` (e.g. a Snowflake one)."""
+    The warehouse is the DuckDB file ``warehouse_path``, or the ``warehouse`` section (e.g. a
+    Snowflake one), which wins when both are given."""
+    if warehouse is None:
+        if warehouse_path is None:
+            raise ValueError("give warehouse_path or a warehouse section")
+        warehouse = {"type": "duckdb", "path": str(warehouse_path)}
     document = {
         "source": {
             "host": "127.0.0.1",
@@ -54,7 +59,7 @@ def write_stack_config(
             "heartbeat_interval_ms": heartbeat_interval_ms,
         },
         "kafka": {"bootstrap_servers": stack.bootstrap_servers, "group_id": group_id},
-        "warehouse": warehouse or {"type": "duckdb", "path": str(warehouse_path)},
+        "warehouse": warehouse,
         "consumer": {"batch_size": batch_size, "linger_ms": linger_ms},
         "tables": [t if isinstance(t, dict) else {"name": t} for t in tables],
     }
