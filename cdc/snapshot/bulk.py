@@ -1,0 +1,415 @@
+"""Bulk snapshot: PostgreSQL COPY in key-range chunks from one exported snapshot, read in
+parallel, applied to the warehouse at the snapshot's position while the stream runs.
+
+* Validation first (:func:`check_request`): every table is configured (captured by the
+  connector), exists, has a primary key and only mappable types; a ``where`` filter parses
+  (PostgreSQL plans it); the connector's replication slot exists. Nothing is read before.
+* The position: the slot's ``restart_lsn`` read before the snapshot, minus one (see
+  :mod:`cdc.snapshot.plan`). Then ``pg_export_snapshot()`` in a REPEATABLE READ, READ ONLY
+  transaction; every reader imports it (``SET TRANSACTION SNAPSHOT``), so all chunks see one
+  consistent state.
+* Readers (threads, one connection each) COPY their chunk out in text format; psycopg's
+  loaders give the :mod:`cdc.model` representation. The main thread applies each chunk as
+  snapshot reads through :meth:`warehouse.base.Warehouse.apply`: the same set-based,
+  position-guarded path as the stream (mirror and scd2 alike), with the chunk's completion
+  stored in the same transaction (offsets group ``snapshot:<id>``).
+* Resume: the plan (chunk bounds) is saved as JSON in the state folder before the first chunk;
+  a rerun finds it and loads only the chunks without a stored completion, from a new
+  snapshot (each chunk is consistent on its own, and the guard orders it against the stream).
+  The plan file is removed when every chunk is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from cdc.config import Config, TableConfig
+from cdc.model import TableSchema
+from cdc.snapshot.plan import (
+    Chunk,
+    SnapshotPlan,
+    bounds_query,
+    chunk_query,
+    chunks_from_bounds,
+    copy_types,
+    schema_with_key_not_null,
+    snapshot_events,
+    snapshot_position,
+)
+from cdc.source.catalog import (
+    SourceTableError,
+    qualified,
+    reflect_table,
+    slot_position,
+    source_connection,
+    source_dsn,
+)
+from warehouse.base import OffsetRow, TableBatch, Warehouse
+
+log = structlog.get_logger(__name__)
+
+
+class SnapshotError(Exception):
+    """A snapshot request that can't run as given; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLoaded:
+    """Progress: one chunk is in the warehouse (or was already, on a resume)."""
+
+    table: str
+    index: int
+    rows: int
+    done: int  # chunks of this table loaded so far (skipped ones included)
+    total: int
+    skipped: bool = False
+
+
+@dataclass(slots=True)
+class TableSnapshot:
+    """What a bulk snapshot of one table did."""
+
+    table: str
+    target: str
+    snapshot_id: str
+    lsn: int
+    chunks: int
+    chunks_loaded: int = 0
+    chunks_skipped: int = 0
+    rows: int = 0
+    upserted: int = 0
+    stale: int = 0  # rows the stream had already changed (the guard kept the newer value)
+    seconds: float = 0.0
+    resumed: bool = False
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated request for one table."""
+
+    table: TableConfig
+    schema: TableSchema
+
+
+@dataclass(slots=True)
+class BulkOptions:
+    rows_per_chunk: int = 50_000
+    workers: int = 2
+    where: str | None = None
+    state_dir: Path | None = None  # default: <config dir>/.cdc/snapshots
+    fresh: bool = False  # ignore a saved plan: start a new snapshot
+    stop_after_chunks: int | None = None  # load at most this many chunks, then stop (tests)
+    on_chunk: Callable[[ChunkLoaded], None] | None = None
+    _chunks_this_run: int = field(default=0, repr=False)
+
+
+def _table_config(config: Config, name: str) -> TableConfig:
+    try:
+        return config.table(name)
+    except KeyError as exc:
+        raise SnapshotError(
+            f"{exc.args[0]}; the connector captures only configured tables: add it to "
+            "`tables` in cdc.yaml first"
+        ) from None
+
+
+def check_where(conn: psycopg.Connection[Any], schema: TableSchema, where: str) -> None:
+    """Raise SnapshotError unless PostgreSQL can plan ``SELECT ... WHERE <where>`` (syntax,
+    columns, types), in a read-only transaction that is rolled back."""
+    query = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(
+        sql.Identifier(schema.table.schema, schema.table.name),
+        sql.SQL(where),  # type: ignore[arg-type]
+    )
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute(query)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SnapshotError(f"--where {where!r} does not work on {schema.table}: {first}") from None
+
+
+def check_request(config: Config, tables: Sequence[str], where: str | None = None) -> list[Request]:
+    """Validate a snapshot request before any work; SnapshotError names the first problem."""
+    if not tables:
+        raise SnapshotError("name at least one table to snapshot")
+    configs = [_table_config(config, name) for name in tables]
+    out: list[Request] = []
+    with source_connection(source_dsn(config.source)) as conn:
+        for table in configs:
+            try:
+                schema = reflect_table(conn, table.source)
+            except SourceTableError as exc:
+                raise SnapshotError(str(exc)) from None
+            if where:
+                check_where(conn, schema, where)
+            out.append(Request(table, schema_with_key_not_null(schema)))
+        try:
+            slot_position(conn, config.source.slot_name)
+        except SourceTableError as exc:
+            raise SnapshotError(str(exc)) from None
+    return out
+
+
+def state_dir(config: Config, options: BulkOptions) -> Path:
+    return options.state_dir or config.config_dir / ".cdc" / "snapshots"
+
+
+def _plan_file(folder: Path, target: str) -> Path:
+    return folder / f"{target}.json"
+
+
+def _save(path: Path, plan: SnapshotPlan) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(plan.dumps())
+    tmp.replace(path)
+
+
+class _Readers:
+    """Reader threads, each with its own connection inside the exported snapshot."""
+
+    def __init__(self, url: str, snapshot: str, workers: int) -> None:
+        self.url = url
+        self.snapshot = snapshot
+        self.local = threading.local()
+        self.conns: list[psycopg.Connection[Any]] = []
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cdc-snapshot")
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = source_connection(self.url)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)))
+            self.local.conn = conn
+            with self.lock:
+                self.conns.append(conn)
+        return conn
+
+    def read(self, schema: TableSchema, chunk: Chunk, where: str | None) -> list[tuple[Any, ...]]:
+        conn = self._conn()
+        query = sql.SQL("COPY ({}) TO STDOUT").format(chunk_query(schema, chunk, where))
+        with conn.cursor() as cur, cur.copy(query) as copy:
+            copy.set_types(copy_types(schema))
+            return list(copy.rows())
+
+    def submit(
+        self, schema: TableSchema, chunk: Chunk, where: str | None
+    ) -> Future[list[tuple[Any, ...]]]:
+        return self.pool.submit(self.read, schema, chunk, where)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for conn in self.conns:
+            conn.close()
+
+
+@contextmanager
+def exported_snapshot(
+    url: str, slot: str
+) -> Iterator[tuple[psycopg.Connection[Any], str, int, int]]:
+    """``(connection, snapshot name, position, commit time µs)``: the exported snapshot lives
+    while the context is open. The position is read before the snapshot is taken."""
+    conn = source_connection(url)
+    try:
+        restart_lsn, _ = slot_position(conn, slot)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        row = conn.execute(
+            "SELECT pg_export_snapshot(), (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+        ).fetchone()
+        assert row is not None
+        yield conn, str(row[0]), restart_lsn - 1, int(row[1])
+    finally:
+        conn.close()
+
+
+def _new_plan(
+    conn: psycopg.Connection[Any],
+    request: Request,
+    options: BulkOptions,
+    lsn: int,
+    ts_us: int,
+) -> SnapshotPlan:
+    bounds = [tuple(r) for r in conn.execute(bounds_query(request.schema, options.rows_per_chunk))]
+    return SnapshotPlan(
+        id=f"{request.table.target_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-"
+        f"{uuid.uuid4().hex[:6]}",
+        table=request.table.name,
+        target=request.table.target_name,
+        where=options.where,
+        lsn=lsn,
+        commit_ts_us=ts_us,
+        chunks=chunks_from_bounds(bounds),
+    )
+
+
+def snapshot_table(
+    config: Config, warehouse: Warehouse, request: Request, options: BulkOptions
+) -> TableSnapshot:
+    """Bulk-load one validated table (resuming a saved plan unless ``options.fresh``)."""
+    started = time.perf_counter()
+    folder = state_dir(config, options)
+    path = _plan_file(folder, request.table.target_name)
+    url = source_dsn(config.source)
+    target = config.table_target(request.table)
+    with exported_snapshot(url, config.source.slot_name) as (conn, name, lsn, ts_us):
+        plan: SnapshotPlan | None = None
+        if path.exists() and not options.fresh:
+            plan = SnapshotPlan.loads(path.read_text())
+            if plan.where != options.where or plan.table != request.table.name:
+                raise SnapshotError(
+                    f"an unfinished snapshot of {plan.table} with where={plan.where!r} is "
+                    f"saved in {path}: rerun with the same filter to resume it, or pass "
+                    "--fresh to start over"
+                )
+        resumed = plan is not None
+        if plan is None:
+            plan = _new_plan(conn, request, options, lsn, ts_us)
+            _save(path, plan)
+        done = {
+            part for (topic, part) in warehouse.load_offsets(plan.group) if topic == plan.target
+        }
+        result = TableSnapshot(
+            table=plan.table,
+            target=plan.target,
+            snapshot_id=plan.id,
+            lsn=lsn,
+            chunks=len(plan.chunks),
+            resumed=resumed,
+        )
+        log.info(
+            "snapshot started",
+            table=plan.table,
+            snapshot=plan.id,
+            chunks=len(plan.chunks),
+            already_loaded=len(done),
+            lsn=lsn,
+        )
+        position = snapshot_position(lsn, ts_us)
+        pending = [c for c in plan.chunks if c.index not in done]
+        for c in plan.chunks:
+            if c.index in done:
+                result.chunks_skipped += 1
+                loaded = ChunkLoaded(
+                    plan.table, c.index, 0, result.chunks_skipped, result.chunks, True
+                )
+                _report(options, loaded)
+        readers = _Readers(url, name, max(1, options.workers))
+        inflight: queue.SimpleQueue[tuple[Chunk, Future[list[tuple[Any, ...]]]]] = (
+            queue.SimpleQueue()
+        )
+        try:
+            upcoming = iter(pending)
+            for chunk in _take(upcoming, 2 * max(1, options.workers)):
+                inflight.put((chunk, readers.submit(request.schema, chunk, plan.where)))
+            while not inflight.empty():
+                if (
+                    options.stop_after_chunks is not None
+                    and options._chunks_this_run >= options.stop_after_chunks
+                ):
+                    break
+                chunk, future = inflight.get()
+                rows = future.result()
+                nxt = next(upcoming, None)
+                if nxt is not None:
+                    inflight.put((nxt, readers.submit(request.schema, nxt, plan.where)))
+                events = list(
+                    snapshot_events(request.schema, rows, position, plan.group, chunk.index)
+                )
+                batches = [TableBatch(target, request.schema, events)] if events else []
+                applied = warehouse.apply(
+                    batches, [OffsetRow(plan.group, plan.target, chunk.index, 1)]
+                )
+                for stats in applied.tables:
+                    result.upserted += stats.upserted
+                    result.stale += stats.stale
+                result.rows += len(rows)
+                result.chunks_loaded += 1
+                options._chunks_this_run += 1
+                _report(options, ChunkLoaded(
+                    plan.table, chunk.index, len(rows),
+                    result.chunks_loaded + result.chunks_skipped, result.chunks,
+                ))  # fmt: skip
+        finally:
+            readers.close()
+    result.seconds = time.perf_counter() - started
+    if result.chunks_loaded + result.chunks_skipped == result.chunks:
+        path.unlink(missing_ok=True)
+    log.info(
+        "snapshot finished" if not path.exists() else "snapshot stopped",
+        table=plan.table,
+        snapshot=plan.id,
+        rows=result.rows,
+        chunks_loaded=result.chunks_loaded,
+        chunks_skipped=result.chunks_skipped,
+        seconds=round(result.seconds, 3),
+    )
+    return result
+
+
+def _take(it: Iterator[Chunk], n: int) -> list[Chunk]:
+    out: list[Chunk] = []
+    for chunk in it:
+        out.append(chunk)
+        if len(out) == n:
+            break
+    return out
+
+
+def _report(options: BulkOptions, event: ChunkLoaded) -> None:
+    if options.on_chunk is not None:
+        options.on_chunk(event)
+
+
+def bulk_snapshot(
+    config: Config,
+    warehouse: Warehouse,
+    tables: Sequence[str],
+    options: BulkOptions | None = None,
+) -> list[TableSnapshot]:
+    """Validate every table, then bulk-load them one after the other."""
+    options = options or BulkOptions()
+    requests = check_request(config, tables, options.where)
+    results: list[TableSnapshot] = []
+    for request in requests:
+        results.append(snapshot_table(config, warehouse, request, options))
+        if (
+            options.stop_after_chunks is not None
+            and options._chunks_this_run >= options.stop_after_chunks
+        ):
+            break
+    return results
+
+
+__all__ = [
+    "BulkOptions",
+    "ChunkLoaded",
+    "Request",
+    "SnapshotError",
+    "TableSnapshot",
+    "bulk_snapshot",
+    "check_request",
+    "check_where",
+    "qualified",
+    "snapshot_table",
+]

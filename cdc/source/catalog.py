@@ -1,0 +1,173 @@
+"""The source's catalog, read directly (not through Debezium): a table's columns and key as a
+:class:`~cdc.model.TableSchema`, and the replication slot's position.
+
+Snapshots and reconciliation read rows outside the log; their schema must be the one Debezium
+would describe, so the warehouse sees the same columns whichever path a row took. The mapping
+below follows the connector settings of :mod:`cdc.source.connector` (precise decimals,
+microsecond times, intervals as strings, source types propagated): ``source_type`` is the
+upper-case type name Debezium sends (``INT4``, ``_TEXT``, an enum's own name), ``length`` the
+declared length of ``varchar(n)``/``char(n)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from cdc.compare import source_connection
+from cdc.config import SourceConfig
+from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
+
+__all__ = [
+    "SourceTableError",
+    "qualified",
+    "reflect_table",
+    "slot_position",
+    "source_connection",
+    "source_dsn",
+]
+
+_KINDS: Final[dict[str, Kind]] = {
+    "int2": Kind.INT16,
+    "int4": Kind.INT32,
+    "int8": Kind.INT64,
+    "oid": Kind.INT64,
+    "float4": Kind.FLOAT32,
+    "float8": Kind.FLOAT64,
+    "bool": Kind.BOOLEAN,
+    "text": Kind.TEXT,
+    "varchar": Kind.TEXT,
+    "bpchar": Kind.TEXT,
+    "name": Kind.TEXT,
+    "citext": Kind.TEXT,
+    "inet": Kind.TEXT,
+    "cidr": Kind.TEXT,
+    "macaddr": Kind.TEXT,
+    "macaddr8": Kind.TEXT,
+    "xml": Kind.TEXT,
+    "bytea": Kind.BYTES,
+    "date": Kind.DATE,
+    "time": Kind.TIME,
+    "timetz": Kind.TIMETZ,
+    "timestamp": Kind.TIMESTAMP,
+    "timestamptz": Kind.TIMESTAMPTZ,
+    "interval": Kind.INTERVAL,
+    "uuid": Kind.UUID,
+    "json": Kind.JSON,
+    "jsonb": Kind.JSON,
+}
+_LENGTH_TYPES: Final = frozenset({"varchar", "bpchar"})
+
+_COLUMNS: Final = """
+SELECT a.attname, t.typname, t.typtype, a.atttypmod, NOT a.attnotnull,
+       e.typname, e.typtype,
+       CASE WHEN t.typtype = 'e' THEN (SELECT array_agg(enumlabel ORDER BY enumsortorder)
+                                       FROM pg_enum WHERE enumtypid = t.oid) END
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_KEY: Final = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = %s::regclass AND i.indisprimary
+ORDER BY array_position(i.indkey, a.attnum)
+"""
+
+
+def source_dsn(source: SourceConfig) -> str:
+    """The source's libpq connection string (holds the password: never log it)."""
+    return make_conninfo(**source.conninfo())
+
+
+class SourceTableError(Exception):
+    """A source table can't be read as asked: it doesn't exist, has no primary key, or a
+    type has no lossless mapping. The message says what to do."""
+
+
+def qualified(table: TableId) -> str:
+    """``"schema"."name"``, quoted for PostgreSQL (for regclass lookups and SQL text)."""
+    return psycopg.sql.Identifier(table.schema, table.name).as_string(None)
+
+
+def _scalar(typname: str, typtype: str, typmod: int, labels: Any) -> ColumnType:
+    source_type = typname.upper()
+    if typtype == "e":
+        return ColumnType(Kind.ENUM, enum_values=tuple(labels or ()), source_type=source_type)
+    if typname == "numeric":
+        if typmod < 0:
+            return ColumnType(Kind.VARDECIMAL, source_type=source_type)
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        return ColumnType(Kind.DECIMAL, precision=precision, scale=scale, source_type=source_type)
+    kind = _KINDS.get(typname)
+    if kind is None:
+        raise SourceTableError(f"type {typname!r} has no lossless mapping")
+    if typname in _LENGTH_TYPES and typmod > 4:
+        return ColumnType(kind, length=typmod - 4, source_type=source_type)
+    return ColumnType(kind, source_type=source_type)
+
+
+def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
+    """The table's columns (in order) and primary key as Debezium would describe them.
+
+    Raises :class:`SourceTableError` for a table that doesn't exist, one without a primary
+    key, or a column whose type has no lossless mapping.
+    """
+    name = qualified(table)
+    exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    if exists is None or exists[0] is None:
+        raise SourceTableError(
+            f"source table {table} does not exist in database "
+            f"{conn.info.dbname!r}: check the name (schema.table) and the source settings"
+        )
+    columns: list[Column] = []
+    for attname, typname, typtype, typmod, nullable, elem, elem_type, labels in conn.execute(
+        _COLUMNS, (name,)
+    ):
+        try:
+            if elem is not None:
+                element = _scalar(elem, elem_type, -1, None)
+                if element.kind is Kind.ENUM:
+                    element = ColumnType(Kind.TEXT)
+                ctype = ColumnType(
+                    Kind.ARRAY,
+                    element=ColumnType(element.kind, element.precision, element.scale),
+                    source_type=typname.upper(),
+                )
+            else:
+                ctype = _scalar(typname, typtype, typmod, labels)
+        except SourceTableError as exc:
+            raise SourceTableError(f"{table}.{attname}: {exc}") from None
+        columns.append(Column(attname, ctype, nullable))
+    key = tuple(row[0] for row in conn.execute(_KEY, (name,)))
+    if not key:
+        raise SourceTableError(
+            f"source table {table} has no primary key: snapshots and reconciliation match "
+            "rows by key; add one (ALTER TABLE ... ADD PRIMARY KEY)"
+        )
+    return TableSchema(table, tuple(columns), key)
+
+
+def slot_position(conn: psycopg.Connection[Any], slot: str) -> tuple[int, int]:
+    """``(restart_lsn, confirmed_flush_lsn)`` of a logical replication slot, as integers.
+
+    Every transaction that is not yet confirmed has all its changes at or after
+    ``restart_lsn`` (the slot must be able to decode them). Raises :class:`SourceTableError`
+    when the slot doesn't exist (the connector never ran).
+    """
+    row = conn.execute(
+        "SELECT restart_lsn - '0/0'::pg_lsn, confirmed_flush_lsn - '0/0'::pg_lsn "
+        "FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise SourceTableError(
+            f"replication slot {slot!r} does not exist: start the connector first "
+            "(`cdc local up` / `cdc connector register`), so that changes made while the "
+            "snapshot runs are captured"
+        )
+    return int(row[0]), int(row[1] if row[1] is not None else row[0])
