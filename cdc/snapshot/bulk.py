@@ -345,6 +345,7 @@ def snapshot_table(
                     result.stale += stats.stale
                 result.rows += len(rows)
                 result.chunks_loaded += 1
+                log.debug("chunk loaded", table=plan.table, chunk=chunk.index, rows=len(rows))
                 options._chunks_this_run += 1
                 _report(options, ChunkLoaded(
                     plan.table, chunk.index, len(rows),
