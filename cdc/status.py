@@ -104,6 +104,12 @@ def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[
         consumer.close()
 
 
+def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+    """``(low, end)`` per partition of each topic that exists (the log's real end; see
+    :func:`_watermarks`). Reconciliation waits for the stored offsets to reach it."""
+    return _watermarks(config, topics)
+
+
 def _slot(config: Config) -> SlotStatus:
     import psycopg
 

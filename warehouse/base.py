@@ -202,6 +202,47 @@ class HistoryReport:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """A half-open range ``[lo, hi)`` of key tuples in lexicographic order (None: unbounded)."""
+
+    lo: tuple[Any, ...] | None = None
+    hi: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeChecksum:
+    """Rows of one key range and the sum of their row hashes (``warehouse.checksum``)."""
+
+    rows: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRun:
+    """One table's result in one reconciliation run (a row of ``reconcile_runs``)."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    table: str
+    source_rows: int
+    warehouse_rows: int
+    missing: int
+    extra: int
+    different: int
+    history_problems: int
+    repaired: int
+    status: str  # ok, diffs, repaired, unsettled, error
+    detail: str = ""
+
+
+RECONCILE_COLUMNS = (
+    "run_id", "started_at", "finished_at", "table_name", "source_rows", "warehouse_rows",
+    "missing", "extra", "different", "history_problems", "repaired", "status", "detail",
+)  # fmt: skip
+
+
 def history_report(
     table: str, counts: Sequence[Any], examples: Sequence[Sequence[Any]], checks: Sequence[str]
 ) -> HistoryReport:
@@ -214,6 +255,31 @@ def history_report(
     return HistoryReport(
         table=table, keys=keys, versions=versions, current=live, examples=shown, **broken
     )
+
+
+RECONCILE_COUNTS = frozenset(
+    {"source_rows", "warehouse_rows", "missing", "extra", "different", "history_problems",
+     "repaired"}
+)  # fmt: skip
+
+
+def reconcile_values(run: ReconcileRun) -> list[Any]:
+    """A run's values in :data:`RECONCILE_COLUMNS` order (times as ISO text)."""
+    doc = asdict(run)
+    doc["table_name"] = doc.pop("table")
+    for name in ("started_at", "finished_at"):
+        doc[name] = doc[name].isoformat()
+    return [doc[c] for c in RECONCILE_COLUMNS]
+
+
+def reconcile_run(row: Sequence[Any]) -> ReconcileRun:
+    """A ReconcileRun from a ``reconcile_runs`` row (:data:`RECONCILE_COLUMNS` order)."""
+    doc = dict(zip(RECONCILE_COLUMNS, row, strict=True))
+    doc["table"] = doc.pop("table_name")
+    for name in RECONCILE_COUNTS:
+        doc[name] = int(doc[name] or 0)
+    doc["detail"] = doc["detail"] or ""
+    return ReconcileRun(**doc)
 
 
 class WarehouseError(Exception):
@@ -315,6 +381,42 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def last_applied(self, target: TableTarget) -> AppliedPosition | None:
         """The newest change applied to a target table (None: the table doesn't exist)."""
+
+    # ---- reconciliation (cdc.reconcile) -------------------------------------------------------
+
+    @abc.abstractmethod
+    def checksums(
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
+    ) -> list[RangeChecksum]:
+        """Live rows and the sum of their row hashes per key range, on the engine
+        (``warehouse.checksum``: the same canonical rendering as the source's)."""
+
+    @abc.abstractmethod
+    def range_rows(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+    ) -> list[tuple[dict[str, Any], int]]:
+        """The live rows of a key range (the schema's columns, model representation), each
+        with its ``_cdc_lsn``."""
+
+    @abc.abstractmethod
+    def key_rows(
+        self, target: TableTarget, schema: TableSchema, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int]]:
+        """The live rows of these keys, each with its ``_cdc_lsn`` (absent keys: no row)."""
+
+    @abc.abstractmethod
+    def split_keys(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
+    ) -> list[tuple[Any, ...]]:
+        """Keys of every ``step``-th live row of a range in key order (split points)."""
+
+    @abc.abstractmethod
+    def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:
+        """Append rows to the ``reconcile_runs`` audit table (bookkeeping schema)."""
+
+    @abc.abstractmethod
+    def last_reconciles(self) -> dict[str, ReconcileRun]:
+        """The newest ``reconcile_runs`` row per table (empty before any run)."""
 
     @abc.abstractmethod
     def close(self) -> None:

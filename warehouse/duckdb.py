@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import duckdb
 import pyarrow as pa
@@ -29,8 +29,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from cdc.model import Column
-from warehouse import sql
+from cdc.model import Column, TableSchema
+from warehouse import checksum, sql
 from warehouse.arrow import (
     column_array,
     fetched_rows,
@@ -43,15 +43,20 @@ from warehouse.arrow import (
     stored_tails,
 )
 from warehouse.base import (
+    RECONCILE_COLUMNS,
+    RECONCILE_COUNTS,
     AppliedPosition,
     ApplyResult,
     Capabilities,
     DataError,
     HistoryReport,
     IncompatibleSchemaChangeError,
+    KeyRange,
     OffsetRow,
     QuarantinedChange,
     QuarantineRow,
+    RangeChecksum,
+    ReconcileRun,
     RegisteredTable,
     TableApplyStats,
     TableBatch,
@@ -61,6 +66,8 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
     history_report,
+    reconcile_run,
+    reconcile_values,
     registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
@@ -70,7 +77,7 @@ from warehouse.scd2 import Scd2Plan, plan_scd2
 from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, metadata_types, sql_type, widen
 
-DIALECT = "duckdb"
+DIALECT: Final = "duckdb"
 
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -211,6 +218,14 @@ class DuckDBWarehouse(Warehouse):
             ("replayed_at", t("TIMESTAMPTZ")),
         ]
         self._exec(con, sql.create_table(self._ref("quarantine"), quarantine))
+        reconcile_runs = [
+            (c, t("TIMESTAMPTZ") if c in ("started_at", "finished_at") else t("VARCHAR"))
+            for c in RECONCILE_COLUMNS
+        ]
+        for i, (c, _) in enumerate(reconcile_runs):
+            if c in RECONCILE_COUNTS:
+                reconcile_runs[i] = (c, t("BIGINT"))
+        self._exec(con, sql.create_table(self._ref("reconcile_runs"), reconcile_runs))
 
     def ensure_bookkeeping(self) -> None:
         with self.connection() as con:
@@ -703,6 +718,138 @@ class DuckDBWarehouse(Warehouse):
                 raise map_error(exc, table=target.name, path=self.path) from exc
         assert row is not None
         return AppliedPosition(None if row[0] is None else int(row[0]), row[1], row[2])
+
+    # ---- reconciliation ----------------------------------------------------------------------
+
+    def _reconcile_view(
+        self, con: duckdb.DuckDBPyConnection, target: TableTarget
+    ) -> tuple[TableRef, dict[str, exp.DataType], exp.Expr | None] | None:
+        """The table, its stored columns and its live-row filter (None: no such table)."""
+        ref = TableRef(self.schema, target.name)
+        rows = self._exec(con, sql.table_columns(), [ref.schema, ref.name]).fetchall()
+        if not rows:
+            return None
+        stored = {name: exp.DataType.build(text, dialect=DIALECT) for name, text in rows}
+        return ref, stored, checksum.live_condition(target, set(stored))
+
+    def checksums(
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
+    ) -> list[RangeChecksum]:
+        with self.connection() as con:
+            try:
+                view = self._reconcile_view(con, target)
+                if view is None:
+                    return [RangeChecksum(0, 0) for _ in ranges]
+                ref, stored, live = view
+                query, params = checksum.checksum_query(
+                    ref, schema.columns, schema.key, ranges, DIALECT, live=live,
+                    present=set(stored),
+                )  # fmt: skip
+                found = self._exec(con, query, params).fetchall()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        sums = {int(i): RangeChecksum(int(n), int(s or 0)) for i, n, s in found}
+        return [sums[i] for i in range(len(ranges))]
+
+    def _rows(
+        self, con: duckdb.DuckDBPyConnection, target: TableTarget, schema: TableSchema,
+        build: Any,
+    ) -> list[tuple[dict[str, Any], int]]:  # fmt: skip
+        view = self._reconcile_view(con, target)
+        if view is None:
+            return []
+        ref, stored, live = view
+        columns = [(n, stored[n]) for n in schema.names if n in stored]
+        lsn = target.metadata.lsn
+        projections = [p for p in sql.select_live(ref, columns, None).expressions]
+        projections.append(exp.alias_(sql.col(lsn), sql.ident(lsn)))
+        query, params = build(ref, projections, live)
+        table = self._arrow(con, query, params)
+        fetched = fetched_rows(table, [*columns, (lsn, exp.DataType(this=DT.BIGINT))])
+        missing = [n for n in schema.names if n not in stored]
+        out = []
+        for row in fetched:
+            position = int(row.pop(lsn) or 0)
+            out.append(({**row, **dict.fromkeys(missing)}, position))
+        return out
+
+    def range_rows(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+    ) -> list[tuple[dict[str, Any], int]]:
+        key_columns = [schema.column(k) for k in schema.key]
+
+        def build(ref: TableRef, projections: list[exp.Expr], live: Any) -> Any:
+            return checksum.range_rows_query(ref, projections, key_columns, rng, DIALECT,
+                                             live=live)  # fmt: skip
+
+        with self.connection() as con:
+            try:
+                return self._rows(con, target, schema, build)
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+
+    def key_rows(
+        self, target: TableTarget, schema: TableSchema, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int]]:
+        out: list[tuple[dict[str, Any], int]] = []
+        with self.connection() as con:
+            try:
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+
+                    def build(ref: TableRef, projections: list[exp.Expr], live: Any,
+                              chunk: Sequence[tuple[Any, ...]] = chunk) -> Any:  # fmt: skip
+                        query = checksum.keys_rows_query(ref, projections, schema.key,
+                                                         len(chunk), live=live)  # fmt: skip
+                        return query, [v for k in chunk for v in k]
+
+                    out += self._rows(con, target, schema, build)
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        return out
+
+    def split_keys(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
+    ) -> list[tuple[Any, ...]]:
+        key_columns = [schema.column(k) for k in schema.key]
+        with self.connection() as con:
+            try:
+                view = self._reconcile_view(con, target)
+                if view is None:
+                    return []
+                ref, stored, live = view
+                query, params = checksum.split_query(ref, key_columns, rng, step, DIALECT,
+                                                     live=live)  # fmt: skip
+                table = self._arrow(con, query, params)
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        rows = fetched_rows(table, [(k, stored[k]) for k in schema.key])
+        return [tuple(r[k] for k in schema.key) for r in rows]
+
+    def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:
+        if not self._bookkept:
+            self.ensure_bookkeeping()
+        insert = sql.reconcile_insert(
+            self._ref("reconcile_runs"), exp.DataType(this=DT.TIMESTAMPTZ)
+        )
+        with self.connection() as con:
+
+            def work() -> None:
+                for run in runs:
+                    self._exec(con, insert, reconcile_values(run))
+
+            self._in_transaction(con, work, table=None)
+
+    def last_reconciles(self) -> dict[str, ReconcileRun]:
+        with self.connection() as con:
+            try:
+                rows = self._exec(con, sql.reconcile_latest(self._ref("reconcile_runs")))
+                found = rows.fetchall()
+            except duckdb.CatalogException:
+                return {}  # no bookkeeping yet, or never reconciled
+            except duckdb.Error as exc:
+                raise map_error(exc, table=None, path=self.path) from exc
+        return {r[3]: reconcile_run(r) for r in found}
 
     def row_counts(self) -> dict[str, int]:
         """Live rows per registered table (soft-deleted rows excluded)."""

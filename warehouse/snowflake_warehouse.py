@@ -59,18 +59,23 @@ import snowflake.connector
 import snowflake.connector.errors as sf_errors
 from sqlglot import exp
 
-from cdc.model import ColumnType, Interval, Kind
-from warehouse import sql
+from cdc.model import ColumnType, Interval, Kind, TableSchema
+from warehouse import checksum, sql
 from warehouse.arrow import column_array, key_stage, mirror_stage, quarantine_stage, scd2_stage
 from warehouse.base import (
+    RECONCILE_COLUMNS,
+    RECONCILE_COUNTS,
     AppliedPosition,
     ApplyResult,
     Capabilities,
     HistoryReport,
     IncompatibleSchemaChangeError,
+    KeyRange,
     OffsetRow,
     QuarantinedChange,
     QuarantineRow,
+    RangeChecksum,
+    ReconcileRun,
     RegisteredTable,
     TableApplyStats,
     TableBatch,
@@ -80,6 +85,8 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
     history_report,
+    reconcile_run,
+    reconcile_values,
     registry_json,
 )
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
@@ -103,6 +110,7 @@ from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, MAX_DECIMAL_PRECISION, widen
 
 STAGE_NAME = "CDC_STAGE"
+_CHECKSUM_DIALECT: checksum.Dialect = "snowflake"
 
 
 @dataclass(slots=True)
@@ -416,6 +424,12 @@ class SnowflakeWarehouse(Warehouse):
             ("replayed_at", ts()),
         ]
         self._exec(cur, sql.create_table(self._ref("quarantine"), quarantine))
+        reconcile_runs = [
+            (c, ts() if c in ("started_at", "finished_at")
+             else number(19, 0) if c in RECONCILE_COUNTS else v())
+            for c in RECONCILE_COLUMNS
+        ]  # fmt: skip
+        self._exec(cur, sql.create_table(self._ref("reconcile_runs"), reconcile_runs))
         self._exec(cur, create_stage(self._ref(STAGE_NAME)))
 
     def ensure_bookkeeping(self) -> None:
@@ -951,3 +965,142 @@ class SnowflakeWarehouse(Warehouse):
 
         result: dict[str, int] = self._run(work, table=None)
         return result
+
+    # ---- reconciliation ----------------------------------------------------------------------
+
+    def _reconcile_view(
+        self, cur: Any, target: TableTarget
+    ) -> tuple[TableRef, set[str], exp.Expr | None] | None:
+        """The table, its stored column names and its live-row filter (None: no table)."""
+        ref = TableRef(self.schema, target.name)
+        stored = set(self._columns_of(cur, ref))
+        if not stored:
+            return None
+        return ref, stored, checksum.live_condition(target, stored)
+
+    def checksums(
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
+    ) -> list[RangeChecksum]:
+        def work(cur: Any) -> list[RangeChecksum]:
+            view = self._reconcile_view(cur, target)
+            if view is None:
+                return [RangeChecksum(0, 0) for _ in ranges]
+            ref, stored, live = view
+            query, params = checksum.checksum_query(
+                ref,
+                schema.columns,
+                schema.key,
+                ranges,
+                _CHECKSUM_DIALECT,
+                live=live,
+                present=stored,
+            )
+            found = self._exec(cur, query, [_bindable(p) for p in params]).fetchall()
+            sums = {int(i): RangeChecksum(int(n), int(s or 0)) for i, n, s in found}
+            return [sums[i] for i in range(len(ranges))]
+
+        result: list[RangeChecksum] = self._run(work, table=target.name)
+        return result
+
+    def _rows(
+        self, cur: Any, target: TableTarget, schema: TableSchema, build: Any
+    ) -> list[tuple[dict[str, Any], int]]:
+        view = self._reconcile_view(cur, target)
+        if view is None:
+            return []
+        ref, stored, live = view
+        lsn = target.metadata.lsn
+        names = [n for n in schema.names if n in stored]
+        projections = [exp.alias_(sql.col(n), sql.ident(n)) for n in [*names, lsn]]
+        query, params = build(ref, projections, live)
+        kinds = [(n, schema.column(n).type) for n in names] + [(lsn, _INT64)]
+        out = []
+        for row in self._read(cur, query, kinds, [_bindable(p) for p in params]):
+            position = int(row.pop(lsn) or 0)
+            out.append(({n: row.get(n) for n in schema.names}, position))
+        return out
+
+    def range_rows(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+    ) -> list[tuple[dict[str, Any], int]]:
+        key_columns = [schema.column(k) for k in schema.key]
+
+        def build(ref: TableRef, projections: list[exp.Expr], live: Any) -> Any:
+            return checksum.range_rows_query(ref, projections, key_columns, rng, _CHECKSUM_DIALECT,
+                                             live=live)  # fmt: skip
+
+        result: list[tuple[dict[str, Any], int]] = self._run(
+            lambda cur: self._rows(cur, target, schema, build), table=target.name
+        )
+        return result
+
+    def key_rows(
+        self, target: TableTarget, schema: TableSchema, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int]]:
+        def work(cur: Any) -> list[tuple[dict[str, Any], int]]:
+            out: list[tuple[dict[str, Any], int]] = []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+
+                def build(ref: TableRef, projections: list[exp.Expr], live: Any,
+                          chunk: Sequence[tuple[Any, ...]] = chunk) -> Any:  # fmt: skip
+                    query = checksum.keys_rows_query(ref, projections, schema.key, len(chunk),
+                                                     live=live)  # fmt: skip
+                    return query, [v for k in chunk for v in k]
+
+                out += self._rows(cur, target, schema, build)
+            return out
+
+        result: list[tuple[dict[str, Any], int]] = self._run(work, table=target.name)
+        return result
+
+    def split_keys(
+        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
+    ) -> list[tuple[Any, ...]]:
+        key_columns = [schema.column(k) for k in schema.key]
+
+        def work(cur: Any) -> list[tuple[Any, ...]]:
+            view = self._reconcile_view(cur, target)
+            if view is None:
+                return []
+            ref, _, live = view
+            query, params = checksum.split_query(ref, key_columns, rng, step, _CHECKSUM_DIALECT,
+                                                 live=live)  # fmt: skip
+            query.set("order", None)  # ordered outside (_read wraps the query)
+            kinds = [(c.name, c.type) for c in key_columns]
+            rows = self._read(cur, query, kinds, [_bindable(p) for p in params],
+                              order=schema.key)  # fmt: skip
+            return [tuple(r[k] for k in schema.key) for r in rows]
+
+        result: list[tuple[Any, ...]] = self._run(work, table=target.name)
+        return result
+
+    def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:
+        insert = sql.reconcile_insert(self._ref("reconcile_runs"), timestamp_tz6())
+
+        def work(cur: Any) -> None:
+            if not self._bookkept:
+                self._bookkeeping_ddl(cur)
+                self._bookkept = True
+            for run in runs:
+                self._exec(cur, insert, reconcile_values(run))
+
+        self._run(work, table=None)
+
+    def last_reconciles(self) -> dict[str, ReconcileRun]:
+        kinds = [
+            (c, _TSTZ if c in ("started_at", "finished_at")
+             else _INT64 if c in RECONCILE_COUNTS else _TEXT)
+            for c in RECONCILE_COLUMNS
+        ]  # fmt: skip
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            try:
+                return self._read(cur, sql.reconcile_latest(self._ref("reconcile_runs")), kinds)
+            except sf_errors.ProgrammingError as exc:
+                if getattr(exc, "errno", None) == 2003:  # no bookkeeping or never reconciled
+                    return []
+                raise
+
+        rows: list[dict[str, Any]] = self._run(work, table=None)
+        return {r["table_name"]: reconcile_run([r[c] for c in RECONCILE_COLUMNS]) for r in rows}

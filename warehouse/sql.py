@@ -18,6 +18,7 @@ from sqlglot import exp
 from cdc.model import ColumnType
 from warehouse.arrow import Stage
 from warehouse.base import (
+    RECONCILE_COLUMNS,
     IncompatibleSchemaChangeError,
     MetadataColumns,
     Scd2Options,
@@ -1174,3 +1175,32 @@ def sf_register_update(registry: TableRef) -> exp.Update:
     return exp.Update(
         this=registry.expr(), expressions=pairs, where=exp.Where(this=_bound_match(["table_name"]))
     )
+
+
+# ---- reconciliation audit (reconcile_runs) ------------------------------------------------
+
+
+def reconcile_insert(ref: TableRef, timestamp: exp.DataType) -> exp.Insert:
+    """One ``reconcile_runs`` row (bound: :data:`warehouse.base.RECONCILE_COLUMNS` in order,
+    the two times as ISO text cast to ``timestamp``)."""
+    values: list[exp.Expr] = [
+        exp.Cast(this=exp.Placeholder(), to=timestamp.copy())
+        if c in ("started_at", "finished_at")
+        else exp.Placeholder()
+        for c in RECONCILE_COLUMNS
+    ]
+    return exp.Insert(
+        this=exp.Schema(this=ref.expr(), expressions=[ident(c) for c in RECONCILE_COLUMNS]),
+        expression=exp.Values(expressions=[exp.Tuple(expressions=values)]),
+    )
+
+
+def reconcile_latest(ref: TableRef) -> exp.Select:
+    """The newest ``reconcile_runs`` row of every table."""
+    newest = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[col("table_name")],
+        order=exp.Order(expressions=[exp.Ordered(this=col("finished_at"), desc=True)]),
+    )
+    query = exp.select(*map(col, RECONCILE_COLUMNS)).from_(ref.expr())
+    return query.qualify(exp.EQ(this=newest, expression=exp.Literal.number(1)))
