@@ -253,6 +253,15 @@ class SourceConfig(_Model):
         default="cdc-postgres",
         description="Name of the connector (Kafka Connect connector name, embedded engine name).",
     )
+    signal_table: str | None = Field(
+        default="public.debezium_signal",
+        description="Debezium signal table as `schema.table` (`signal.data.collection`): "
+        "inserting an `execute-snapshot` row into it starts an incremental snapshot (`cdc "
+        "snapshot --method incremental`). It is created if missing (`id varchar(42) PRIMARY "
+        "KEY, type varchar(32) NOT NULL, data varchar(2048)`) before the connector starts, "
+        "because it must be in the publication; Debezium adds it there itself. Its own topic "
+        "is not replicated. The connector user needs INSERT on it. `null` disables signals.",
+    )
     debezium: dict[str, PropertyValue] = Field(
         default_factory=dict,
         description="Extra Debezium connector properties passed through verbatim; they "
@@ -278,6 +287,27 @@ class SourceConfig(_Model):
     @classmethod
     def _connector_name(cls, value: str) -> str:
         return _check_connector_name(value)
+
+    @field_validator("signal_table")
+    @classmethod
+    def _signal_table(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split(".")
+        if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
+            raise PydanticCustomError(
+                "signal_table",
+                "must be 'schema.table' or 'table' (plain PostgreSQL identifiers), or null",
+            )
+        return value if len(parts) == 2 else f"public.{value}"
+
+    @property
+    def signal_table_id(self) -> TableId | None:
+        """The signal table, or None when signals are disabled."""
+        if self.signal_table is None:
+            return None
+        schema, _, name = self.signal_table.partition(".")
+        return TableId(schema, name)
 
     @field_validator("debezium")
     @classmethod
@@ -1303,6 +1333,7 @@ source:                         # PostgreSQL and the Debezium connector reading 
   snapshot_mode: initial        # initial | no_data | never | always | when_needed | initial_only
   heartbeat_interval_ms: 10000  # lets the slot advance while tables are idle (0 = off)
   connector_name: cdc-postgres
+  signal_table: public.debezium_signal  # Debezium signals (incremental snapshots); null = off
   debezium: {}                  # extra Debezium connector properties (they win)
 
 kafka:

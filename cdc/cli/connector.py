@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -14,6 +15,7 @@ from rich.table import Table
 from cdc.config import Config, ConfigError, load_config
 from cdc.source.connect_client import ConnectClient, ConnectError
 from cdc.source.connector import debezium_properties, redacted
+from cdc.source.signals import SIGNAL_TABLE_COLUMNS, ensure_configured_signal_table
 
 app = typer.Typer(
     help="Manage the Debezium connector on Kafka Connect (production deployments).",
@@ -53,6 +55,21 @@ def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
+def _ensure_signal_table(config: Config) -> None:
+    """Create the signal table before the connector starts (it joins the publication then);
+    a source that can't be reached here only costs incremental snapshots, so warn."""
+    try:
+        if ensure_configured_signal_table(config):
+            _err.print(f"signal table [bold]{config.source.signal_table}[/bold] created")
+    except psycopg.Error as exc:
+        _err.print(
+            f"[yellow]warning:[/yellow] could not create the signal table "
+            f"{config.source.signal_table} ({escape(str(exc).strip())}); create it before the "
+            f"connector starts ({SIGNAL_TABLE_COLUMNS}) or incremental snapshots won't work",
+            highlight=False,
+        )
+
+
 @app.command()
 def register(
     config_path: ConfigOption = Path("cdc.yaml"),
@@ -68,6 +85,7 @@ def register(
         _echo_json(redacted(props))
         return
     name = config.source.connector_name
+    _ensure_signal_table(config)
     try:
         with ConnectClient(_connect_url(config, url)) as client:
             result = client.put_connector_config(name, props)

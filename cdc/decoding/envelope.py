@@ -155,7 +155,13 @@ def _payload_skip(payload: Mapping[str, Any]) -> SkipReason | None:
 
 
 def _position(source: Mapping[str, Any]) -> SourcePosition:
+    """The change's position. An incremental snapshot read (``snapshot: "incremental"``) has
+    no ``lsn`` and no ``txId``: Debezium emits a chunk's rows when it streams the chunk's
+    window-close signal, so its ``sequence`` is that signal's ``[last_commit_lsn, lsn]``, and
+    the read's position is that ``lsn`` (see :func:`_incremental_read_lsn`)."""
     lsn = source.get("lsn")
+    if lsn is None and source.get("snapshot") == "incremental":
+        lsn = _incremental_read_lsn(source.get("sequence"))
     if lsn.__class__ is not int:
         raise DecodeError(f"expected int lsn, got {lsn!r}", field="source.lsn")
     tx_id = source.get("txId")
@@ -175,6 +181,35 @@ def _position(source: Mapping[str, Any]) -> SourcePosition:
     else:
         raise DecodeError(f"unknown snapshot marker {snapshot_raw!r}", field="source.snapshot")
     return SourcePosition(lsn, tx_id, ts_us, snapshot, _commit_lsn(source.get("sequence")))
+
+
+def _incremental_read_lsn(sequence: Any) -> int:
+    """Position of an incremental snapshot read: the LSN of the window-close signal that
+    released its chunk (the second element of ``sequence``).
+
+    Debezium drops a key from the chunk when a change of it streams between the window's open
+    and close, so an emitted row holds the state of every change streamed before the close:
+    each has a lower LSN, and the guard lets the read repair a stored row written by any of
+    them. Every later change of the key streams after the close with a higher LSN and wins.
+    (One exception the single-LSN guard can't see: a transaction that wrote the key before the
+    close but commits after it streams after the read with a lower LSN and is refused, so the
+    read's value stays until the key's next change.)
+    """
+    items: Any = None
+    if isinstance(sequence, str):
+        try:
+            items = orjson.loads(sequence)
+        except orjson.JSONDecodeError:
+            items = None
+    last = items[-1] if isinstance(items, list) and len(items) == 2 else None
+    try:
+        return int(last)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise DecodeError(
+            f"incremental snapshot read without lsn and with sequence {sequence!r}: expected "
+            "'[last_commit_lsn, lsn]' of its window-close signal",
+            field="source.sequence",
+        ) from None
 
 
 def _commit_lsn(sequence: Any) -> int | None:

@@ -22,6 +22,7 @@ from cdc.consumer.loop import Replicator, RunStats
 from cdc.local.stack import LocalStack
 from cdc.runtime import open_warehouse, replicator_settings
 from cdc.source.connector import debezium_properties
+from cdc.source.signals import ensure_configured_signal_table
 from warehouse.base import HistoryReport
 
 
@@ -39,10 +40,12 @@ def write_stack_config(
     heartbeat_interval_ms: int = 1000,
     database: str | None = None,
     warehouse: dict[str, Any] | None = None,
+    source_options: dict[str, Any] | None = None,
 ) -> Config:
     """A cdc.yaml pointing at the local stack's PostgreSQL and broker; returns it loaded.
     The warehouse is the DuckDB file ``warehouse_path``, or the ``warehouse`` section (e.g. a
-    Snowflake one), which wins when both are given."""
+    Snowflake one), which wins when both are given. ``source_options`` adds or overrides keys
+    of the ``source`` section (e.g. ``snapshot_mode``, ``signal_table``, ``debezium``)."""
     if warehouse is None:
         if warehouse_path is None:
             raise ValueError("give warehouse_path or a warehouse section")
@@ -57,6 +60,7 @@ def write_stack_config(
             "publication_name": f"{slot_name}_pub",
             "topic_prefix": topic_prefix,
             "heartbeat_interval_ms": heartbeat_interval_ms,
+            **(source_options or {}),
         },
         "kafka": {"bootstrap_servers": stack.bootstrap_servers, "group_id": group_id},
         "warehouse": warehouse,
@@ -80,8 +84,10 @@ def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
 
 
 def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) -> None:
-    """Create the tables' topics, then start the embedded connector on the stack."""
+    """Create the tables' topics and the signal table (it must exist when the connector
+    starts, to be in its publication), then start the embedded connector on the stack."""
     ensure_topics(stack.bootstrap_servers, [config.topic_for(t) for t in config.tables], partitions)
+    ensure_configured_signal_table(config, stack.pg_url(config.source.database))
     props = debezium_properties(config, runtime="embedded", offsets_file=stack.debezium_offsets)
     stack.start_debezium(props, partitions=partitions)
 

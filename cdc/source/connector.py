@@ -19,10 +19,18 @@ from typing import Literal
 
 from cdc.config import Config
 
-__all__ = ["CONNECTOR_CLASS", "debezium_properties", "redacted", "table_include_list"]
+__all__ = [
+    "CONNECTOR_CLASS",
+    "NOTIFICATION_TOPIC_PREFIX",
+    "debezium_properties",
+    "notification_topic",
+    "redacted",
+    "table_include_list",
+]
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+NOTIFICATION_TOPIC_PREFIX = "__debezium-notification"
 _MASK = "********"
 _SECRET_KEY = re.compile(r"password|secret|sasl\.jaas", re.IGNORECASE)
 
@@ -31,6 +39,17 @@ def table_include_list(config: Config) -> str:
     """Debezium ``table.include.list``: the configured tables as regexes (dots escaped)."""
     return ",".join(
         rf"{re.escape(t.source.schema)}\.{re.escape(t.source.name)}" for t in config.tables
+    )
+
+
+def notification_topic(config: Config) -> str:
+    """Topic of Debezium's notifications (``notification.sink.topic.name``):
+    ``__debezium-notification.<topic_prefix>`` unless ``source.debezium`` names another. The
+    incremental snapshot progress and completion (cdc.source.signals) are read from it."""
+    extras = config.source.debezium_extras()
+    return extras.get(
+        "notification.sink.topic.name",
+        f"{NOTIFICATION_TOPIC_PREFIX}.{config.source.topic_prefix}",
     )
 
 
@@ -46,6 +65,12 @@ def debezium_properties(
     ISO strings, bytea as bytes, hstore as JSON, source column types propagated); deletes are
     followed by tombstones; heartbeats keep the slot moving. ``source.debezium`` extras are
     applied last and win over everything derived here.
+
+    With ``source.signal_table`` set, the signal table is the source signal channel
+    (``signal.data.collection``; Debezium adds it to the filtered publication by itself, and
+    its changes go to its own topic, which the consumer doesn't read) and notifications go to
+    :func:`notification_topic` (``notification.enabled.channels=sink``), where the end of an
+    incremental snapshot is seen.
     """
     source = config.source
     props: dict[str, str] = {
@@ -72,6 +97,15 @@ def debezium_properties(
         "heartbeat.interval.ms": str(source.heartbeat_interval_ms),
         "provide.transaction.metadata": "false",
     }
+    if source.signal_table is not None:
+        props.update(
+            {
+                "signal.data.collection": source.signal_table,
+                "signal.enabled.channels": "source",
+                "notification.enabled.channels": "sink",
+                "notification.sink.topic.name": notification_topic(config),
+            }
+        )
     if runtime == "embedded":
         if offsets_file is None:
             raise ValueError("the embedded runtime needs offsets_file (Debezium's offset store)")

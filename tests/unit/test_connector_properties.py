@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cdc.config import Config, parse_config
-from cdc.source.connector import debezium_properties, redacted
+from cdc.source.connector import debezium_properties, notification_topic, redacted
 
 CONFIG = """\
 source:
@@ -64,6 +64,11 @@ COMMON = {
     "tombstones.on.delete": "true",
     "heartbeat.interval.ms": "2500",
     "provide.transaction.metadata": "false",
+    # signals (source.signal_table, on by default) and notifications
+    "signal.data.collection": "public.debezium_signal",
+    "signal.enabled.channels": "source",
+    "notification.enabled.channels": "sink",
+    "notification.sink.topic.name": "__debezium-notification.shop",
     # extras, last and winning
     "snapshot.mode": "when_needed",
     "max.queue.size": "16384",
@@ -156,3 +161,31 @@ def test_redacted(config: Config, tmp_path: Path) -> None:
     nested = redacted({"name": "c", "config": {"database.password": "p", "x": "1"}})
     assert nested == {"name": "c", "config": {"database.password": "********", "x": "1"}}
     assert redacted({"database.password": ""}) == {"database.password": ""}
+
+
+NAME_LINE = "  connector_name: shop-postgres\n"
+
+
+def test_signal_table_setting_and_notification_topic() -> None:
+    text = CONFIG.replace(NAME_LINE, NAME_LINE + "  signal_table: ops.signals\n")
+    cfg = parse_config(text, env={"PGPASSWORD": ""})
+    props = debezium_properties(cfg, runtime="connect")
+    assert props["signal.data.collection"] == "ops.signals"
+    # the signal table is not a replicated table: Debezium adds it to the publication itself
+    assert props["table.include.list"] == r"public\.customers,public\.orders,sales\.order_lines"
+    assert notification_topic(cfg) == "__debezium-notification.shop"
+
+    moved = text.replace(
+        "    skipped.operations: none\n", "    notification.sink.topic.name: ops.notes\n"
+    )
+    cfg = parse_config(moved, env={"PGPASSWORD": ""})
+    assert notification_topic(cfg) == "ops.notes"
+    assert (
+        debezium_properties(cfg, runtime="connect")["notification.sink.topic.name"] == "ops.notes"
+    )
+
+
+def test_signals_off_leave_no_signal_or_notification_properties() -> None:
+    text = CONFIG.replace(NAME_LINE, NAME_LINE + "  signal_table: null\n")
+    props = debezium_properties(parse_config(text, env={"PGPASSWORD": ""}), runtime="connect")
+    assert not [k for k in props if k.startswith(("signal.", "notification."))]

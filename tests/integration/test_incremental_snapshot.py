@@ -1,0 +1,244 @@
+"""Incremental snapshots through the signal table, on the real chain: the signal row goes into
+PostgreSQL, the real Debezium reads the table in chunks and emits `op = r` events on the
+table's topic, and the consumer applies them through the position guard."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import psycopg
+import pytest
+from conftest import read_topic
+
+from cdc.local.pipeline import ReplicatorThread, compare_all
+from cdc.source.connector import notification_topic
+from cdc.source.signals import (
+    IncrementalSnapshotProgress,
+    InvalidFilterError,
+    NoPrimaryKeyError,
+    SignalTableNotPublishedError,
+    TableNotCapturedError,
+    UnknownTableError,
+    request_configured_snapshot,
+    request_incremental_snapshot,
+    wait_configured_snapshot,
+)
+
+if TYPE_CHECKING:
+    from conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+ITEMS_DDL = """
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL,
+                    price numeric(10,2), note text);
+INSERT INTO items SELECT g, 'item-' || g, g % 17, g * 1.25, CASE WHEN g % 5 = 0 THEN NULL
+                         ELSE repeat('n', g % 40) END
+FROM generate_series(1, 3000) g;
+"""
+CHUNK = {"debezium": {"incremental.snapshot.chunk.size": "250"}}
+
+
+def warehouse_sql(path: Path, statement: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(statement).fetchall()
+
+
+class Writer:
+    """Small autocommit transactions on ``items`` in a thread while the snapshot runs:
+    updates and deletes of keys the snapshot reads, inserts above them."""
+
+    def __init__(self, url: str, seed: int) -> None:
+        self.url = url
+        self.random = random.Random(seed)
+        self.stop = threading.Event()
+        self.changes = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                next_id = 100_000
+                while not self.stop.is_set():
+                    kind = self.random.random()
+                    key = self.random.randint(1, 3000)
+                    if kind < 0.6:
+                        conn.execute(
+                            "UPDATE items SET qty = qty + 1, name = name || '+' WHERE id = %s",
+                            (key,),
+                        )
+                    elif kind < 0.8:
+                        conn.execute("DELETE FROM items WHERE id = %s", (key,))
+                    else:
+                        next_id += 1
+                        conn.execute(
+                            "INSERT INTO items VALUES (%s, 'new', 1, 9.99, NULL)", (next_id,)
+                        )
+                    self.changes += 1
+                    time.sleep(0.004)
+        except BaseException as exc:  # surfaced by finish()
+            self.error = exc
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def finish(self) -> int:
+        self.stop.set()
+        self._thread.join(30)
+        if self.error is not None:
+            raise self.error
+        return self.changes
+
+
+def test_incremental_snapshot_repairs_a_damaged_table_under_concurrent_writes(
+    pipeline: Pipeline,
+) -> None:
+    """The warehouse table loses 400 rows and 300 get wrong values (their stored positions
+    left as they were); an incremental snapshot in 250-row chunks, with updates, deletes and
+    inserts streaming meanwhile, brings it back equal to the source in every column. The
+    reads' positions beat the damaged rows' and lose to the changes streamed after them."""
+    pipeline.sql(ITEMS_DDL)
+    config = pipeline.configure(["public.items"], source_options=CHUNK)
+    pipeline.start_debezium()
+    pipeline.replicate_until_caught_up()
+    pipeline.assert_equal_to_source()
+
+    path = config.warehouse.path  # type: ignore[union-attr]
+    warehouse_sql(path, "DELETE FROM items WHERE id % 7 = 0 OR id BETWEEN 2001 AND 2050")
+    warehouse_sql(path, "UPDATE items SET qty = -1, note = 'damaged' WHERE id % 10 = 1")
+    damaged = {d.name: d for d in compare_all(config, pipeline.url)}["items"]
+    deleted = [i for i in range(1, 3001) if i % 7 == 0 or 2001 <= i <= 2050]
+    altered = {i for i in range(1, 3001) if i % 10 == 1} - set(deleted)
+    assert sorted(k for (k,) in damaged.missing) == deleted
+    assert {k for (k,), *_ in damaged.different} == altered
+
+    replicator = ReplicatorThread(config).start()
+    writer = Writer(pipeline.url, seed=6).start()
+    time.sleep(0.5)  # writes are streaming before the snapshot starts
+    progress: list[IncrementalSnapshotProgress] = []
+    started = time.monotonic()
+    signal_id = request_configured_snapshot(config, ["items"], url=pipeline.url)
+    result = wait_configured_snapshot(config, signal_id, timeout=180, on_progress=progress.append)
+    elapsed = time.monotonic() - started
+    changes = writer.finish()
+    pipeline.wait_published()
+    run = replicator.finish()
+
+    assert result.succeeded and result.tables == {"public.items": "SUCCEEDED"}
+    assert result.chunks >= 10 and len(progress) == result.chunks  # ~3,000 keys / 250
+    assert progress[-1].table == "public.items"
+    assert changes > 50
+    assert run.dead_letters == 0 and not run.parked
+    pipeline.assert_equal_to_source()
+    # the repaired rows came from the snapshot (op r), positioned at their window's close
+    ops = dict(warehouse_sql(path, "SELECT _cdc_op, count(*) FROM items GROUP BY 1"))
+    assert ops.get("r", 0) > 1000
+    print(
+        f"incremental snapshot of 3,000 rows: {elapsed:.1f} s to complete in Kafka, "
+        f"{result.chunks} chunks, {changes} concurrent changes"
+    )
+
+
+def test_incremental_snapshot_with_a_filter_sends_only_matching_rows(pipeline: Pipeline) -> None:
+    """A table added with `snapshot_mode: no_data` has old rows that never streamed; an
+    incremental snapshot with `where` sends exactly the matching ones, as `op = r` events."""
+    pipeline.sql(ITEMS_DDL)
+    config = pipeline.configure(
+        ["public.items"], source_options={**CHUNK, "snapshot_mode": "no_data"}
+    )
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    pipeline.sql("UPDATE items SET qty = 500 WHERE id = 3")  # streamed: a row in the warehouse
+    signal_id = request_configured_snapshot(
+        config, ["public.items"], "id % 3 = 0 AND note IS NOT NULL", url=pipeline.url
+    )
+    result = wait_configured_snapshot(config, signal_id, timeout=180)
+    pipeline.replicate_until_caught_up()
+
+    expected = {
+        r[0] for r in pipeline.sql("SELECT id FROM items WHERE id % 3 = 0 AND note IS NOT NULL")
+    }
+    assert result.rows == {"public.items": len(expected)}
+    path = config.warehouse.path  # type: ignore[union-attr]
+    got = dict(warehouse_sql(path, "SELECT id, _cdc_op FROM items"))
+    assert set(got) == expected
+    assert got[3] == "r"  # the read of key 3 came after its streamed update, and won
+    source = {r[0]: r[1:] for r in pipeline.sql("SELECT id, name, qty, note FROM items")}
+    stored = warehouse_sql(path, "SELECT id, name, qty, note FROM items")
+    assert {r[0]: r[1:] for r in stored} == {k: source[k] for k in expected}
+    # the reads carry Debezium's incremental marker and no lsn of their own
+    topic = config.topic_for(config.table("items"))
+    reads = [m for m in read_topic(pipeline.stack.bootstrap_servers, topic)
+             if m.value() and b'"op":"r"' in m.value()]  # fmt: skip
+    assert len(reads) == len(expected)
+    assert all(b'"snapshot":"incremental"' in m.value() for m in reads)
+
+
+def test_bad_requests_are_refused_before_anything_is_written(pipeline: Pipeline) -> None:
+    """Unknown tables, tables the connector doesn't capture, tables without a primary key,
+    filters that don't parse or name unknown columns, a signal table outside the publication:
+    each a precise error, and no signal row."""
+    pipeline.sql(ITEMS_DDL)
+    pipeline.sql("CREATE TABLE logs (at timestamptz, line text)")
+    pipeline.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    config = pipeline.configure(["public.items", "public.logs"])
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    url, signals = pipeline.url, "public.debezium_signal"
+    captured = [t.source for t in config.tables] + ["public.ghost"]
+
+    def refused(error: type[Exception], match: str, *args: Any) -> None:
+        with pytest.raises(error, match=match):
+            request_incremental_snapshot(url, signals, *args, captured=captured)
+
+    refused(TableNotCapturedError, r"doesn't capture public\.other", ["items", "other"])
+    refused(UnknownTableError, r"public\.ghost does not exist", ["ghost"])
+    refused(NoPrimaryKeyError, r"public\.logs has no primary key", ["logs"])
+    refused(InvalidFilterError, r"syntax error", ["items"], "qty >")
+    refused(InvalidFilterError, r'column "colour" does not exist', ["items"], "colour = 'red'")
+    refused(InvalidFilterError, r"argument of WHERE must be type boolean", ["items"], "qty + 1")
+    refused(InvalidFilterError, r"SQLSTATE 42601", ["items"], "true); DROP TABLE items; --")
+    with pytest.raises(SignalTableNotPublishedError, match="just been created"):
+        request_incremental_snapshot(url, "public.late_signal", ["items"])
+    assert pipeline.sql("SELECT count(*) FROM debezium_signal") == [(0,)]
+    assert pipeline.sql("SELECT count(*) FROM items") == [(3000,)]
+    # the signal table is in Debezium's publication without being a replicated table
+    published = pipeline.sql(
+        "SELECT tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY 1",
+        (config.source.publication_name,),
+    )
+    assert published == [("debezium_signal",), ("items",), ("logs",)]
+    assert notification_topic(config) == f"__debezium-notification.{pipeline.name}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: a transaction that wrote a key before a chunk's window closed "
+    "and commits after it streams after the read with a lower LSN; the single-LSN guard "
+    "refuses it (see cdc.decoding.envelope._incremental_read_lsn)",
+)
+def test_a_transaction_open_across_the_window_close_wins_over_the_read(
+    pipeline: Pipeline,
+) -> None:
+    """A transaction updates key 7 and stays open while the incremental snapshot reads the
+    table (MVCC: the read sees the old value) and completes; then it commits. Debezium sends
+    the read first and the update after it, so key 7 should end with the update."""
+    pipeline.sql(ITEMS_DDL)
+    config = pipeline.configure(["public.items"])
+    pipeline.start_debezium()
+    pipeline.replicate_until_caught_up()
+    with psycopg.connect(pipeline.url) as open_tx:
+        open_tx.execute("UPDATE items SET qty = 4242 WHERE id = 7")
+        signal_id = request_configured_snapshot(config, ["items"], url=pipeline.url)
+        wait_configured_snapshot(config, signal_id, timeout=180)
+        open_tx.commit()
+    pipeline.replicate_until_caught_up()
+    path = config.warehouse.path  # type: ignore[union-attr]
+    assert warehouse_sql(path, "SELECT qty FROM items WHERE id = 7") == [(4242,)]
