@@ -72,7 +72,7 @@ def snapshot(
     tables: list[str] | None = None,
     method: Literal["bulk", "incremental"] = "bulk",
     where: str | None = None,
-    rows_per_chunk: int = 50_000,
+    rows_per_chunk: int = 100_000,
     workers: int = 2,
     fresh: bool = False,
     timeout_minutes: float = 60,

@@ -9,6 +9,7 @@ never a silent rounding.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -20,7 +21,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from cdc.model import ColumnType, Interval, Kind, TableSchema
-from warehouse.base import DataError, IncompatibleSchemaChangeError, QuarantineRow
+from warehouse.base import DataError, IncompatibleSchemaChangeError, QuarantineRow, SourceRows
 from warehouse.mirror import Key, MirrorPlan
 from warehouse.scd2 import Scd2Plan, StoredTail, Version
 from warehouse.scd2 import stored_tails as scd2_tails
@@ -121,6 +122,9 @@ def _converter(ct: ColumnType) -> Convert | None:
     return None
 
 
+_DECIMALS = (Kind.DECIMAL, Kind.VARDECIMAL)
+
+
 class _DecimalDoesNotFitError(ValueError):
     pass
 
@@ -140,6 +144,11 @@ def column_array(ct: ColumnType, values: Sequence[Any], *, table: str, column: s
     """Stage one column's values as an Arrow array; a value that can't be held is a DataError."""
     atype = arrow_type(ct)
     convert = _converter(ct)
+    if ct.kind in _DECIMALS and all(v is None or v.__class__ is decimal.Decimal for v in values):
+        # Arrow itself refuses a value that doesn't fit exactly (precision, scale, NaN): only
+        # when it does is each value checked, to name the first that doesn't fit
+        with contextlib.suppress(pa.ArrowInvalid):
+            return pa.array(values, type=atype)
     current: Any = None
     try:
         if convert is not None:
@@ -226,6 +235,81 @@ def mirror_stage(plan: MirrorPlan) -> tuple[pa.Table, frozenset[int]]:
     )
     arrays[Stage.deleted] = pa.array([r.deleted for r in rows], type=pa.bool_())
     return pa.table(arrays), frozenset(toast_indexes)
+
+
+def source_rows_stage(rows: SourceRows) -> pa.Table:
+    """Source rows as a mirror stage (upserts only, all at one position), built column-wise:
+    the same table :func:`mirror_stage` makes of their snapshot-read events."""
+    n = len(rows)
+    arrays: dict[str, Any] = {}
+    if rows.columns is not None:
+        for i in range(len(rows.schema.columns)):
+            arrays[Stage.data(i)] = rows.columns.column(i)
+    else:
+        columns = list(zip(*rows.rows, strict=True)) if n else [() for _ in rows.schema.columns]
+        for i, (col, values) in enumerate(zip(rows.schema.columns, columns, strict=True)):
+            arrays[Stage.data(i)] = column_array(col.type, values, table=rows.target.name,
+                                                 column=col.name)  # fmt: skip
+    pos = rows.position
+    arrays[Stage.lsn] = pa.array([pos.lsn] * n, type=pa.int64())
+    arrays[Stage.txid] = pa.array([pos.tx_id] * n, type=pa.int64())
+    arrays[Stage.op] = pa.array(["r"] * n, type=pa.string())
+    arrays[Stage.source_ts] = pa.array([pos.commit_ts_us] * n, type=pa.timestamp("us", tz="UTC"))
+    arrays[Stage.deleted] = pa.array([False] * n, type=pa.bool_())
+    return pa.table(arrays)
+
+
+# Kinds whose PostgreSQL CSV text Arrow's CSV reader parses into exactly the stage value
+# (timestamptz only when the query renders it in UTC without an offset: see
+# cdc.snapshot.plan.csv_query). Other kinds take the row path.
+_CSV_KINDS = frozenset({
+    Kind.INT16, Kind.INT32, Kind.INT64, Kind.FLOAT32, Kind.FLOAT64, Kind.BOOLEAN, Kind.TEXT,
+    Kind.ENUM, Kind.JSON, Kind.UUID, Kind.DECIMAL, Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ,
+})  # fmt: skip
+
+
+def csv_readable(schema: TableSchema) -> bool:
+    """Whether :func:`csv_columns` can read every column of ``schema``."""
+    return all(c.type.kind in _CSV_KINDS for c in schema.columns)
+
+
+def csv_columns(schema: TableSchema, data: bytes) -> pa.Table:
+    """PostgreSQL ``COPY ... (FORMAT csv)`` output as Arrow columns of the stage types (one
+    per schema column, in order), parsed by Arrow without Python objects.
+
+    Raises ``pyarrow.ArrowInvalid`` for a value Arrow can't read exactly (a decimal too wide,
+    an infinite date...); the caller then reads those rows the row way.
+    """
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(schema.columns))]
+    read_types: dict[str, pa.DataType] = {}
+    for name, column in zip(names, schema.columns, strict=True):
+        stage = arrow_type(column.type)
+        kind = column.type.kind
+        read_types[name] = pa.timestamp("us") if kind is Kind.TIMESTAMPTZ else stage
+    table = pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(column_names=names),
+        convert_options=pacsv.ConvertOptions(
+            column_types=read_types,
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    arrays = []
+    for i, column in enumerate(schema.columns):
+        values = table.column(i)
+        stage = arrow_type(column.type)
+        arrays.append(values if values.type == stage else values.cast(stage))
+    out = pa.table(arrays, names=names)
+    # the CSV reader does not check a decimal's precision (seen with pyarrow 26: a value with
+    # too many integer digits parses): a full validation does
+    out.validate(full=True)
+    return out
 
 
 def quarantine_stage(rows: Sequence[QuarantineRow]) -> pa.Table:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from cdc.model import ChangeEvent, TableSchema
+from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition, TableSchema
 
 TableMode = Literal["mirror", "scd2"]
 Granularity = Literal["transaction", "every_change"]
@@ -85,6 +85,46 @@ class TableBatch:
     target: TableTarget
     schema: TableSchema  # the newest schema seen in the batch for this table
     events: Sequence[ChangeEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRows:
+    """Rows read from the source outside the log (a snapshot chunk, a repair), all at one
+    position: each row a sequence of values in ``schema.columns`` order, in the
+    :mod:`cdc.model` representation, with distinct keys. ``origin`` names where they came
+    from (the offsets of :meth:`events` count from its offset)."""
+
+    target: TableTarget
+    schema: TableSchema
+    rows: Sequence[Sequence[Any]]
+    position: SourcePosition
+    origin: KafkaOrigin
+    # the same rows already as Arrow columns of the stage types (``warehouse.arrow.csv_columns``),
+    # for an engine that :meth:`Warehouse.takes_columns`; then ``rows`` is empty
+    columns: Any = None
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.columns is None else int(self.columns.num_rows)
+
+    def events(self) -> list[ChangeEvent]:
+        """The rows as snapshot reads (op ``r``): what the stream would carry for them."""
+        if self.columns is not None:
+            raise ValueError("rows given as Arrow columns go to an engine that takes them")
+        names = self.schema.names
+        key_at = [(k, names.index(k)) for k in self.schema.key]
+        o = self.origin
+        return [
+            ChangeEvent(
+                op=Op.READ,
+                schema=self.schema,
+                key={k: row[j] for k, j in key_at},
+                before=None,
+                after=dict(zip(names, row, strict=True)),
+                position=self.position,
+                origin=KafkaOrigin(o.topic, o.partition, o.offset + i),
+            )
+            for i, row in enumerate(self.rows)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +273,7 @@ class ReconcileRun:
     different: int
     history_problems: int
     repaired: int
-    status: str  # ok, diffs, repaired, unsettled, error
+    status: str  # ok, repaired, diffs, unsettled (consumer not caught up), error
     detail: str = ""
 
 
@@ -345,6 +385,20 @@ class Warehouse(abc.ABC):
         change at an earlier offset are held (stored as ``held``) instead of applied.
         Offsets only move forward. Either everything commits or nothing does.
         """
+
+    def load_rows(self, rows: SourceRows, offsets: Sequence[OffsetRow] = ()) -> ApplyResult:
+        """Apply source rows read outside the log (as snapshot reads at their position, under
+        the same guard as the stream) and store ``offsets``, in one transaction.
+
+        This default goes through :meth:`apply`; an engine may stage the rows column-wise
+        instead (same statements, no per-row planning)."""
+        batches = [TableBatch(rows.target, rows.schema, rows.events())] if rows.rows else []
+        return self.apply(batches, offsets)
+
+    def takes_columns(self, target: TableTarget) -> bool:
+        """Whether :meth:`load_rows` takes rows of ``target`` as Arrow columns
+        (:attr:`SourceRows.columns`): read without Python objects."""
+        return False
 
     @abc.abstractmethod
     def list_quarantine(

@@ -39,6 +39,7 @@ from warehouse.arrow import (
     python_values,
     quarantine_stage,
     scd2_stage,
+    source_rows_stage,
     stored_rows,
     stored_tails,
 )
@@ -58,6 +59,7 @@ from warehouse.base import (
     RangeChecksum,
     ReconcileRun,
     RegisteredTable,
+    SourceRows,
     TableApplyStats,
     TableBatch,
     TableTarget,
@@ -426,6 +428,51 @@ class DuckDBWarehouse(Warehouse):
         self._bookkept = True
         self._ensured.update(pending)
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
+
+    def takes_columns(self, target: TableTarget) -> bool:
+        return target.mode == "mirror" and not target.quarantine
+
+    def load_rows(self, rows: SourceRows, offsets: Sequence[OffsetRow] = ()) -> ApplyResult:
+        """Mirror tables: the rows staged column-wise and upserted under the position guard
+        (no per-row planning: source rows have distinct keys and no TOAST placeholders).
+        Other tables (scd2, quarantine holds) take the event path of the base class."""
+        target = rows.target
+        if not self.takes_columns(target) or not len(rows):
+            return super().load_rows(rows, offsets)
+        started = time.perf_counter()
+        batch = TableBatch(target, rows.schema, ())
+        with _naming_table(target.name):
+            m = self._target_table(batch)
+            stage = source_rows_stage(rows)
+        pending: dict[str, tuple[TableTarget, Any]] = {}
+        registered: list[str] = []
+        name = "_cdc_stage_rows"
+
+        def work(con: duckdb.DuckDBPyConnection) -> TableApplyStats:
+            if not self._bookkept:
+                self._bookkeeping_ddl(con)
+            with _naming_table(target.name):
+                self._ensure_table(con, batch, m, pending)
+            con.register(name, stage)
+            registered.append(name)
+            row = self._exec(con, sql.guard_counts(m, name)).fetchone()
+            upserted = int(row[0]) if row else 0
+            self._exec(con, sql.mirror_upsert(m, name, frozenset()))
+            if m.markers is not None:
+                self._exec(con, sql.prune_delete_markers(m, name))
+            self._store_offsets(con, offsets, registered)
+            n = len(rows)
+            return TableApplyStats(target.name, events=n, upserted=upserted, stale=n - upserted)
+
+        with self.connection() as con:
+            try:
+                stats = self._in_transaction(con, lambda: work(con), table=target.name)
+            finally:
+                for staged in registered:
+                    con.unregister(staged)
+        self._bookkept = True
+        self._ensured.update(pending)
+        return ApplyResult(tables=[stats], seconds=time.perf_counter() - started)
 
     def _carry_key_changes(
         self,

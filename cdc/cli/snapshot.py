@@ -44,7 +44,7 @@ def snapshot(
     ] = None,
     rows_per_chunk: Annotated[
         int, typer.Option(min=1, help="Bulk: rows per key-range chunk (one COPY each).")
-    ] = 50_000,
+    ] = 100_000,
     workers: Annotated[
         int, typer.Option(min=1, max=32, help="Bulk: chunks read from PostgreSQL in parallel.")
     ] = 2,

@@ -31,14 +31,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
+import pyarrow as pa
 import structlog
 from psycopg import sql
 
 from cdc.config import Config, TableConfig
-from cdc.model import TableSchema
+from cdc.model import KafkaOrigin, TableSchema
 from cdc.snapshot.plan import (
     Chunk,
     SnapshotPlan,
@@ -47,7 +48,6 @@ from cdc.snapshot.plan import (
     chunks_from_bounds,
     copy_types,
     schema_with_key_not_null,
-    snapshot_events,
     snapshot_position,
 )
 from cdc.source.catalog import (
@@ -58,9 +58,13 @@ from cdc.source.catalog import (
     source_connection,
     source_dsn,
 )
-from warehouse.base import OffsetRow, TableBatch, Warehouse
+from warehouse.arrow import csv_columns, csv_readable
+from warehouse.base import OffsetRow, SourceRows, Warehouse
 
 log = structlog.get_logger(__name__)
+
+# a chunk: rows of model values (list of tuples) or Arrow columns (pyarrow.Table)
+Rows: TypeAlias = Any
 
 
 class SnapshotError(Exception):
@@ -94,7 +98,11 @@ class TableSnapshot:
     upserted: int = 0
     stale: int = 0  # rows the stream had already changed (the guard kept the newer value)
     seconds: float = 0.0
+    plan_seconds: float = 0.0  # exporting the snapshot, finding the chunk bounds
+    wait_seconds: float = 0.0  # waiting for readers (COPY out + parsing)
+    load_seconds: float = 0.0  # the warehouse loading chunks
     resumed: bool = False
+    columnar: bool = False  # chunks read as Arrow columns from CSV (else as rows of values)
 
     @property
     def rows_per_second(self) -> float:
@@ -111,7 +119,7 @@ class Request:
 
 @dataclass(slots=True)
 class BulkOptions:
-    rows_per_chunk: int = 50_000
+    rows_per_chunk: int = 100_000
     workers: int = 2
     where: str | None = None
     state_dir: Path | None = None  # default: <config dir>/.cdc/snapshots
@@ -187,8 +195,9 @@ def _save(path: Path, plan: SnapshotPlan) -> None:
 class _Readers:
     """Reader threads, each with its own connection inside the exported snapshot."""
 
-    def __init__(self, url: str, snapshot: str, workers: int) -> None:
+    def __init__(self, url: str, snapshot: str, workers: int, columns: bool) -> None:
         self.url = url
+        self.columns = columns
         self.snapshot = snapshot
         self.local = threading.local()
         self.conns: list[psycopg.Connection[Any]] = []
@@ -206,16 +215,26 @@ class _Readers:
                 self.conns.append(conn)
         return conn
 
-    def read(self, schema: TableSchema, chunk: Chunk, where: str | None) -> list[tuple[Any, ...]]:
+    def read(self, schema: TableSchema, chunk: Chunk, where: str | None) -> Rows:
+        """The chunk's rows: as Arrow columns parsed from CSV when ``columns`` (falling back
+        to the row read when Arrow can't take a value exactly), else as model values."""
         conn = self._conn()
+        if self.columns:
+            query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
+                chunk_query(schema, chunk, where, utc_text=True)
+            )
+            with conn.cursor() as cur, cur.copy(query) as copy:
+                data = b"".join(bytes(block) for block in copy)
+            try:
+                return csv_columns(schema, data)
+            except pa.ArrowInvalid as exc:
+                log.info("chunk read as rows", chunk=chunk.index, reason=str(exc)[:200])
         query = sql.SQL("COPY ({}) TO STDOUT").format(chunk_query(schema, chunk, where))
         with conn.cursor() as cur, cur.copy(query) as copy:
             copy.set_types(copy_types(schema))
             return list(copy.rows())
 
-    def submit(
-        self, schema: TableSchema, chunk: Chunk, where: str | None
-    ) -> Future[list[tuple[Any, ...]]]:
+    def submit(self, schema: TableSchema, chunk: Chunk, where: str | None) -> Future[Rows]:
         return self.pool.submit(self.read, schema, chunk, where)
 
     def close(self) -> None:
@@ -296,6 +315,7 @@ def snapshot_table(
             lsn=lsn,
             chunks=len(plan.chunks),
             resumed=resumed,
+            plan_seconds=time.perf_counter() - started,
         )
         log.info(
             "snapshot started",
@@ -314,10 +334,10 @@ def snapshot_table(
                     plan.table, c.index, 0, result.chunks_skipped, result.chunks, True
                 )
                 _report(options, loaded)
-        readers = _Readers(url, name, max(1, options.workers))
-        inflight: queue.SimpleQueue[tuple[Chunk, Future[list[tuple[Any, ...]]]]] = (
-            queue.SimpleQueue()
-        )
+        columns = warehouse.takes_columns(target) and csv_readable(request.schema)
+        result.columnar = columns
+        readers = _Readers(url, name, max(1, options.workers), columns)
+        inflight: queue.SimpleQueue[tuple[Chunk, Future[Rows]]] = queue.SimpleQueue()
         try:
             upcoming = iter(pending)
             for chunk in _take(upcoming, 2 * max(1, options.workers)):
@@ -329,26 +349,31 @@ def snapshot_table(
                 ):
                     break
                 chunk, future = inflight.get()
+                mark = time.perf_counter()
                 rows = future.result()
+                result.wait_seconds += time.perf_counter() - mark
                 nxt = next(upcoming, None)
                 if nxt is not None:
                     inflight.put((nxt, readers.submit(request.schema, nxt, plan.where)))
-                events = list(
-                    snapshot_events(request.schema, rows, position, plan.group, chunk.index)
+                origin = KafkaOrigin(plan.group, chunk.index, 0)
+                if isinstance(rows, list):
+                    chunk_rows = SourceRows(target, request.schema, rows, position, origin)
+                else:
+                    chunk_rows = SourceRows(target, request.schema, (), position, origin, rows)
+                mark = time.perf_counter()
+                applied = warehouse.load_rows(
+                    chunk_rows, [OffsetRow(plan.group, plan.target, chunk.index, 1)]
                 )
-                batches = [TableBatch(target, request.schema, events)] if events else []
-                applied = warehouse.apply(
-                    batches, [OffsetRow(plan.group, plan.target, chunk.index, 1)]
-                )
+                result.load_seconds += time.perf_counter() - mark
                 for stats in applied.tables:
                     result.upserted += stats.upserted
                     result.stale += stats.stale
-                result.rows += len(rows)
+                result.rows += len(chunk_rows)
                 result.chunks_loaded += 1
-                log.debug("chunk loaded", table=plan.table, chunk=chunk.index, rows=len(rows))
+                log.debug("chunk loaded", table=plan.table, chunk=chunk.index, rows=len(chunk_rows))
                 options._chunks_this_run += 1
                 _report(options, ChunkLoaded(
-                    plan.table, chunk.index, len(rows),
+                    plan.table, chunk.index, len(chunk_rows),
                     result.chunks_loaded + result.chunks_skipped, result.chunks,
                 ))  # fmt: skip
         finally:

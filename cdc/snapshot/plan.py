@@ -20,19 +20,16 @@ import datetime as dt
 import decimal
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from psycopg import sql
 
 from cdc.model import (
-    ChangeEvent,
     Column,
     ColumnType,
-    KafkaOrigin,
     Kind,
-    Op,
     SourcePosition,
     TableId,
     TableSchema,
@@ -77,14 +74,26 @@ def chunk_predicate(key: Sequence[str], chunk: Chunk) -> sql.Composable:
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
 
-def chunk_query(schema: TableSchema, chunk: Chunk, where: str | None = None) -> sql.Composable:
-    """``SELECT <columns> FROM <table> WHERE <chunk> [AND (<where>)]`` for COPY."""
-    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns)
+def chunk_query(
+    schema: TableSchema, chunk: Chunk, where: str | None = None, *, utc_text: bool = False
+) -> sql.Composed:
+    """``SELECT <columns> FROM <table> WHERE <chunk> [AND (<where>)]`` for COPY.
+
+    ``utc_text``: timestamptz columns as UTC wall-clock time without an offset (``AT TIME
+    ZONE 'UTC'``), the form Arrow's CSV reader takes (see ``warehouse.arrow.csv_columns``).
+    """
+    parts: list[sql.Composable] = []
+    for c in schema.columns:
+        ident = sql.Identifier(c.name)
+        if utc_text and c.type.kind is Kind.TIMESTAMPTZ:
+            parts.append(sql.SQL("({} AT TIME ZONE 'UTC')").format(ident))
+        else:
+            parts.append(ident)
     cond = chunk_predicate(schema.key, chunk)
     if where:
         cond = sql.SQL("{} AND ({})").format(cond, sql.SQL(where))  # type: ignore[arg-type]
     return sql.SQL("SELECT {} FROM {} WHERE {}").format(
-        columns, sql.Identifier(schema.table.schema, schema.table.name), cond
+        sql.SQL(", ").join(parts), sql.Identifier(schema.table.schema, schema.table.name), cond
     )
 
 
@@ -189,29 +198,6 @@ def schema_with_key_not_null(schema: TableSchema) -> TableSchema:
         for c in schema.columns
     )
     return TableSchema(schema.table, cols, schema.key)
-
-
-def snapshot_events(
-    schema: TableSchema,
-    rows: Iterable[Sequence[Any]],
-    position: SourcePosition,
-    topic: str,
-    partition: int,
-) -> Iterator[ChangeEvent]:
-    """Snapshot reads (op ``r``) of rows in ``schema.columns`` order, all at ``position``."""
-    names = schema.names
-    key_at = [names.index(k) for k in schema.key]
-    for offset, row in enumerate(rows):
-        after = dict(zip(names, row, strict=True))
-        yield ChangeEvent(
-            op=Op.READ,
-            schema=schema,
-            key={schema.key[i]: row[j] for i, j in enumerate(key_at)},
-            before=None,
-            after=after,
-            position=position,
-            origin=KafkaOrigin(topic, partition, offset),
-        )
 
 
 def snapshot_position(lsn: int, commit_ts_us: int) -> SourcePosition:
