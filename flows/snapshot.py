@@ -85,7 +85,11 @@ def snapshot(
         from cdc.snapshot.incremental import run_incremental
 
         outcome = run_incremental(cfg, names, where, timeout=timeout_minutes * 60)
-        create_table_artifact(key="cdc-snapshot", table=[outcome], description="incremental")
+        create_table_artifact(
+            key="cdc-snapshot",
+            table=outcome["tables"],
+            description=f"incremental snapshot {outcome['signal']}: {outcome['chunks']} chunks",
+        )
         return [outcome]
     check_request(cfg, names, where)  # every table valid before the first is loaded
     options = {"rows_per_chunk": rows_per_chunk, "workers": workers, "where": where,

@@ -5,6 +5,7 @@ chain. Every process started here is stopped by pid."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -93,6 +94,7 @@ def test_prefect_yaml_deploys_and_a_worker_runs_replicate(
         _prefect(env, "work-pool", "create", "cdc-process", "--type", "process")
         deployed = _prefect(env, "--no-prompt", "deploy", "--all")
         assert "cdc-replicate/replicate" in deployed, deployed
+        assert "cdc-snapshot/snapshot" in deployed, deployed
         created = _prefect(env, "deployment", "run", "cdc-replicate/replicate")
         match = re.search(r"UUID: ([0-9a-f-]{36})", created)
         assert match, created
@@ -112,6 +114,20 @@ def test_prefect_yaml_deploys_and_a_worker_runs_replicate(
                 assert time.monotonic() < deadline, "the flow run did not finish in 300 s"
                 time.sleep(1)
         assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text()[-3000:])
+        pipeline.assert_equal_to_source()
+
+        # `cdc snapshot --deployment`: the worker runs the snapshot flow; the same command
+        # again (within the minute) joins that run instead of starting another
+        cdc = Path(sys.executable).with_name("cdc")
+        cmd = [str(cdc), "snapshot", "items", "-c", str(pipeline.workdir / "cdc.yaml"),
+               "--deployment", "cdc-snapshot/snapshot", "--json"]  # fmt: skip
+        outcomes = []
+        for _ in range(2):
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+            assert out.returncode == 0, out.stdout + out.stderr
+            outcomes.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        assert outcomes[0]["state"] == "Completed", outcomes
+        assert outcomes[1]["flow_run"] == outcomes[0]["flow_run"], outcomes
     finally:
         if worker is not None:
             _stop(worker)

@@ -11,6 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.replicate import replicate
+from flows.snapshot import snapshot
 
 if TYPE_CHECKING:
     from conftest import Pipeline
@@ -50,3 +51,39 @@ def test_replicate_runs_until_caught_up_and_publishes_an_artifact(
         artifacts = client.read_artifacts()
     tables = [a for a in artifacts if a.key == "cdc-replicate"]
     assert tables and "items" in str(tables[0].data)
+
+
+def test_snapshot_flow_bulk_and_incremental_publish_progress_and_summaries(
+    pipeline: Pipeline, prefect_server: None
+) -> None:
+    pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    pipeline.sql("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 2000) g")
+    pipeline.configure(["public.items"], batch_size=500, linger_ms=50)
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    config = str(pipeline.workdir / "cdc.yaml")
+    replicate(config)
+    # damage the warehouse copy, then re-load it with a bulk snapshot
+    import duckdb
+
+    with duckdb.connect(str(pipeline.workdir / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM main.items WHERE id > 1500")
+    (bulk,) = snapshot(config, ["items"], rows_per_chunk=400)
+    assert bulk["rows"] == 2000 and bulk["chunks"] == 6 and bulk["upserted"] == 500
+    pipeline.assert_equal_to_source()
+
+    with duckdb.connect(str(pipeline.workdir / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM main.items WHERE id <= 100")
+    (incremental,) = snapshot(config, ["items"], method="incremental", timeout_minutes=3)
+    assert incremental["tables"] == [{"table": "public.items", "status": "SUCCEEDED",
+                                      "rows": 2000}]  # fmt: skip
+    pipeline.wait_published()
+    assert replicate(config)["events"] >= 2000
+    pipeline.assert_equal_to_source()
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    progress = [a for a in artifacts if a.key == "cdc-snapshot-items"]
+    assert progress and progress[0].type == "progress" and progress[0].data == 100.0
+    summaries = [a for a in artifacts if a.key == "cdc-snapshot"]
+    assert len(summaries) >= 2 and any("SUCCEEDED" in str(a.data) for a in summaries)
