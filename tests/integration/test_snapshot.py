@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 import yaml
+from conftest import snowflake_warehouse_section
 
 from cdc.config import Config, load_config
 from cdc.local.pipeline import ReplicatorThread
@@ -87,7 +88,8 @@ class Writer(threading.Thread):
                                 )
                             elif op < 0.8:
                                 conn.execute(
-                                    "UPDATE items SET v = %s, tags = tags || 'x' WHERE id = %s",
+                                    "UPDATE items SET v = %s, tags = tags || 'x'::text "
+                                    "WHERE id = %s",
                                     (f"u{self.commits}", k),
                                 )
                             else:
@@ -309,3 +311,30 @@ def test_the_csv_read_stages_exactly_what_the_row_read_stages(pipeline: Pipeline
         ), (column.name, got.to_pylist(), expected.to_pylist())
     with pytest.raises(pa.ArrowInvalid):  # a value Arrow can't take exactly: the row read
         csv_columns(schema, b"1,,,,,,,,,,,,,12345678901234567.1,,,\n")
+
+
+def test_bulk_snapshot_into_snowflake_under_concurrent_writes(
+    pipeline: Pipeline, fakesnow_server: dict[str, Any]
+) -> None:
+    """Snowflake (fakesnow's server, the real connector): chunks go through the snapshot-read
+    event path, with a stream running; the end equals the source."""
+    _items(pipeline, 3000)
+    section = snowflake_warehouse_section(fakesnow_server, f"CDC_{pipeline.name.upper()}")
+    config = _no_data_config(pipeline, ["public.items"], batch_size=1000, warehouse=section)
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    consumer = ReplicatorThread(config).start()
+    writer = Writer(pipeline.url, 3000)
+    writer.start()
+    warehouse = open_warehouse(config)
+    try:
+        (result,) = bulk_snapshot(config, warehouse, ["items"], BulkOptions(rows_per_chunk=1000))
+    finally:
+        warehouse.close()
+    writer.stop.set()
+    writer.join(10)
+    assert writer.error is None and writer.commits > 10
+    pipeline.wait_published()
+    consumer.finish()
+    assert result.chunks in (3, 4) and not result.columnar and result.rows >= 2500
+    pipeline.assert_equal_to_source()
