@@ -232,6 +232,14 @@ def test_bad_requests_are_refused_before_any_work(pipeline: Pipeline) -> None:
         check_request(config, ["items"], where="nope = 1")
     with pytest.raises(SnapshotError, match=r"replication slot .* does not exist"):
         check_request(config, ["items"], where="id < 5")
+    cdc = Path(sys.executable).with_name("cdc")
+    out = subprocess.run(
+        [str(cdc), "snapshot", "nokey", "items", "-c", str(pipeline.workdir / "cdc.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2, out
+    assert "snapshot refused" in out.stderr and "public.nokey has no primary key" in out.stderr
+    assert not (pipeline.workdir / "warehouse.duckdb").exists()  # nothing was touched
 
 
 def test_a_filtered_snapshot_into_an_scd2_table_opens_one_version_per_row(
