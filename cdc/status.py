@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cdc.config import Config
+from cdc.reconcile.report import last_result_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class TableStatus:
     last_lsn: int | None
     last_commit: dt.datetime | None
     last_loaded: dt.datetime | None
-    last_reconcile: str = "never"  # reconciliation arrives with the reconcile flow
+    last_reconcile: str = "never"  # the newest reconcile_runs row (cdc.reconcile.report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ def gather(config: Config, now: dt.datetime | None = None) -> StatusReport:
     warehouse = open_warehouse(config)
     try:
         offsets = warehouse.load_offsets(config.kafka.group_id)
+        reconciled = warehouse.last_reconciles()
         tables = []
         for table in config.tables:
             topic = topics[table.target_name]
@@ -149,6 +151,7 @@ def gather(config: Config, now: dt.datetime | None = None) -> StatusReport:
                     pending_events=pending, seconds_behind=behind,
                     last_lsn=applied.lsn if applied else None, last_commit=last_commit,
                     last_loaded=applied.loaded_at if applied else None,
+                    last_reconcile=last_result_text(reconciled.get(table.target_name)),
                 )
             )  # fmt: skip
     finally:

@@ -447,10 +447,10 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def range_rows(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
     ) -> list[tuple[dict[str, Any], int]]:
-        """The live rows of a key range (the schema's columns, model representation), each
-        with its ``_cdc_lsn``."""
+        """The live rows of some key ranges (the schema's columns, model representation), each
+        with its ``_cdc_lsn`` (one connection for all of them)."""
 
     @abc.abstractmethod
     def key_rows(
@@ -460,9 +460,10 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     def split_keys(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
-    ) -> list[tuple[Any, ...]]:
-        """Keys of every ``step``-th live row of a range in key order (split points)."""
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[tuple[KeyRange, int]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Per ``(range, step)``: the keys of every ``step``-th live row of the range in key
+        order (split points); one connection for all of them."""
 
     @abc.abstractmethod
     def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:

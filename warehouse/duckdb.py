@@ -821,19 +821,24 @@ class DuckDBWarehouse(Warehouse):
         return out
 
     def range_rows(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
     ) -> list[tuple[dict[str, Any], int]]:
         key_columns = [schema.column(k) for k in schema.key]
-
-        def build(ref: TableRef, projections: list[exp.Expr], live: Any) -> Any:
-            return checksum.range_rows_query(ref, projections, key_columns, rng, DIALECT,
-                                             live=live)  # fmt: skip
-
+        out: list[tuple[dict[str, Any], int]] = []
         with self.connection() as con:
             try:
-                return self._rows(con, target, schema, build)
+                for rng in ranges:
+
+                    def build(ref: TableRef, projections: list[exp.Expr], live: Any,
+                              rng: KeyRange = rng) -> Any:  # fmt: skip
+                        return checksum.range_rows_query(
+                            ref, projections, key_columns, rng, DIALECT, live=live
+                        )
+
+                    out += self._rows(con, target, schema, build)
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
+        return out
 
     def key_rows(
         self, target: TableTarget, schema: TableSchema, keys: Sequence[tuple[Any, ...]]
@@ -856,22 +861,26 @@ class DuckDBWarehouse(Warehouse):
         return out
 
     def split_keys(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
-    ) -> list[tuple[Any, ...]]:
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[tuple[KeyRange, int]]
+    ) -> list[list[tuple[Any, ...]]]:
         key_columns = [schema.column(k) for k in schema.key]
+        out: list[list[tuple[Any, ...]]] = []
         with self.connection() as con:
             try:
                 view = self._reconcile_view(con, target)
                 if view is None:
-                    return []
+                    return [[] for _ in ranges]
                 ref, stored, live = view
-                query, params = checksum.split_query(ref, key_columns, rng, step, DIALECT,
-                                                     live=live)  # fmt: skip
-                table = self._arrow(con, query, params)
+                for rng, step in ranges:
+                    query, params = checksum.split_query(
+                        ref, key_columns, rng, step, DIALECT, live=live
+                    )
+                    table = self._arrow(con, query, params)
+                    rows = fetched_rows(table, [(k, stored[k]) for k in schema.key])
+                    out.append([tuple(r[k] for k in schema.key) for r in rows])
             except duckdb.Error as exc:
                 raise map_error(exc, table=target.name, path=self.path) from exc
-        rows = fetched_rows(table, [(k, stored[k]) for k in schema.key])
-        return [tuple(r[k] for k in schema.key) for r in rows]
+        return out
 
     def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:
         if not self._bookkept:

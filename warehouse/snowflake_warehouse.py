@@ -1021,17 +1021,24 @@ class SnowflakeWarehouse(Warehouse):
         return out
 
     def range_rows(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[KeyRange]
     ) -> list[tuple[dict[str, Any], int]]:
         key_columns = [schema.column(k) for k in schema.key]
 
-        def build(ref: TableRef, projections: list[exp.Expr], live: Any) -> Any:
-            return checksum.range_rows_query(ref, projections, key_columns, rng, _CHECKSUM_DIALECT,
-                                             live=live)  # fmt: skip
+        def work(cur: Any) -> list[tuple[dict[str, Any], int]]:
+            out: list[tuple[dict[str, Any], int]] = []
+            for rng in ranges:
 
-        result: list[tuple[dict[str, Any], int]] = self._run(
-            lambda cur: self._rows(cur, target, schema, build), table=target.name
-        )
+                def build(ref: TableRef, projections: list[exp.Expr], live: Any,
+                          rng: KeyRange = rng) -> Any:  # fmt: skip
+                    return checksum.range_rows_query(
+                        ref, projections, key_columns, rng, _CHECKSUM_DIALECT, live=live
+                    )
+
+                out += self._rows(cur, target, schema, build)
+            return out
+
+        result: list[tuple[dict[str, Any], int]] = self._run(work, table=target.name)
         return result
 
     def key_rows(
@@ -1055,24 +1062,28 @@ class SnowflakeWarehouse(Warehouse):
         return result
 
     def split_keys(
-        self, target: TableTarget, schema: TableSchema, rng: KeyRange, step: int
-    ) -> list[tuple[Any, ...]]:
+        self, target: TableTarget, schema: TableSchema, ranges: Sequence[tuple[KeyRange, int]]
+    ) -> list[list[tuple[Any, ...]]]:
         key_columns = [schema.column(k) for k in schema.key]
+        kinds = [(c.name, c.type) for c in key_columns]
 
-        def work(cur: Any) -> list[tuple[Any, ...]]:
+        def work(cur: Any) -> list[list[tuple[Any, ...]]]:
             view = self._reconcile_view(cur, target)
             if view is None:
-                return []
+                return [[] for _ in ranges]
             ref, _, live = view
-            query, params = checksum.split_query(ref, key_columns, rng, step, _CHECKSUM_DIALECT,
-                                                 live=live)  # fmt: skip
-            query.set("order", None)  # ordered outside (_read wraps the query)
-            kinds = [(c.name, c.type) for c in key_columns]
-            rows = self._read(cur, query, kinds, [_bindable(p) for p in params],
-                              order=schema.key)  # fmt: skip
-            return [tuple(r[k] for k in schema.key) for r in rows]
+            out = []
+            for rng, step in ranges:
+                query, params = checksum.split_query(
+                    ref, key_columns, rng, step, _CHECKSUM_DIALECT, live=live
+                )
+                query.set("order", None)  # ordered outside (_read wraps the query)
+                rows = self._read(cur, query, kinds, [_bindable(p) for p in params],
+                                  order=schema.key)  # fmt: skip
+                out.append([tuple(r[k] for k in schema.key) for r in rows])
+            return out
 
-        result: list[tuple[Any, ...]] = self._run(work, table=target.name)
+        result: list[list[tuple[Any, ...]]] = self._run(work, table=target.name)
         return result
 
     def record_reconcile(self, runs: Sequence[ReconcileRun]) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
 from cdc.cli.quarantine import app as quarantine_app
+from cdc.cli.reconcile import reconcile_command
 from cdc.cli.snapshot import snapshot as snapshot_command
 from cdc.config import Config, ConfigError, dump_example_config, load_config
 
@@ -31,6 +32,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 app.add_typer(connector_app, name="connector", help="Kafka Connect: register the connector.")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("reconcile")(reconcile_command)
 app.command("snapshot")(snapshot_command)
 
 console = Console()

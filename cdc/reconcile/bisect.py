@@ -26,7 +26,7 @@ U = TypeVar("U")
 class Side(Protocol):
     def checksums(self, ranges: Sequence[KeyRange]) -> list[RangeChecksum]: ...
 
-    def split_keys(self, rng: KeyRange, step: int) -> list[Key]: ...
+    def split_keys(self, ranges: Sequence[tuple[KeyRange, int]]) -> list[list[Key]]: ...
 
 
 def sequential(f: Callable[[], T], g: Callable[[], U]) -> tuple[T, U]:
@@ -84,6 +84,7 @@ def bisect(
         result.rounds += 1
         result.ranges_checked += len(ranges)
         todo = []
+        splits: dict[int, list[tuple[KeyRange, int]]] = {0: [], 1: []}  # 0: source side
         for rng, a, b in zip(ranges, s_sums, w_sums, strict=True):
             if a == b:
                 continue
@@ -91,9 +92,14 @@ def bisect(
             if rows <= leaf_rows:
                 result.leaves.append(rng)
                 continue
-            bigger = source if a.rows >= b.rows else warehouse
-            step = max(1, math.ceil(rows / fanout))
-            parts = split_range(rng, bigger.split_keys(rng, step))
+            splits[0 if a.rows >= b.rows else 1].append((rng, max(1, math.ceil(rows / fanout))))
+        s_points, w_points = pair(
+            functools.partial(source.split_keys, splits[0]),
+            functools.partial(warehouse.split_keys, splits[1]),
+        )
+        pairs = [*zip(splits[0], s_points, strict=True), *zip(splits[1], w_points, strict=True)]
+        for (rng, _), points in pairs:
+            parts = split_range(rng, points)
             if len(parts) == 1:
                 result.leaves.append(rng)
             else:

@@ -22,7 +22,8 @@ def key_text(key: Key) -> str:
 class TableResult:
     """One table's comparison. ``missing`` / ``extra`` / ``different`` are the confirmed
     differences found (settled: not explained by changes in flight); ``unsettled`` keys kept
-    changing or weren't applied within the re-check rounds; ``remaining`` counts the
+    changing or weren't applied within the re-check rounds (listed, not counted as
+    differences); ``remaining`` counts the
     differences left after a repair (all of them without one)."""
 
     table: str
@@ -35,6 +36,7 @@ class TableResult:
     different: list[tuple[Key, str, Any, Any]] = field(default_factory=list)
     unsettled: list[Key] = field(default_factory=list)
     excluded: int = 0  # keys with open quarantined changes, left out
+    stalled: bool = False  # the last re-check round timed out waiting for the consumer
     history: HistoryReport | None = None
     repaired: int = 0
     remaining: int | None = None
@@ -59,19 +61,21 @@ class TableResult:
 
     @property
     def left(self) -> int:
-        """Differences still there at the end (after the repair, if any)."""
+        """Differences still there at the end (after the repair, if any). Unsettled keys are
+        not counted: they kept changing at the source through every re-check round, so the
+        stream is rewriting them anyway; they are listed, not alarmed."""
         rows = self.diffs if self.remaining is None else self.remaining
-        return rows + self.history_problems + len(self.unsettled)
+        return rows + self.history_problems
 
     @property
     def status(self) -> str:
         if self.error is not None:
             return "error"
-        if self.left == 0:
-            return "repaired" if self.repaired else "ok"
-        if self.diffs or self.history_problems:
+        if self.left:
             return "diffs"
-        return "unsettled"
+        if self.unsettled and self.stalled:
+            return "unsettled"  # the consumer didn't catch up: nothing could be confirmed
+        return "repaired" if self.repaired else "ok"
 
     def examples(self, limit: int = EXAMPLES) -> str:
         parts = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+import structlog
 from psycopg.conninfo import make_conninfo
 
 from cdc.compare import key_text as quarantine_key_text
@@ -40,6 +41,7 @@ from warehouse.base import (
     WarehouseError,
 )
 
+log = structlog.get_logger("cdc.reconcile")
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -70,11 +72,11 @@ class WarehouseSide:
     def checksums(self, ranges: Sequence[KeyRange]) -> list[RangeChecksum]:
         return self.warehouse.checksums(self.target, self.schema, ranges)
 
-    def split_keys(self, rng: KeyRange, step: int) -> list[Key]:
-        return self.warehouse.split_keys(self.target, self.schema, rng, step)
+    def split_keys(self, ranges: Sequence[tuple[KeyRange, int]]) -> list[list[Key]]:
+        return self.warehouse.split_keys(self.target, self.schema, ranges)
 
-    def range_rows(self, rng: KeyRange) -> list[tuple[dict[str, Any], int]]:
-        return self.warehouse.range_rows(self.target, self.schema, rng)
+    def range_rows(self, ranges: Sequence[KeyRange]) -> list[tuple[dict[str, Any], int]]:
+        return self.warehouse.range_rows(self.target, self.schema, ranges)
 
     def key_rows(self, keys: Sequence[Key]) -> list[tuple[dict[str, Any], int]]:
         return self.warehouse.key_rows(self.target, self.schema, keys)
@@ -164,13 +166,18 @@ class Reconciler:
         result.source_rows, result.warehouse_rows = found.source.rows, found.warehouse.rows
         result.rounds, result.ranges_checked = found.rounds, found.ranges_checked
         diff = RowsDiff()
-        for leaf in found.leaves:
+        for start in range(0, len(found.leaves), 64):
+            leaves = found.leaves[start : start + 64]
             s_rows, w_rows = self.pair(
-                functools.partial(src.range_rows, leaf), functools.partial(wh.range_rows, leaf)
+                functools.partial(src.range_rows, leaves), functools.partial(wh.range_rows, leaves)
             )
             result.rows_fetched += len(s_rows) + len(w_rows)
             diff.merge(self._diff(schema, s_rows, w_rows))
         pending = diff.keys
+        log.info("compared", table=table.target_name, rounds=found.rounds,
+                 ranges=found.ranges_checked, leaves=len(found.leaves),
+                 rows_fetched=result.rows_fetched, differing=len(pending),
+                 seconds=round(time.perf_counter() - started, 3))  # fmt: skip
         if target.quarantine and pending:
             held = {c.row.key for c in self.warehouse.list_quarantine(target.name)}
             left_out = {k for k in pending if quarantine_key_text(k) in held}
@@ -208,6 +215,10 @@ class Reconciler:
             again = sorted(diff.keys, key=repr)
             later = {tuple(r[k] for k in schema.key): r for r in src.key_rows(again)}
             verdict = settle(diff, set(keys), position, applied, later)
+            result.stalled = not applied
+            log.info("re-checked", table=table.target_name, keys=len(keys), applied=applied,
+                     differing=len(diff.keys), confirmed=len(verdict.confirmed.keys),
+                     pending=len(verdict.pending))  # fmt: skip
             confirmed.merge(verdict.confirmed)
             pending = verdict.pending
             result.rechecks += 1

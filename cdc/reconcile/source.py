@@ -57,11 +57,14 @@ class SourceTable:
         with self.conn.cursor(row_factory=dict_row) as cur:
             return list(cur.execute(text, params).fetchall())
 
-    def range_rows(self, rng: KeyRange) -> list[dict[str, Any]]:
-        query, params = checksum.range_rows_query(
-            self.ref, self._projections(), self.key_columns, rng, DIALECT
-        )
-        return self._rows(pg_text(query), params)
+    def range_rows(self, ranges: Sequence[KeyRange]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for rng in ranges:
+            query, params = checksum.range_rows_query(
+                self.ref, self._projections(), self.key_columns, rng, DIALECT
+            )
+            out += self._rows(pg_text(query), params)
+        return out
 
     def key_rows(self, keys: Sequence[Key]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -73,6 +76,9 @@ class SourceTable:
             out += self._rows(pg_text(query), [v for k in chunk for v in k])
         return out
 
-    def split_keys(self, rng: KeyRange, step: int) -> list[Key]:
-        query, params = checksum.split_query(self.ref, self.key_columns, rng, step, DIALECT)
-        return [tuple(r) for r in self.conn.execute(pg_text(query), params).fetchall()]
+    def split_keys(self, ranges: Sequence[tuple[KeyRange, int]]) -> list[list[Key]]:
+        out = []
+        for rng, step in ranges:
+            query, params = checksum.split_query(self.ref, self.key_columns, rng, step, DIALECT)
+            out.append([tuple(r) for r in self.conn.execute(pg_text(query), params).fetchall()])
+        return out
