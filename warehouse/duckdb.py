@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -142,7 +143,7 @@ class DuckDBWarehouse(Warehouse):
             reraise=True,
         )
         try:
-            con = retrying(duckdb.connect, self.path)
+            con = retrying(_connect, self.path)
         except duckdb.IOException as exc:
             raise TransientWarehouseError(
                 f"DuckDB file {self.path} could not be opened within {self.lock_timeout_s:g}s; "
@@ -163,11 +164,11 @@ class DuckDBWarehouse(Warehouse):
         try:
             yield con
         finally:
-            con.close()
+            _disconnect(con)
 
     def close(self) -> None:
         if self._held is not None:
-            self._held.close()
+            _disconnect(self._held)
             self._held = None
 
     def _exec(
@@ -921,6 +922,24 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc
         return counts
+
+
+# DuckDB shares one database instance between the connections of a process to one file and
+# drops it with the last one. Opening a file while another thread's connection closes races
+# with that (seen with duckdb 2.0.1: a thread's query then fails with "Table Function with name
+# python_arrow_scan does not exist"), so connects and closes take turns within the process
+# (a reconcile or a status read next to `cdc run`'s thread, as in the tests).
+_INSTANCE_LOCK = threading.Lock()
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    with _INSTANCE_LOCK:
+        return duckdb.connect(path)
+
+
+def _disconnect(con: duckdb.DuckDBPyConnection) -> None:
+    with _INSTANCE_LOCK:
+        con.close()
 
 
 @contextlib.contextmanager

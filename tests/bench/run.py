@@ -52,6 +52,10 @@ ratio = (b) / (a)
     time - source commit time (``RunStats.latencies_s``; snapshot events are not counted).
     Target: p99 < 1.5 s.
 
+(d) reconcile, rows/s
+    ``cdc reconcile`` of ``--reconcile-rows`` equal rows (``bench_recon``), PostgreSQL vs a
+    fresh DuckDB file: see ``tests/bench/reconcile_bench.py``. Target: >= 1M rows/s.
+
 Usage: ``make bench ARGS="--rows 20000 --seconds 10 --json"`` or
 ``.venv/bin/python tests/bench/run.py --help``.
 """
@@ -79,6 +83,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from reconcile_bench import TARGET_ROWS_PER_S, run_reconcile_bench  # (d), tests/bench/
 from rich.console import Console
 from rich.table import Table
 
@@ -574,6 +579,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="also replay (b) once more under cProfile, dump to FILE, print the top entries",
     )
+    p.add_argument("--reconcile-rows", type=int, default=1_000_000,
+                   help="(d) equal rows reconciled PostgreSQL vs DuckDB (1000000)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
     return p.parse_args(argv)
 
@@ -718,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
             "contract_overhead_target": CONTRACT_OVERHEAD_TARGET,
             "contract_overhead_met": overhead <= CONTRACT_OVERHEAD_TARGET,
         }
+        say("[bold](d) reconcile[/]: equal tables, PostgreSQL vs DuckDB (cdc reconcile)")
+        figures |= run_reconcile_bench(stack, state_dir / "reconcile", args.reconcile_rows, say)
         if args.profile is not None:
             say(f"Replaying (b) once more under cProfile -> {args.profile}")
             run_apply(
@@ -785,6 +794,13 @@ def main(argv: list[str] | None = None) -> int:
         f"target overhead <= {CONTRACT_OVERHEAD_TARGET:.0%} met?",
         verdict(figures["contract_overhead_met"]),
     )
+    summary.add_row(
+        f"(d) reconcile {figures['reconcile_rows']:,} equal rows, rows/s",
+        f"{figures['reconcile_rows_per_s']:,} ({figures['reconcile_ratio_to_target']:.2f} x)",
+    )
+    summary.add_row(
+        f"target >= {TARGET_ROWS_PER_S:,} rows/s met?", verdict(figures["reconcile_met"])
+    )
     summary.add_row("latency p50 s", f"{figures['latency_p50_s']:.3f}")
     summary.add_row("latency p99 s", f"{figures['latency_p99_s']:.3f}")
     summary.add_row(f"target p99 < {P99_TARGET_S} s met?", verdict(figures["p99_met"]))
@@ -797,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             ("scd2 ratio", figures["scd2_ratio_met"]),
             ("contract overhead", figures["contract_overhead_met"]),
             ("p99", figures["p99_met"]),
+            ("reconcile rows/s", figures["reconcile_met"]),
         )
         if not met
     ]

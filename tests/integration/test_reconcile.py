@@ -4,18 +4,26 @@ consumer running causes no false alarms; bad input is refused before any work.""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import duckdb
 import psycopg
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
 
 from cdc.local.pipeline import ReplicatorThread
 from cdc.reconcile.run import ReconcileError, ReconcileSettings, reconcile
 from cdc.runtime import open_warehouse
+from flows.reconcile import reconcile as reconcile_flow
 
 if TYPE_CHECKING:
     from conftest import Pipeline
@@ -94,6 +102,54 @@ def test_damage_is_found_exactly_repaired_and_a_rerun_is_clean(pipeline: Pipelin
         warehouse.close()
     assert last["orders"].status == "ok" and last["hist"].status == "diffs"
     assert last["hist"].history_problems == 1
+
+    # the CLI: exit 1 while the history gap remains, 0 for the clean table, JSON report
+    cfg = str(pipeline.workdir / "cdc.yaml")
+    out = _cli("reconcile", "-c", cfg, "--json")
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {t["table"]: t["status"] for t in doc["tables"]} == {"orders": "ok", "hist": "diffs"}
+    assert _cli("reconcile", "orders", "-c", cfg).returncode == 0
+    refused = _cli("reconcile", "nope", "-c", cfg)
+    assert refused.returncode == 2 and "unknown table 'nope'" in refused.stderr
+    status = json.loads(_cli("status", "-c", cfg, "--json").stdout.strip().splitlines()[-1])
+    shown = {t["table"]: t["last_reconcile"] for t in status["tables"]}
+    assert shown["orders"].startswith("ok at ") and shown["hist"].startswith("diffs at ")
+    assert "history 1" in shown["hist"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdc", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_the_flow_reconciles_and_publishes_artifacts(
+    pipeline: Pipeline, prefect_server: None
+) -> None:
+    pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    pipeline.sql("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 300) g")
+    pipeline.configure(["public.items"])
+    pipeline.start_debezium()
+    pipeline.replicate_until_caught_up()
+    _damage(pipeline, "DELETE FROM items WHERE id = 5")
+
+    state = reconcile_flow(str(pipeline.workdir / "cdc.yaml"), repair=True, return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    assert summary["ok"] and summary["tables"][0]["missing"] == 1
+    assert summary["tables"][0]["repaired"] == 1
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts()}
+    assert "items" in str(artifacts["cdc-reconcile"].data)
+    assert "| items | repaired |" in str(artifacts["cdc-reconcile-report"].data)
 
 
 def test_unknown_tables_and_tables_without_a_key_are_refused_before_any_work(
