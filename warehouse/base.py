@@ -362,6 +362,8 @@ class Warehouse(abc.ABC):
     """One warehouse engine. Not thread-safe; one instance per process."""
 
     capabilities: ClassVar[Capabilities]
+    # the SQL dialect of warehouse.checksum's renderings for this engine (reconciliation)
+    checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]]
 
     @abc.abstractmethod
     def ensure_bookkeeping(self) -> None:

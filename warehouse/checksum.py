@@ -16,7 +16,8 @@ Kind           canonical text                              note
 INT16/32/64    the decimal number
 DECIMAL(p,s)   the number cast to DECIMAL(38, s)           ``1.50`` for numeric(12,2), exact
 VARDECIMAL     the number cast to DECIMAL(38, 10)          the warehouse's type for it
-FLOAT64        the shortest round-trip text                PostgreSQL ≥ 12 and DuckDB agree
+FLOAT64        the shortest round-trip text                as PostgreSQL ≥ 12 prints it (no
+                                                           ``.0`` on an integral value)
 FLOAT32        the value as a double, shortest text        Snowflake stores it as a double
 BOOLEAN        ``t`` / ``f``
 TEXT, ENUM     ``<length>:<text>``                         enum as its label
@@ -73,6 +74,8 @@ _COMMON: dict[Kind, str] = {
     Kind.JSON: "CAST(__x__ AS VARCHAR)",
     Kind.DATE: "CAST(__x__ - CAST('1970-01-01' AS DATE) AS VARCHAR)",
 }
+# DuckDB prints an integral double as "1.0", PostgreSQL as "1"
+_NO_POINT_ZERO = "REGEXP_REPLACE({}, '[.]0$', '')"
 _PG_EPOCH_US = "CAST(CAST(EXTRACT(EPOCH FROM {}) * 1000000 AS BIGINT) AS VARCHAR)"
 _BY_DIALECT: dict[str, dict[Kind, str]] = {
     "postgres": {
@@ -87,6 +90,8 @@ _BY_DIALECT: dict[str, dict[Kind, str]] = {
         " * 60000000 + EXTRACT(MICROSECONDS FROM __x__) AS BIGINT) AS VARCHAR)",
     },
     "duckdb": {
+        Kind.FLOAT64: _NO_POINT_ZERO.format("CAST(__x__ AS VARCHAR)"),
+        Kind.FLOAT32: _NO_POINT_ZERO.format("CAST(CAST(__x__ AS DOUBLE) AS VARCHAR)"),
         Kind.BYTES: "LOWER(HEX(__x__))",
         Kind.TIME: "CAST(EPOCH_US(__x__) AS VARCHAR)",
         Kind.TIMETZ: "CAST(EPOCH_US(CAST(__x__ AS TIME)) AS VARCHAR)",
@@ -98,6 +103,8 @@ _BY_DIALECT: dict[str, dict[Kind, str]] = {
         " + DATE_PART('microseconds', __x__) AS VARCHAR)",
     },
     "snowflake": {
+        Kind.FLOAT64: _NO_POINT_ZERO.format("CAST(__x__ AS VARCHAR)"),
+        Kind.FLOAT32: _NO_POINT_ZERO.format("CAST(CAST(__x__ AS DOUBLE) AS VARCHAR)"),
         Kind.TIME: "CAST(DATEDIFF(MICROSECOND, CAST('00:00:00' AS TIME), __x__) AS VARCHAR)",
         Kind.TIMETZ: "CAST(DATEDIFF(MICROSECOND, CAST('00:00:00' AS TIME), __x__) AS VARCHAR)",
         Kind.TIMESTAMP: "CAST(DATE_PART(epoch_microsecond, __x__) AS VARCHAR)",
@@ -136,7 +143,8 @@ def _fill(text: str, dialect: str, value: exp.Expr) -> exp.Expr:
 
 
 def weak(ct: ColumnType, dialect: Dialect) -> bool:
-    """Whether the checksum sees less than the whole value of a column of this type."""
+    """Whether the checksum sees less than the whole value of a column of this type, when one
+    side is ``dialect`` (the other side renders the same weaker text)."""
     if ct.kind is Kind.JSON:
         return dialect == "snowflake"
     if ct.kind is Kind.ARRAY:
@@ -149,10 +157,13 @@ def _hex_bytes(value: exp.Expr, dialect: Dialect) -> exp.Expr:
     return exp.Anonymous(this="HEX_ENCODE", expressions=[value, exp.Literal.number(0)])
 
 
-def canonical(ct: ColumnType, value: exp.Expr, dialect: Dialect) -> exp.Expr:
-    """The canonical text of a value of type ``ct`` (NULL for NULL), see the module table."""
+def canonical(
+    ct: ColumnType, value: exp.Expr, dialect: Dialect, peer: Dialect | None = None
+) -> exp.Expr:
+    """The canonical text of a value of type ``ct`` (NULL for NULL), see the module table.
+    ``peer``: the engine compared with, whose weaker renderings this side must use too."""
     kind = ct.kind
-    if kind is Kind.JSON and dialect == "snowflake":
+    if kind is Kind.JSON and "snowflake" in (dialect, peer):
         text: exp.Expr = exp.Case(
             ifs=[exp.If(this=exp.Not(this=_is_null(value)), true=exp.Literal.string("j"))]
         )
@@ -180,7 +191,12 @@ def _is_null(e: exp.Expr) -> exp.Expr:
     return exp.Is(this=e, expression=exp.Null())
 
 
-def row_text(columns: Sequence[Column], dialect: Dialect, present: set[str] | None) -> exp.Expr:
+def row_text(
+    columns: Sequence[Column],
+    dialect: Dialect,
+    present: set[str] | None,
+    peer: Dialect | None = None,
+) -> exp.Expr:
     """Every column's canonical text (``~`` for NULL), joined by ``,``. A column the table
     doesn't have (``present`` given and without it) counts as NULL."""
     parts: list[exp.Expr] = []
@@ -188,7 +204,7 @@ def row_text(columns: Sequence[Column], dialect: Dialect, present: set[str] | No
         if present is not None and c.name not in present:
             parts.append(exp.Literal.string(NULL_TEXT))
             continue
-        value = canonical(c.type, col(c.name), dialect)
+        value = canonical(c.type, col(c.name), dialect, peer)
         parts.append(exp.Coalesce(this=value, expressions=[exp.Literal.string(NULL_TEXT)]))
     text = parts[0]
     for part in parts[1:]:
@@ -233,7 +249,7 @@ def hash_int(md5_hex: exp.Expr, dialect: Dialect) -> exp.Expr:
             ),
             expression=exp.Literal.number(1),
         )
-        term = exp.Mul(this=digit, expression=exp.Literal.number(16 ** (digits - 1 - i)))
+        term = exp.Mul(this=exp.paren(digit), expression=exp.Literal.number(16 ** (digits - 1 - i)))
         total = term if total is None else exp.Add(this=total, expression=term)
     assert total is not None
     return exp.Cast(this=total, to=exp.DataType.build("BIGINT"))
@@ -318,11 +334,12 @@ def checksum_query(
     *,
     live: exp.Expr | None = None,
     present: set[str] | None = None,
+    peer: Dialect | None = None,
 ) -> tuple[exp.Expression, list[Any]]:
     """``(i, COUNT(*), SUM(hash))`` of every range ``i`` (one UNION ALL), and the binds."""
     by_name = {c.name: c for c in columns}
     keys = [key_expr(by_name[k], dialect) for k in key]
-    md5 = exp.MD5(this=row_text(columns, dialect, present))
+    md5 = exp.MD5(this=row_text(columns, dialect, present, peer))
     parts: list[exp.Select] = []
     params: list[Any] = []
     for i, rng in enumerate(ranges):

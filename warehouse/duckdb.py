@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 import duckdb
 import pyarrow as pa
@@ -113,6 +113,7 @@ class DuckDBWarehouse(Warehouse):
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactional_ddl=True, max_decimal_precision=38, concurrent_readers=True
     )
+    checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]] = "duckdb"
 
     def __init__(
         self,

@@ -52,7 +52,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import snowflake.connector
@@ -321,6 +321,7 @@ class SnowflakeWarehouse(Warehouse):
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactional_ddl=False, max_decimal_precision=38, concurrent_readers=True
     )
+    checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]] = "snowflake"
 
     def __init__(
         self,

@@ -159,7 +159,7 @@ class Reconciler:
         started = time.perf_counter()
         target = self.config.table_target(table)
         result = TableResult(table.target_name, table.name, table.mode)
-        src = SourceTable(self.conn, schema)
+        src = SourceTable(self.conn, schema, peer=self.warehouse.checksum_dialect)
         wh = WarehouseSide(self.warehouse, target, schema)
         s = self.settings
         found = bisect(src, wh, leaf_rows=s.leaf_rows, fanout=s.fanout, pair=self.pair)

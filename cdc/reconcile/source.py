@@ -36,15 +36,22 @@ def current_lsn(conn: psycopg.Connection[Any]) -> int:
 class SourceTable:
     """One source table, read for a reconciliation."""
 
-    def __init__(self, conn: psycopg.Connection[Any], schema: TableSchema) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        schema: TableSchema,
+        peer: checksum.Dialect | None = None,
+    ) -> None:
+        """``peer``: the warehouse's dialect (its weaker renderings are used here too)."""
         self.conn = conn
+        self.peer = peer
         self.schema = schema
         self.ref = TableRef(schema.table.schema, schema.table.name)
         self.key_columns = [schema.column(k) for k in schema.key]
 
     def checksums(self, ranges: Sequence[KeyRange]) -> list[RangeChecksum]:
         query, params = checksum.checksum_query(
-            self.ref, self.schema.columns, self.schema.key, ranges, DIALECT
+            self.ref, self.schema.columns, self.schema.key, ranges, DIALECT, peer=self.peer
         )
         found = self.conn.execute(pg_text(query), params).fetchall()
         sums = {int(i): RangeChecksum(int(n), int(s or 0)) for i, n, s in found}
