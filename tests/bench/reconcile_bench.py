@@ -36,7 +36,7 @@ from warehouse.duckdb import DuckDBWarehouse
 
 TARGET_ROWS_PER_S = 1_000_000
 TABLE = "bench_recon"
-COLUMNS = "id, name, amount, at, flag, day"
+COLUMNS = "id, name, amount, happened, flag, day"
 
 
 def fill_source(url: str, rows: int) -> float:
@@ -45,12 +45,12 @@ def fill_source(url: str, rows: int) -> float:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(
             f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, name text, amount numeric(12,2), "
-            "at timestamptz, flag boolean, day date)"
+            "happened timestamptz, flag boolean, day date)"
         )
         conn.execute(
-            f"INSERT INTO {TABLE} SELECT g, 'name-' || g, (g % 100000) / 100.0, "
-            "timestamptz '2026-01-01 00:00:00+00' + g * interval '1.000001 second', g % 3 = 0, "
-            "date '2020-01-01' + (g % 2000)::int FROM generate_series(1, %s) g",
+            f"INSERT INTO {TABLE} SELECT g, 'name-' || g, (g %% 100000) / 100.0, "
+            "timestamptz '2026-01-01 00:00:00+00' + g * interval '1.000001 second', g %% 3 = 0, "
+            "date '2020-01-01' + (g %% 2000)::int FROM generate_series(1, %s) g",
             (rows,),
         )
         conn.execute(f"VACUUM ANALYZE {TABLE}")
@@ -84,7 +84,8 @@ def fill_warehouse(url: str, path: Path, workdir: Path) -> float:
         con.execute(
             f"INSERT INTO main.\"{TABLE}\" ({COLUMNS}, _cdc_lsn, _cdc_op) SELECT *, 1, 'r' FROM "
             "read_csv(?, header = false, columns = {'id': 'BIGINT', 'name': 'VARCHAR', "
-            "'amount': 'DECIMAL(12,2)', 'at': 'TIMESTAMPTZ', 'flag': 'BOOLEAN', 'day': 'DATE'})",
+            "'amount': 'DECIMAL(12,2)', 'happened': 'TIMESTAMPTZ', 'flag': 'BOOLEAN', "
+            "'day': 'DATE'})",
             [str(csv)],
         )
     finally:

@@ -107,3 +107,32 @@ def test_checksums_agree_with_postgresql_for_every_kind(pipeline: Pipeline, wh: 
         assert {r["id"]: lsn for r, lsn in fetched} == {39: 100, 40: 200}
     finally:
         conn.close()
+
+
+def test_composite_text_keys_give_the_same_ranges_on_both_sides(
+    pipeline: Pipeline, wh: Warehouse
+) -> None:
+    pipeline.sql("CREATE TABLE pairs (region text, n int, v text, PRIMARY KEY (region, n))")
+    pipeline.sql(
+        "INSERT INTO pairs SELECT r, g, r || g FROM unnest(ARRAY['a', 'B', 'é', 'z', 'Z', "
+        "'ab', '']) r, generate_series(1, 9) g"
+    )
+    conn = source_connection(pipeline.url)
+    try:
+        schema = reflect_table(conn, TableId("public", "pairs"))
+        source = SourceTable(conn, schema, peer=wh.checksum_dialect)
+        target = TableTarget("pairs")
+        wh.apply([repair_batch(target, schema, source.range_rows([KeyRange()]), [], 5)], [])
+        splits = source.split_keys([(KeyRange(), 7)])
+        assert wh.split_keys(target, schema, [(KeyRange(), 7)]) == splits
+        assert splits[0][:3] == [("", 8), ("B", 6), ("Z", 4)]  # code point order: '' < B < Z < a
+        ranges = [KeyRange(None, ("Z", 6)), KeyRange(("Z", 6), ("ab", 2)), KeyRange(("ab", 2))]
+        expected = source.checksums(ranges)
+        assert sum(c.rows for c in expected) == 63 and expected[1].rows == 4 + 9 + 1
+        assert wh.checksums(target, schema, ranges) == expected
+        rows = wh.range_rows(target, schema, [ranges[1]])
+        assert sorted((r["region"], r["n"]) for r, _ in rows) == sorted(
+            (r["region"], r["n"]) for r in source.range_rows([ranges[1]])
+        )
+    finally:
+        conn.close()
