@@ -20,7 +20,7 @@ FLOAT64        the shortest round-trip text                as PostgreSQL ≥ 12 
                                                            ``.0`` on an integral value)
 FLOAT32        the value as a double, shortest text        Snowflake stores it as a double
 BOOLEAN        ``t`` / ``f``
-TEXT, ENUM     ``<length>:<text>``                         enum as its label
+TEXT, ENUM     ``<length>:<text>``                         enum as its label, char(n) padded
 BYTES          lower-case hex
 DATE           days since 1970-01-01
 TIME           µs since midnight
@@ -172,6 +172,9 @@ def canonical(
         text = _fill((_JSON_ARRAY if json_elements else _ARRAY_SIZE)[dialect], dialect, value)
     elif kind is Kind.BYTES and dialect == "snowflake":
         text = _hex_bytes(value, dialect)
+    elif kind is Kind.TEXT and dialect == "postgres" and ct.source_type == "BPCHAR":
+        # char(n): a cast to text drops the padding Debezium sends; CONCAT keeps it
+        text = exp.Anonymous(this="CONCAT", expressions=[value])
     elif kind in (Kind.DECIMAL, Kind.VARDECIMAL):
         scale = ct.scale if kind is Kind.DECIMAL and ct.precision is not None else 10
         as_decimal = exp.DataType.build(f"DECIMAL(38, {scale or 0})")
