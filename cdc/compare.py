@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
+from psycopg.types.datetime import TimetzLoader
 
 from cdc.decoding.values import parse_interval
 from cdc.model import TableId
@@ -37,6 +38,18 @@ class _IntervalLoader(Loader):
         return parse_interval(bytes(data).decode())
 
 
+class _UtcTimetzLoader(TimetzLoader):
+    """A timetz in UTC (``tzinfo=UTC``), as Debezium sends it (the model representation)."""
+
+    def load(self, data: Buffer) -> dt.time:
+        value: dt.time = super().load(data)
+        offset = value.utcoffset()
+        if offset is None:
+            return value
+        moment = dt.datetime.combine(dt.date(2000, 1, 1), value.replace(tzinfo=None)) - offset
+        return moment.time().replace(tzinfo=dt.UTC)
+
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -48,6 +61,7 @@ def source_connection(url: str) -> psycopg.Connection[Any]:
     for name in ("json", "jsonb", "inet", "cidr", "macaddr"):
         conn.adapters.register_loader(name, _TextLoader)
     conn.adapters.register_loader("interval", _IntervalLoader)
+    conn.adapters.register_loader("timetz", _UtcTimetzLoader)
     return conn
 
 

@@ -206,6 +206,16 @@ class _Model(BaseModel):
 # Sections
 
 
+def _qualified_table(value: str, error: str, alternative: str = "") -> str:
+    """``schema.table`` from ``schema.table`` or ``table`` (``public``), plain identifiers."""
+    parts = value.split(".")
+    if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
+        raise PydanticCustomError(
+            error, f"must be 'schema.table' or 'table' (plain PostgreSQL identifiers){alternative}"
+        )
+    return value if len(parts) == 2 else f"public.{value}"
+
+
 class SourceConfig(_Model):
     """The PostgreSQL database to replicate and the Debezium connector that reads it."""
 
@@ -293,13 +303,7 @@ class SourceConfig(_Model):
     def _signal_table(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = value.split(".")
-        if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
-            raise PydanticCustomError(
-                "signal_table",
-                "must be 'schema.table' or 'table' (plain PostgreSQL identifiers), or null",
-            )
-        return value if len(parts) == 2 else f"public.{value}"
+        return _qualified_table(value, "signal_table", ", or null")
 
     @property
     def signal_table_id(self) -> TableId | None:
@@ -738,13 +742,7 @@ class TableConfig(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
-            raise PydanticCustomError(
-                "table_name",
-                "must be 'schema.table' or 'table' (plain PostgreSQL identifiers)",
-            )
-        return value if len(parts) == 2 else f"public.{value}"
+        return _qualified_table(value, "table_name")
 
     @field_validator("target")
     @classmethod

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
+from cdc.cli.options import ConfigOpt
 from cdc.cli.quarantine import app as quarantine_app
 from cdc.cli.reconcile import reconcile_command
 from cdc.cli.snapshot import snapshot as snapshot_command
@@ -38,9 +39,6 @@ app.command("snapshot")(snapshot_command)
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", "-c", help="The cdc.yaml file.", envvar="CDC_CONFIG")
-]
 StateDirOpt = Annotated[
     Path,
     typer.Option("--state-dir", help="Where the local stack keeps its data, logs and pids."),

@@ -11,13 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.options import ConfigOpt
+
 app = typer.Typer(help="Quarantined changes: rows that failed their table's data contract.")
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", "-c", help="The cdc.yaml file.", envvar="CDC_CONFIG")
-]
 TablesArg = Annotated[
     list[str] | None,
     typer.Argument(help="Source tables (schema.table or table); default: every table."),

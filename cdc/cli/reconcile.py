@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.options import ConfigOpt
 from cdc.reconcile.report import RunReport
 
 console = Console()
@@ -44,9 +45,7 @@ def reconcile_command(
             show_default=False,
         ),
     ] = None,
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The cdc.yaml file.", envvar="CDC_CONFIG")
-    ] = Path("cdc.yaml"),
+    config: ConfigOpt = Path("cdc.yaml"),
     repair: Annotated[
         bool,
         typer.Option(

@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cdc.cli.options import ConfigOpt
+
 console = Console()
 err = Console(stderr=True)
 
@@ -27,9 +29,7 @@ def snapshot(
     tables: Annotated[
         list[str], typer.Argument(help="Source tables to snapshot (schema.table or table).")
     ],
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The cdc.yaml file.", envvar="CDC_CONFIG")
-    ] = Path("cdc.yaml"),
+    config: ConfigOpt = Path("cdc.yaml"),
     method: Annotated[
         Method,
         typer.Option(

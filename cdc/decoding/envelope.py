@@ -183,6 +183,16 @@ def _position(source: Mapping[str, Any]) -> SourcePosition:
     return SourcePosition(lsn, tx_id, ts_us, snapshot, _commit_lsn(source.get("sequence")))
 
 
+def _sequence_items(sequence: Any) -> Any:
+    """``source.sequence`` (a JSON array in a string) parsed; None when it doesn't parse."""
+    if not isinstance(sequence, str):
+        return None
+    try:
+        return orjson.loads(sequence)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _incremental_read_lsn(sequence: Any) -> int:
     """Position of an incremental snapshot read: the LSN of the window-close signal that
     released its chunk (the second element of ``sequence``).
@@ -195,12 +205,7 @@ def _incremental_read_lsn(sequence: Any) -> int:
     close but commits after it streams after the read with a lower LSN and is refused, so the
     read's value stays until the key's next change.)
     """
-    items: Any = None
-    if isinstance(sequence, str):
-        try:
-            items = orjson.loads(sequence)
-        except orjson.JSONDecodeError:
-            items = None
+    items = _sequence_items(sequence)
     last = items[-1] if isinstance(items, list) and len(items) == 2 else None
     try:
         return int(last)  # type: ignore[arg-type]
@@ -216,12 +221,7 @@ def _commit_lsn(sequence: Any) -> int | None:
     """First element of ``source.sequence`` (a JSON array in a string) as an int, or None."""
     if sequence is None:
         return None
-    items: Any = None
-    if isinstance(sequence, str):
-        try:
-            items = orjson.loads(sequence)
-        except orjson.JSONDecodeError:
-            items = None
+    items = _sequence_items(sequence)
     if not isinstance(items, list):
         raise DecodeError(f"sequence {sequence!r} is not a JSON array", field="source.sequence")
     first = items[0] if items else None

@@ -32,10 +32,10 @@ from typing import Any, Final
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from cdc.config import Config
 from cdc.model import TableId
+from cdc.source.catalog import source_dsn
 from cdc.source.connector import notification_topic
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
     "request_configured_snapshot",
     "request_incremental_snapshot",
     "signal_payload",
-    "source_conninfo",
     "wait_configured_snapshot",
     "wait_for_incremental_snapshot",
 ]
@@ -430,11 +429,6 @@ def _assign(consumer: Consumer, topic: str) -> bool:
 # ------------------------------------------------------------------------------ from cdc.yaml
 
 
-def source_conninfo(config: Config) -> str:
-    """A libpq conninfo string for the configured source (holds the password: never log it)."""
-    return make_conninfo(**config.source.conninfo())
-
-
 def _signal_table_of(config: Config) -> TableId:
     table = config.source.signal_table_id
     if table is None:
@@ -451,7 +445,7 @@ def ensure_configured_signal_table(config: Config, url: str | None = None) -> bo
     table = config.source.signal_table_id
     if table is None:
         return False
-    return ensure_signal_table(url or source_conninfo(config), table)
+    return ensure_signal_table(url or source_dsn(config.source), table)
 
 
 def request_configured_snapshot(
@@ -464,7 +458,7 @@ def request_configured_snapshot(
     """:func:`request_incremental_snapshot` with the signal table and the captured tables of
     ``config``; ``url`` defaults to the configured source."""
     return request_incremental_snapshot(
-        url or source_conninfo(config),
+        url or source_dsn(config.source),
         _signal_table_of(config),
         tables,
         where,
