@@ -431,6 +431,12 @@ class Warehouse(abc.ABC):
         version (``_cdc_lsn``)."""
 
     @abc.abstractmethod
+    def close_history_gaps(self, target: TableTarget) -> HistoryReport:
+        """Repair an ``scd2`` table's validity (reconcile ``--repair``): a version followed by
+        another that did not end with a delete ends where the next begins and is not current
+        (gaps from a lost version, overlaps). Returns the invariant report afterwards."""
+
+    @abc.abstractmethod
     def history_report(self, target: TableTarget) -> HistoryReport:
         """Check the history invariants of an ``scd2`` table, on the engine (set-based)."""
 

@@ -744,6 +744,14 @@ class DuckDBWarehouse(Warehouse):
                 raise map_error(exc, table=target.name, path=self.path) from exc
         return fetched_rows(table, columns)
 
+    def close_history_gaps(self, target: TableTarget) -> HistoryReport:
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            self._exec(con, sql.scd2_close_gaps(self._history_table(con, target)))
+
+        with self.connection() as con:
+            self._in_transaction(con, lambda: work(con), table=target.name)
+        return self.history_report(target)
+
     def history_report(self, target: TableTarget) -> HistoryReport:
         strict = target.scd2.granularity == "transaction"
         with self.connection() as con:

@@ -927,6 +927,13 @@ class SnowflakeWarehouse(Warehouse):
         result: list[dict[str, Any]] = self._run(work, table=target.name)
         return result
 
+    def close_history_gaps(self, target: TableTarget) -> HistoryReport:
+        def work(cur: Any) -> None:
+            self._exec(cur, sql.scd2_close_gaps(self._history_table(cur, target)))
+
+        self._run(work, table=target.name)
+        return self.history_report(target)
+
     def history_report(self, target: TableTarget) -> HistoryReport:
         strict = target.scd2.granularity == "transaction"
 

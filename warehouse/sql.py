@@ -730,6 +730,38 @@ def _history_flags(m: TargetTable, strict: bool) -> exp.Select:
     ).from_(numbered.subquery("v"))
 
 
+def scd2_close_gaps(m: TargetTable) -> exp.Update:
+    """Make each key's validity contiguous again (a repair, not a replay): a version that is
+    followed by another and did not end with a delete ends exactly where the next begins and
+    is not current. Closes gaps (a lost middle version) and overlaps, never a delete's gap."""
+    assert m.scd2 is not None
+    v, meta = m.scd2, m.meta
+    keys = [col(k) for k in m.key]
+    nxt = "_next_from"
+    following = exp.select(
+        *keys,
+        col(meta.lsn),
+        exp.alias_(_window(exp.Lead(this=col(v.valid_from)), keys, col(meta.lsn)), nxt),
+    ).from_(m.target.expr())
+    pairs = [(v.valid_to, col(nxt, S)), (v.is_current, exp.false())]
+    update = _set(pairs)
+    update.set("this", m.target.expr(T))
+    update.set("from_", exp.From(this=following.subquery(S)))
+    broken = exp.or_(
+        exp.NullSafeNEQ(this=col(v.valid_to, T), expression=col(nxt, S)),
+        _is_true(col(v.is_current, T)),
+    )
+    where = exp.and_(
+        *(exp.EQ(this=col(k, T), expression=col(k, S)) for k in m.key),
+        exp.EQ(this=col(meta.lsn, T), expression=col(meta.lsn, S)),
+        exp.Not(this=_is_null(col(nxt, S))),
+        exp.Not(this=_is_true(col(meta.deleted, T))),
+        exp.Paren(this=broken),
+    )
+    update.set("where", exp.Where(this=where))
+    return update
+
+
 def history_counts(m: TargetTable, strict: bool) -> exp.Select:
     """keys, versions, live keys, then one count per HISTORY_CHECKS entry."""
 

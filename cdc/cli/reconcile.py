@@ -52,8 +52,9 @@ def reconcile_command(
             "--repair",
             help="Fix what differs: re-write missing and different keys from the source and "
             "delete extra keys, at a fresh position (the stream's later changes still win), "
-            "then re-check them. History tables get a new version; their history itself is "
-            "never rewritten.",
+            "then re-check them. History tables get a new version, and broken validity (a gap "
+            "left by a lost version, overlaps) is closed: each version ends where the next "
+            "begins.",
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

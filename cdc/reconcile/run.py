@@ -192,6 +192,10 @@ class Reconciler:
             self._repair(target, schema, src, wh, confirmed, result)
         if table.mode == "scd2" and result.warehouse_rows:
             result.history = self.warehouse.history_report(target)
+            if repair and (result.history.gaps or result.history.overlaps):
+                before = result.history.gaps + result.history.overlaps
+                result.history = self.warehouse.close_history_gaps(target)
+                result.repaired += before - result.history.gaps - result.history.overlaps
         result.seconds = time.perf_counter() - started
         return result
 

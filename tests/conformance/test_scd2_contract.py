@@ -373,3 +373,21 @@ def test_no_value_reaches_duckdb_sql_text(
     assert [r["name"] for r in wh.fetch_history(DIM)] == [nasty, nasty + "2"]
     assert [r["doc"] for r in wh.fetch_history(DIM)] == [nasty, nasty]
     assert seen and not any("DROP TABLE dim" in q for q in seen)
+
+
+def test_close_history_gaps_repairs_a_lost_version_and_keeps_a_deletes_gap(wh: Warehouse) -> None:
+    """A middle version lost (damage) leaves a gap; the repair ends the previous version where
+    the next begins. A key deleted and inserted again keeps its legitimate gap."""
+    apply(wh, ev(Op.CREATE, 1, 10, name="a"), ev(Op.UPDATE, 1, 20, name="b"),
+          ev(Op.UPDATE, 1, 30, name="c"), ev(Op.CREATE, 2, 11, name="x"),
+          ev(Op.DELETE, 2, 21), ev(Op.CREATE, 2, 31, name="y"))  # fmt: skip
+    run_sql(wh, 'DELETE FROM {schema}."dim" WHERE "id" = 1 AND "name" = \'b\'')
+    damaged = wh.history_report(DIM)
+    assert (damaged.gaps, damaged.overlaps) == (1, 0)
+    repaired = wh.close_history_gaps(DIM)
+    assert repaired.ok, repaired
+    assert versions(wh) == [
+        (1, 10, 30, False), (1, 30, None, False),
+        (2, 11, 21, True), (2, 31, None, False),
+    ]  # fmt: skip
+    assert wh.close_history_gaps(DIM).ok and len(versions(wh)) == 4  # idempotent

@@ -83,27 +83,21 @@ def test_damage_is_found_exactly_repaired_and_a_rerun_is_clean(pipeline: Pipelin
     repaired = reconcile(config, repair=True, settings=FAST)
     orders, hist = repaired.tables
     assert (orders.repaired, orders.remaining, orders.status) == (10, 0, "repaired")
-    assert (hist.repaired, hist.remaining) == (1, 0)
+    # the altered current version (a new version) and the gap (validity made contiguous)
+    assert (hist.repaired, hist.remaining, hist.status) == (2, 0, "repaired")
+    assert hist.history is not None and hist.history.ok
 
     again = reconcile(config, settings=FAST)
     orders, hist = again.tables
     assert (orders.diffs, orders.status) == (0, "ok")
-    assert hist.diffs == 0
-    # a repair rewrites rows, never history: the gap is still reported
-    assert hist.history is not None and hist.history.gaps == 1 and hist.status == "diffs"
+    assert (hist.diffs, hist.status) == (0, "ok")
+    assert hist.history is not None and hist.history.ok
     pipeline.sql("UPDATE orders SET v = 'after repair' WHERE id = 10")  # the stream still wins
     pipeline.replicate_until_caught_up()
     assert reconcile(config, ["orders"], settings=FAST).tables[0].status == "ok"
 
-    warehouse = open_warehouse(config)
-    try:
-        last = warehouse.last_reconciles()
-    finally:
-        warehouse.close()
-    assert last["orders"].status == "ok" and last["hist"].status == "diffs"
-    assert last["hist"].history_problems == 1
-
-    # the CLI: exit 1 while the history gap remains, 0 for the clean table, JSON report
+    # the CLI: exit 1 while a (new) history gap is there, 0 for the clean table, JSON report
+    _damage(pipeline, "DELETE FROM hist WHERE id = 2 AND NOT is_current AND tier = 'b'")
     cfg = str(pipeline.workdir / "cdc.yaml")
     out = _cli("reconcile", "-c", cfg, "--json")
     assert out.returncode == 1, out.stderr
@@ -112,10 +106,20 @@ def test_damage_is_found_exactly_repaired_and_a_rerun_is_clean(pipeline: Pipelin
     assert _cli("reconcile", "orders", "-c", cfg).returncode == 0
     refused = _cli("reconcile", "nope", "-c", cfg)
     assert refused.returncode == 2 and "unknown table 'nope'" in refused.stderr
+
+    warehouse = open_warehouse(config)
+    try:
+        last = warehouse.last_reconciles()
+    finally:
+        warehouse.close()
+    assert last["orders"].status == "ok" and last["hist"].status == "diffs"
+    assert last["hist"].history_problems == 1
     status = json.loads(_cli("status", "-c", cfg, "--json").stdout.strip().splitlines()[-1])
     shown = {t["table"]: t["last_reconcile"] for t in status["tables"]}
     assert shown["orders"].startswith("ok at ") and shown["hist"].startswith("diffs at ")
     assert "history 1" in shown["hist"]
+    assert _cli("reconcile", "hist", "-c", cfg, "--repair").returncode == 0
+    assert _cli("reconcile", "-c", cfg).returncode == 0
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
