@@ -16,7 +16,7 @@ from typing import Any
 
 from cdc.compare import normalise
 from cdc.model import ChangeEvent, ColumnType, KafkaOrigin, Kind, Op, SourcePosition, TableSchema
-from warehouse.base import TableBatch, TableTarget
+from warehouse.base import SourceRows, TableBatch, TableTarget
 
 Key = tuple[Any, ...]
 ORIGIN_TOPIC = "cdc.reconcile"
@@ -37,6 +37,7 @@ def model_value(ct: ColumnType, value: Any) -> Any:
 
 
 def repair_events(
+    target: TableTarget,
     schema: TableSchema,
     upserts: Sequence[Mapping[str, Any]],
     deletes: Sequence[Key],
@@ -46,16 +47,13 @@ def repair_events(
     """Snapshot reads of ``upserts`` (source rows) and deletes of ``deletes`` at ``lsn``."""
     commit = now_us if now_us is not None else time.time_ns() // 1000
     position = SourcePosition(lsn=lsn, tx_id=None, commit_ts_us=commit, snapshot=True)
-    events: list[ChangeEvent] = []
-    types = {c.name: c.type for c in schema.columns}
-    for i, row in enumerate(upserts):
-        after = {name: model_value(types[name], row.get(name)) for name in schema.names}
-        events.append(
-            ChangeEvent(
-                op=Op.READ, schema=schema, key={k: after[k] for k in schema.key}, before=None,
-                after=after, position=position, origin=KafkaOrigin(ORIGIN_TOPIC, 0, i),
-            )
-        )  # fmt: skip
+    types = [c.type for c in schema.columns]
+    rows = [
+        tuple(model_value(t, row.get(name)) for t, name in zip(types, schema.names, strict=True))
+        for row in upserts
+    ]
+    origin = KafkaOrigin(ORIGIN_TOPIC, 0, 0)
+    events = SourceRows(target, schema, rows, position, origin).events()
     for j, key in enumerate(deletes, start=len(events)):
         keyed = dict(zip(schema.key, key, strict=True))
         events.append(
@@ -75,4 +73,4 @@ def repair_batch(
     lsn: int,
 ) -> TableBatch:
     """The batch ``Warehouse.apply`` repairs one table with."""
-    return TableBatch(target, schema, repair_events(schema, upserts, deletes, lsn))
+    return TableBatch(target, schema, repair_events(target, schema, upserts, deletes, lsn))

@@ -52,7 +52,7 @@ from cdc.snapshot.plan import (
 )
 from cdc.source.catalog import (
     SourceTableError,
-    qualified,
+    plan_filter,
     reflect_table,
     slot_position,
     source_connection,
@@ -140,16 +140,10 @@ def _table_config(config: Config, name: str) -> TableConfig:
 
 
 def check_where(conn: psycopg.Connection[Any], schema: TableSchema, where: str) -> None:
-    """Raise SnapshotError unless PostgreSQL can plan ``SELECT ... WHERE <where>`` (syntax,
-    columns, types), in a read-only transaction that is rolled back."""
-    query = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(
-        sql.Identifier(schema.table.schema, schema.table.name),
-        sql.SQL(where),  # type: ignore[arg-type]
-    )
+    """Raise SnapshotError unless PostgreSQL can plan the filter on the table
+    (:func:`cdc.source.catalog.plan_filter`)."""
     try:
-        with conn.transaction(force_rollback=True):
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute(query)
+        plan_filter(conn, schema.table, where)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise SnapshotError(f"--where {where!r} does not work on {schema.table}: {first}") from None
@@ -436,6 +430,5 @@ __all__ = [
     "bulk_snapshot",
     "check_request",
     "check_where",
-    "qualified",
     "snapshot_table",
 ]

@@ -31,7 +31,6 @@ from cdc.model import (
     ColumnType,
     Kind,
     SourcePosition,
-    TableId,
     TableSchema,
 )
 
@@ -240,8 +239,3 @@ _COPY_TYPES: dict[Kind, str] = {
     Kind.JSON: "text",
     Kind.ARRAY: "text",
 }
-
-
-def table_id(name: str) -> TableId:
-    schema, _, table = name.rpartition(".")
-    return TableId(schema or "public", table)

@@ -22,6 +22,7 @@ from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
 
 __all__ = [
     "SourceTableError",
+    "plan_filter",
     "qualified",
     "reflect_table",
     "slot_position",
@@ -150,6 +151,24 @@ def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
             "rows by key; add one (ALTER TABLE ... ADD PRIMARY KEY)"
         )
     return TableSchema(table, tuple(columns), key)
+
+
+FILTER_CHECK_TIMEOUT_MS: Final = 10_000
+
+
+def plan_filter(conn: psycopg.Connection[Any], table: TableId, where: str) -> None:
+    """Let PostgreSQL plan ``SELECT 1 FROM table WHERE (where)`` without running it (syntax,
+    columns, types), raising its ``psycopg.Error``: a read-only transaction, one statement
+    (binary results force the extended protocol, which refuses a second statement smuggled in
+    the filter), a timeout. Snapshots and signals check a user's filter with it."""
+    statement = psycopg.sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(
+        psycopg.sql.Identifier(table.schema, table.name),
+        psycopg.sql.SQL(where),  # type: ignore[arg-type]
+    )
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(f"SET LOCAL statement_timeout = {FILTER_CHECK_TIMEOUT_MS}")
+        conn.execute(statement, prepare=False, binary=True)
 
 
 def slot_position(conn: psycopg.Connection[Any], slot: str) -> tuple[int, int]:

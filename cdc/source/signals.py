@@ -35,7 +35,7 @@ from psycopg import sql
 
 from cdc.config import Config
 from cdc.model import TableId
-from cdc.source.catalog import source_dsn
+from cdc.source.catalog import plan_filter, source_dsn
 from cdc.source.connector import notification_topic
 
 __all__ = [
@@ -63,7 +63,6 @@ SIGNAL_TABLE_COLUMNS: Final = (
     "id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048)"
 )
 _AGGREGATE: Final = "Incremental Snapshot"
-_FILTER_CHECK_TIMEOUT_MS: Final = 10_000
 
 
 class SignalError(Exception):
@@ -199,15 +198,9 @@ def _published(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
 
 
 def _check_filter(conn: psycopg.Connection[Any], table: TableId, where: str) -> None:
-    """Let PostgreSQL plan the filter on the table without running it: a read-only
-    transaction, one statement (binary results force the extended protocol, which refuses a
-    second statement smuggled in the filter), a timeout."""
-    statement = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(_ident(table), sql.SQL(where))
+    """:func:`cdc.source.catalog.plan_filter`, its failure as an InvalidFilterError."""
     try:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute(f"SET LOCAL statement_timeout = {_FILTER_CHECK_TIMEOUT_MS}")
-            conn.execute(statement, prepare=False, binary=True)
+        plan_filter(conn, table, where)
     except psycopg.Error as exc:
         detail = exc.diag.message_primary or str(exc).strip()
         raise InvalidFilterError(
