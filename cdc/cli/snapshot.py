@@ -60,6 +60,13 @@ def snapshot(
             "twice (idempotency key)."
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="--deployment: commands with the same key join one flow run. Default: the "
+            "parameters and the current UTC minute (a retry in the next minute starts anew)."
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(help="Incremental / --deployment: minutes to wait for the end.")
     ] = 60,
@@ -84,7 +91,7 @@ def snapshot(
     try:
         if deployment:
             outcome = _on_deployment(deployment, config, tables, method, where, rows_per_chunk,
-                                     workers, fresh, timeout)  # fmt: skip
+                                     workers, fresh, timeout, idempotency_key)  # fmt: skip
             print(json.dumps(outcome, default=str)) if as_json else console.print(outcome)
             return
         if method is Method.incremental:
@@ -163,9 +170,10 @@ def _on_deployment(
     workers: int,
     fresh: bool,
     timeout: float,
+    key: str | None = None,
 ) -> dict[str, Any]:
-    """Trigger the deployment and wait for its end. The idempotency key (the parameters and
-    the current minute) makes a command retried within the minute join the run it started
+    """Trigger the deployment and wait for its end. The idempotency key (``key``, else the
+    parameters and the current minute) makes a retried command join the run it started
     instead of starting a second one."""
     import hashlib
     from datetime import UTC, datetime
@@ -182,9 +190,10 @@ def _on_deployment(
         "workers": workers,
         "fresh": fresh,
     }
-    minute = datetime.now(UTC).strftime("%Y%m%dT%H%M")
-    doc = json.dumps({**params, "minute": minute}, sort_keys=True)
-    key = "cdc-snapshot-" + hashlib.sha256(doc.encode()).hexdigest()[:16]
+    if key is None:
+        minute = datetime.now(UTC).strftime("%Y%m%dT%H%M")
+        doc = json.dumps({**params, "minute": minute}, sort_keys=True)
+        key = "cdc-snapshot-" + hashlib.sha256(doc.encode()).hexdigest()[:16]
     run = run_deployment(name, parameters=params, idempotency_key=key, timeout=timeout * 60,
                          as_subflow=False)  # fmt: skip
     assert isinstance(run, FlowRun)

@@ -117,10 +117,13 @@ def test_prefect_yaml_deploys_and_a_worker_runs_replicate(
         pipeline.assert_equal_to_source()
 
         # `cdc snapshot --deployment`: the worker runs the snapshot flow; the same command
-        # again (within the minute) joins that run instead of starting another
+        # again (same idempotency key) joins that run instead of starting another. The key
+        # is explicit: the default one changes with the minute, and two commands may
+        # straddle a minute's end (seen in CI)
         cdc = Path(sys.executable).with_name("cdc")
         cmd = [str(cdc), "snapshot", "items", "-c", str(pipeline.workdir / "cdc.yaml"),
-               "--deployment", "cdc-snapshot/snapshot", "--json"]  # fmt: skip
+               "--deployment", "cdc-snapshot/snapshot", "--json",
+               "--idempotency-key", f"test-{uuid.uuid4().hex}"]  # fmt: skip
         outcomes = []
         for _ in range(2):
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
