@@ -121,7 +121,11 @@ class Replicator:
         self._stop = False
         self.until_caught_up = False  # may be set from another thread (e.g. the demo)
         self.caught_up_event = threading.Event()  # set while idle at the end of every partition
-        self._assigned_at: dict[tuple[str, int], int] = {}  # where each partition was assigned
+        # per assigned partition: the offset the warehouse holds everything before (set on
+        # assignment from the stored offsets, moved by every committed batch); "caught up"
+        # compares this, never the client's position, which can run ahead of what was applied
+        # (messages polled, then dropped by a rebalance that re-seeks the partition)
+        self._applied_to: dict[tuple[str, int], int] = {}
         self._revoked: set[tuple[str, int]] = set()
         base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
         self.consumer = Consumer(
@@ -155,7 +159,7 @@ class Replicator:
             # OFFSET_OUT_OF_RANGE and auto.offset.reset=earliest replays the partition from
             # the start; the position guard absorbs what was already applied.
             tp.offset = OFFSET_BEGINNING if offset is None else offset
-            self._assigned_at[(tp.topic, tp.partition)] = tp.offset
+            self._applied_to[(tp.topic, tp.partition)] = tp.offset
         self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
         consumer.assign(partitions)
         log.info(
@@ -226,26 +230,33 @@ class Replicator:
             self.warehouse.close()
 
     def caught_up(self) -> bool:
-        """True when every assigned partition's position is at its high watermark.
+        """True when the warehouse holds every message of every assigned partition.
 
-        A partition that delivered nothing since its assignment has no position yet
-        (OFFSET_INVALID): its position is where it was assigned (the stored offset, or the
-        log's start)."""
+        Per partition, the offset everything before which is applied (the stored offset at
+        assignment, moved by each committed batch; no stored offset: the log's start) must reach
+        the high watermark (an empty partition is caught up). A watermark the broker can't tell
+        (negative) is not caught up."""
         assignment = self.consumer.assignment()
         if not assignment:
             return False
-        positions = self.consumer.position(assignment)
-        for tp in positions:
-            if (tp.topic, tp.partition) in self._revoked or tp.topic in self.stats.parked:
+        ends: dict[str, tuple[int, int]] = {}
+        for tp in assignment:
+            tp_key = (tp.topic, tp.partition)
+            if tp_key in self._revoked or tp.topic in self.stats.parked:
                 continue
             low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            position = tp.offset
-            if position < 0:
-                position = self._assigned_at.get((tp.topic, tp.partition), low)
-            if position < 0:
-                position = low
-            if high > 0 and position < high:
+            applied = self._applied_to.get(tp_key, low)
+            if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
+                applied = low
+            ends[f"{tp.topic}[{tp.partition}]"] = (applied, high)
+            if high < 0:
                 return False
+            # applied > high: a stored offset past a recreated log's end, which is replayed
+            # from its start (see _on_assign) until the batches bring it to the end
+            if low != high and applied != high:
+                return False
+        if not self.caught_up_event.is_set():  # once per idle spell, not every poll
+            log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
         return True
 
     def _poll_batch(self) -> list[Polled]:
@@ -432,6 +443,7 @@ class Replicator:
             },
             seconds=round(result.seconds, 4),
         )
+        self._applied_to.update(offsets)  # a partition's batches come in log order
         _failpoint("after_warehouse_commit", self.stats.batches)
         if rows:
             self.consumer.commit(

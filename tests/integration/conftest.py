@@ -109,10 +109,11 @@ class Pipeline:
         assert self.config is not None
         return self.config
 
-    def assert_equal_to_source(self) -> None:
+    def assert_equal_to_source(self, context: str = "") -> None:
+        """Every table equal to the source; ``context`` (e.g. a run's log) joins the message."""
         diffs = compare_all(self.config_, self.url)
         bad = {d.name: d.describe() for d in diffs if d.diffs}
-        assert not bad, f"warehouse differs from source: {bad}"
+        assert not bad, f"warehouse differs from source: {bad}{context}"
         assert all(d.source_rows > 0 for d in diffs), [(d.name, d.source_rows) for d in diffs]
 
 

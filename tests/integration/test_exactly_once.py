@@ -104,7 +104,7 @@ def test_kill_between_warehouse_and_kafka_commit_loses_and_duplicates_nothing(
 
     resumed = _cdc_run(cfg_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    pipeline.assert_equal_to_source()
+    pipeline.assert_equal_to_source(f"\nthe resumed run's log:\n{resumed.stderr[-6000:]}")
     with duckdb.connect(str(config.warehouse.path), read_only=True) as con:
         total, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone()
         (offset,) = con.execute(
