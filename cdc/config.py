@@ -14,6 +14,7 @@ Relative paths (``warehouse.path``) resolve against the folder of the configurat
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import importlib
 import os
@@ -52,12 +53,15 @@ __all__ = [
     "ConfigError",
     "ConnectConfig",
     "ConsumerConfig",
+    "CostsConfig",
     "DuckDBWarehouseConfig",
     "KafkaConfig",
     "Problem",
     "SnowflakeWarehouseConfig",
     "SourceConfig",
     "TableConfig",
+    "TablePolicyConfig",
+    "TieringConfig",
     "WarehouseConfig",
     "dump_example_config",
     "is_secret_key",
@@ -705,6 +709,169 @@ def _import_check(path: str) -> Any:
     return function
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|y)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _duration(value: Any) -> dt.timedelta:
+    """``30d``, ``12h``, ``10m``, ``45s``, ``2w``, ``7y`` (365 days), or a number of seconds."""
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.timedelta(seconds=value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise PydanticCustomError(
+            "duration",
+            "must be a duration like 30d, 12h, 10m, 45s, 2w or 7y (365 days)",
+        )
+    return dt.timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """The shortest exact form of a duration (``30d``, ``10m``, ``7y``)."""
+    seconds = int(value.total_seconds())
+    for unit in ("y", "w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class TablePolicyConfig(_Model):
+    """A table's lifecycle tiering policy (``tables[].tiering``; present = the table is tiered).
+
+    What moves: an scd2 table's closed versions by ``valid_to``; a soft-delete mirror table's
+    deleted rows by deletion time (``<prefix>source_ts``, the delete's commit time)."""
+
+    hot: Duration = Field(
+        default=dt.timedelta(days=30),
+        description="Rows stay in the warehouse table this long after they closed (or were "
+        "deleted), then move to the warm tier.",
+    )
+    warm: Duration = Field(
+        default=dt.timedelta(days=365),
+        description="Age after which warm files move to the cold tier.",
+    )
+    retention: Duration = Field(
+        default=dt.timedelta(days=7 * 365),
+        description="Age after which cold history is deleted for good.",
+    )
+    target: str | None = Field(
+        default=None, description="This table's tier storage; default: `tiering.target`."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TablePolicyConfig:
+        if self.hot <= dt.timedelta(0):
+            raise PydanticCustomError("tier_policy", "hot must be longer than 0")
+        if self.warm <= self.hot:
+            raise PydanticCustomError(
+                "tier_policy",
+                "warm ({warm}) must be longer than hot ({hot}): rows leave the warehouse "
+                "after `hot`, then the warm tier after `warm`",
+                {"warm": format_duration(self.warm), "hot": format_duration(self.hot)},
+            )
+        if self.warm >= self.retention:
+            raise PydanticCustomError(
+                "tier_policy",
+                "warm ({warm}) must be shorter than retention ({retention}): cold history is "
+                "deleted after `retention`, so nothing would ever reach the cold tier",
+                {
+                    "warm": format_duration(self.warm),
+                    "retention": format_duration(self.retention),
+                },
+            )
+        return self
+
+
+class TieringConfig(_Model):
+    """Where tiered history goes (``tiering``); each table opts in with ``tables[].tiering``."""
+
+    target: str = Field(
+        default=".cdc/tiers",
+        description="Tier storage: a local folder (relative to the configuration file's "
+        "folder) or any fsspec URL, e.g. `s3://bucket/prefix`. Files are laid out as "
+        "`<target>/<warm|cold>/<table>/month=YYYY-MM/<move>.parquet`.",
+    )
+    storage_options: dict[str, ClientValue] = Field(
+        default_factory=dict,
+        description="fsspec options of the target, e.g. for S3 `endpoint_url`, `key`, "
+        "`secret` (use ${VAR}; values whose key contains password/secret are secret).",
+    )
+    cold_storage_class: str = Field(
+        default="GLACIER_IR",
+        description="S3 storage class set on cold objects (S3 targets only; or leave it to "
+        "a bucket lifecycle rule by setting `STANDARD`).",
+    )
+    warm_compression_level: int = Field(
+        default=3, ge=1, le=22, description="zstd level of warm Parquet files."
+    )
+    cold_compression_level: int = Field(
+        default=19, ge=1, le=22, description="zstd level of cold Parquet files (stronger)."
+    )
+
+    @field_validator("storage_options")
+    @classmethod
+    def _option_secrets(
+        cls, value: dict[str, str | int | bool | SecretStr]
+    ) -> dict[str, str | int | bool | SecretStr]:
+        return _wrap_secrets(value)
+
+    def options(self) -> dict[str, Any]:
+        """``storage_options`` with secrets revealed (for the filesystem only)."""
+        return {key: _reveal(value) for key, value in self.storage_options.items()}
+
+    def resolve(self, target: str, config_dir: Path) -> str:
+        """An fsspec URL or an absolute local path for ``target``."""
+        if "://" in target or Path(target).is_absolute():
+            return target
+        return str((config_dir / target).resolve())
+
+
+class CostsConfig(_Model):
+    """Prices the cost report uses (``costs``), in your currency per unit."""
+
+    warehouse_gb_month: float = Field(
+        default=0.023,
+        ge=0,
+        description="Hot tier: warehouse storage per GB-month (Snowflake on-demand is about "
+        "23 per TB-month; for a local DuckDB file, what your disk costs).",
+    )
+    standard_gb_month: float = Field(
+        default=0.023, ge=0, description="Object storage, standard class, per GB-month."
+    )
+    infrequent_gb_month: float = Field(
+        default=0.0125, ge=0, description="Object storage, infrequent-access class, per GB-month."
+    )
+    archive_gb_month: float = Field(
+        default=0.004, ge=0, description="Object storage, archive class, per GB-month."
+    )
+    warm_class: Literal["standard", "infrequent", "archive"] = Field(
+        default="infrequent", description="Which object storage price the warm tier pays."
+    )
+    cold_class: Literal["standard", "infrequent", "archive"] = Field(
+        default="archive", description="Which object storage price the cold tier pays."
+    )
+    compute_hour: float = Field(
+        default=3.0,
+        ge=0,
+        description="Price of one hour of measured statement time (DuckDB: your machine; "
+        "Snowflake: credits per hour of the warehouse size times the credit price).",
+    )
+    credit_price: float = Field(
+        default=3.0, ge=0, description="Snowflake: price of one credit (query-history credits)."
+    )
+    output: str = Field(
+        default=".cdc/reports",
+        description="Folder for the report's CSV, JSON and PNG chart (relative to the "
+        "configuration file's folder).",
+    )
+
+
 class TableConfig(_Model):
     """One replicated table."""
 
@@ -738,6 +905,10 @@ class TableConfig(_Model):
         default=None,
         description="Warehouse table name; defaults to the source table's name.",
     )
+    tiering: TablePolicyConfig | None = Field(
+        default=None,
+        description="Lifecycle tiering of the table's history (absent: never tiered).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -755,6 +926,12 @@ class TableConfig(_Model):
             raise PydanticCustomError(
                 "scd2_options",
                 "has `scd2` options but mode is mirror: set `mode: scd2` or remove `scd2`",
+            )
+        if self.tiering is not None and self.mode == "mirror" and not self.soft_delete:
+            raise PydanticCustomError(
+                "tier_no_history",
+                "has `tiering` but keeps no history: a mirror table without soft_delete has "
+                "nothing to move (set `mode: scd2` or `soft_delete: true`, or remove `tiering`)",
             )
         if self.mode == "scd2" and self.soft_delete:
             raise PydanticCustomError(
@@ -803,6 +980,12 @@ class Config(_Model):
     )
     connect: ConnectConfig | None = Field(
         default=None, description="Kafka Connect REST API (production deployments)."
+    )
+    tiering: TieringConfig = Field(
+        default_factory=TieringConfig, description="Tier storage of the tiered tables' history."
+    )
+    costs: CostsConfig = Field(
+        default_factory=CostsConfig, description="Prices of the cost report."
     )
 
     _config_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -1380,6 +1563,23 @@ tables:
       - column: name
         length: {min: 1, max: 200}
     on_violation: quarantine    # quarantine (_cdc.quarantine) | dlq | fail
+    tiering:                    # move closed versions out of the warehouse table (cdc tier)
+      hot: 30d                  # closed more than 30 days ago: to warm Parquet files
+      warm: 365d                # warm files older than a year: to the cold tier
+      retention: 7y             # cold history older than 7 years: deleted
+
+tiering:
+  target: .cdc/tiers            # local folder (relative to this file) or s3://bucket/prefix
+  storage_options: {}           # fsspec options, e.g. endpoint_url, key, secret: ${AWS_SECRET}
+  cold_storage_class: GLACIER_IR  # S3 storage class of cold objects
+
+costs:                          # prices of `cdc cost-report` (per GB-month; compute per hour)
+  warehouse_gb_month: 0.023
+  standard_gb_month: 0.023
+  infrequent_gb_month: 0.0125   # the warm tier's class (warm_class)
+  archive_gb_month: 0.004       # the cold tier's class (cold_class)
+  compute_hour: 3.0
+  output: .cdc/reports          # CSV, JSON and PNG of each report
 
 # Kafka Connect REST API (production: `cdc connector register`)
 # connect:
