@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdc.config import Config
 from cdc.consumer.loop import ReplicatorSettings
 from warehouse.base import Warehouse
@@ -13,12 +15,14 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
     if settings.type == "duckdb":
         from warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(
+        duck = DuckDBWarehouse(
             settings.path,
             schema=settings.schema_name,
             keep_open=keep_open,
             lock_timeout_s=settings.lock_timeout_seconds,
         )
+        duck.tier_filesystems = _tier_filesystems(config)
+        return duck
     if settings.type == "snowflake":
         from warehouse.snowflake import SnowflakeSettings
         from warehouse.snowflake_warehouse import SnowflakeWarehouse
@@ -60,3 +64,23 @@ def replicator_settings(config: Config) -> ReplicatorSettings:
             if (contract := config.contract_for(t)) is not None
         },
     )
+
+
+def _tier_filesystems(config: Config) -> list[Any]:
+    """fsspec filesystems of remote tier targets, for DuckDB to read ``<table>_history``."""
+    remote = {
+        config.tiering.resolve(t.tiering.target or config.tiering.target, config.config_dir)
+        for t in config.tables
+        if t.tiering is not None
+    }
+    remote = {r for r in remote if "://" in r and not r.startswith("file://")}
+    if not remote:
+        return []
+    import fsspec
+
+    out: dict[str, Any] = {}
+    for root in sorted(remote):
+        fs, _ = fsspec.core.url_to_fs(root, **config.tiering.options())
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        out.setdefault(protocol, fs)
+    return list(out.values())

@@ -73,6 +73,7 @@ from warehouse.base import (
     reconcile_values,
     registry_json,
 )
+from warehouse.duckdb_tiering import DuckDBTiering
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold
@@ -107,7 +108,7 @@ def map_error(exc: duckdb.Error, *, table: str | None, path: str) -> WarehouseEr
     )
 
 
-class DuckDBWarehouse(Warehouse):
+class DuckDBWarehouse(DuckDBTiering, Warehouse):
     """A DuckDB file as the warehouse (see the module docstring for the connection policy)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -131,6 +132,7 @@ class DuckDBWarehouse(Warehouse):
         self.lock_timeout_s = lock_timeout_s
         self._held: duckdb.DuckDBPyConnection | None = None
         self._bookkept = False
+        self.tier_filesystems: list[Any] = []  # fsspec filesystems the connections register
         # Target name -> (target, schema) whose DDL is known committed; skips catalog reads.
         self._ensured: dict[str, tuple[TableTarget, Any]] = {}
 
@@ -151,6 +153,10 @@ class DuckDBWarehouse(Warehouse):
                 f"another process probably holds it (a `cdc run` or a long query): {exc}"
             ) from exc
         con.execute("SET TimeZone = 'UTC'")
+        for fs in self.tier_filesystems:  # history views reading tier files on S3 etc.
+            if not con.filesystem_is_registered(fs.protocol if isinstance(fs.protocol, str)
+                                                else fs.protocol[0]):  # fmt: skip
+                con.register_filesystem(fs)
         return con
 
     @contextlib.contextmanager

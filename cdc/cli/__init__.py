@@ -18,6 +18,7 @@ from cdc.cli.options import ConfigOpt
 from cdc.cli.quarantine import app as quarantine_app
 from cdc.cli.reconcile import reconcile_command
 from cdc.cli.snapshot import snapshot as snapshot_command
+from cdc.cli.tier import app as tier_app
 from cdc.config import Config, ConfigError, dump_example_config, load_config
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 app.add_typer(connector_app, name="connector", help="Kafka Connect: register the connector.")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(tier_app, name="tier")
 app.command("reconcile")(reconcile_command)
 app.command("snapshot")(snapshot_command)
 
