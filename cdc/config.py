@@ -1073,6 +1073,7 @@ class Config(_Model):
             metadata=self.consumer.metadata_columns(),
             scd2=(table.scd2 or Scd2Config()).options(),
             quarantine=bool(table.checks) and table.on_violation == "quarantine",
+            tiered=table.tiering is not None,
         )
 
 

@@ -76,6 +76,9 @@ class TableTarget:
     # Data contract with on_violation=quarantine: later changes of a key that has an open
     # quarantined change wait in quarantine behind it (see warehouse.quarantine).
     quarantine: bool = False
+    # Lifecycle tiering moves rows out of the table: a soft-delete mirror table then keeps
+    # delete markers for the moved deleted rows, so the position guard still sees them.
+    tiered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

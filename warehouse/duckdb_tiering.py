@@ -178,6 +178,35 @@ class DuckDBTiering:
         ).fetchall()
         return (TierFile(*r) for r in rows)
 
+    def _record_markers(
+        self, con: duckdb.DuckDBPyConnection, target: TableTarget, key: Sequence[str]
+    ) -> None:
+        """Delete markers for the soft-deleted rows moved out (``tier_gone_``): the position
+        guard of a tiered mirror table reads them (see warehouse.sql.target_table)."""
+        markers = self._ref(f"{target.name}__deleted")
+        cols = ", ".join(_q(c) for c in [*key, target.metadata.lsn])
+        match = " AND ".join(f"m.{_q(c)} = g.{_q(c)}" for c in key)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_t(markers)} AS SELECT {cols} "
+            f"FROM {_t(self._hot(target))} WHERE false"
+        )
+        con.execute(f"DELETE FROM {_t(markers)} m USING tier_gone_ g WHERE {match}")
+        con.execute(f"INSERT INTO {_t(markers)} ({cols}) SELECT {cols} FROM tier_gone_")
+
+    def present_keys(self, target: TableTarget, keys: pa.Table) -> pa.Table:
+        """Which of ``keys`` (key columns) the hot table holds."""
+        match = " AND ".join(f"t.{_q(c)} = k.{_q(c)}" for c in keys.column_names)
+        cols = ", ".join(f"k.{_q(c)}" for c in keys.column_names)
+        with self.connection() as con:
+            con.register("tier_keys_", keys)
+            try:
+                return con.sql(
+                    f"SELECT {cols} FROM tier_keys_ k WHERE EXISTS (SELECT 1 FROM "
+                    f"{_t(self._hot(target))} t WHERE {match})"
+                ).to_arrow_table()
+            finally:
+                con.unregister("tier_keys_")
+
     def apply_tier_change(
         self, target: TableTarget, change: TierChange, key: Sequence[str]
     ) -> None:
@@ -201,8 +230,10 @@ class DuckDBTiering:
                         f"AND {self._due(target)} AND {closing} < ?",
                         [change.cutoff],
                     ).fetchall()
-                    con.unregister("tier_gone_")
                     deleted = int(row[0][0]) if row else 0
+                    if target.mode == "mirror":
+                        self._record_markers(con, target, key)
+                    con.unregister("tier_gone_")
                     if deleted != ids.num_rows:
                         raise TierConflictError(
                             f"table {target.name!r}: {ids.num_rows} rows were written to the "

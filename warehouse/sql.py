@@ -124,7 +124,8 @@ def target_table(
     Refuses what can't be replicated: an unknown mode (terminal), a source table without a
     primary key or with columns named like the metadata or validity columns, a type the
     engine can't hold (the table is parked). History tables and hard-delete mirror tables
-    keep delete markers in ``bookkeeping.<table>__deleted``.
+    keep delete markers in ``bookkeeping.<table>__deleted`` (so do tiered soft-delete mirror
+    tables: tiering records there the deleted rows it moves out).
     """
     target, source = batch.target, batch.schema
     if target.mode not in ("mirror", "scd2"):
@@ -150,7 +151,7 @@ def target_table(
     except IncompatibleSchemaChangeError as exc:
         exc.table = exc.table or target.name
         raise
-    keep_markers = scd2 is not None or not target.soft_delete
+    keep_markers = scd2 is not None or not target.soft_delete or target.tiered
     return TargetTable(
         target=TableRef(schema, target.name),
         markers=TableRef(bookkeeping, f"{target.name}__deleted") if keep_markers else None,
@@ -260,7 +261,9 @@ def _guarded_source(m: TargetTable, stage: str, deleted: bool) -> exp.Expr:
         exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S)))
     )
     where: exp.Expr = kind
-    if m.markers is not None and not deleted:
+    # soft deletes record no markers themselves (only tiering does), so a delete is guarded
+    # by them too: an old delete replayed after its row was tiered adds no tombstone
+    if m.markers is not None and (not deleted or m.soft_delete):
         query = query.join(m.markers.expr(D), on=m.key_match(D), join_type="left")
         where = exp.and_(kind, _newer(col(m.meta.lsn, D)))
     return query.where(where).subquery(S)

@@ -140,6 +140,12 @@ def _by_month(rows: pa.Table, column: str) -> dict[str, pa.Table]:
     return out
 
 
+def _key_strings(table: pa.Table, key: Sequence[str]) -> pa.Array:
+    """One comparable string per row from its key columns."""
+    parts = [pc.cast(table[k], pa.string()) for k in key]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+
+
 class Tierer:
     """Moves of one table between its tiers (see the module docstring for the protocol)."""
 
@@ -285,6 +291,15 @@ class Tierer:
             closing = data[column]
             back = pc.and_(pc.greater_equal(closing, start), pc.less(closing, end))
             wanted, rest = data.filter(back), data.filter(pc.invert(back))
+            if self.target.mode == "mirror" and wanted.num_rows:
+                # a deleted key inserted again since lives in the table: its old row stays
+                # in the files (the table can hold one row per key)
+                key = list(_key_of(self.warehouse, self.target))
+                present = self.warehouse.present_keys(self.target, wanted.select(key))
+                if present.num_rows:
+                    again = pc.is_in(_key_strings(wanted, key), _key_strings(present, key))
+                    rest = pa.concat_tables([rest, wanted.filter(again)])
+                    wanted = wanted.filter(pc.invert(again))
             if wanted.num_rows == 0:
                 continue
             mid = move_id("restore", self.name, month, start.isoformat(), end.isoformat())
