@@ -325,6 +325,73 @@ def reconcile_run(row: Sequence[Any]) -> ReconcileRun:
     return ReconcileRun(**doc)
 
 
+# ---- measured compute and cost reports (cdc.costs) ------------------------------------------
+
+ComputeJob = Literal["apply", "snapshot", "reconcile", "tier", "cost_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeRow:
+    """Measured warehouse time of one job on one table (a row of ``compute_log``).
+
+    ``seconds``: wall-clock time of the warehouse calls, measured around them by the job;
+    ``statements``: how many such calls it covers (apply: batches; snapshot: chunks;
+    reconcile: warehouse round trips; cost_report: storage reads)."""
+
+    job: str  # one of ComputeJob
+    table: str
+    seconds: float
+    statements: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TableStorage:
+    """What a warehouse table holds: every stored row and the bytes the engine reports."""
+
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CostReportRow:
+    """One table and tier of one cost report (a row of ``cost_reports``): storage cost per
+    month, compute cost of the report's period."""
+
+    report_id: str
+    at: datetime
+    table: str
+    tier: str  # hot, warm, cold
+    rows: int
+    bytes: int
+    storage_cost: float
+    compute_cost: float
+
+
+COMPUTE_COLUMNS = ("job", "table_name", "seconds", "statements", "at")
+COST_REPORT_COLUMNS = (
+    "report_id", "at", "table_name", "tier", "rows", "bytes", "storage_cost", "compute_cost",
+)  # fmt: skip
+
+
+def compute_values(row: ComputeRow) -> list[Any]:
+    """A row's values in :data:`COMPUTE_COLUMNS` order (the time as ISO text)."""
+    return [row.job, row.table, float(row.seconds), int(row.statements), row.at.isoformat()]
+
+
+def cost_report_values(row: CostReportRow) -> list[Any]:
+    """A row's values in :data:`COST_REPORT_COLUMNS` order (the time as ISO text)."""
+    return [row.report_id, row.at.isoformat(), row.table, row.tier, int(row.rows),
+            int(row.bytes), float(row.storage_cost), float(row.compute_cost)]  # fmt: skip
+
+
+def cost_report_row(row: Sequence[Any]) -> CostReportRow:
+    """A CostReportRow from a ``cost_reports`` row (:data:`COST_REPORT_COLUMNS` order)."""
+    report_id, at, table, tier, rows, size, storage, compute = row
+    return CostReportRow(str(report_id), at, str(table), str(tier), int(rows or 0),
+                         int(size or 0), float(storage or 0), float(compute or 0))  # fmt: skip
+
+
 class WarehouseError(Exception):
     """Base class of every error the warehouse layer raises."""
 
@@ -487,6 +554,29 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and locks."""
+
+    # ---- measured compute and cost reports (cdc.costs) ----------------------------------------
+
+    @abc.abstractmethod
+    def record_compute(self, rows: Sequence[ComputeRow]) -> None:
+        """Append measured compute time to ``compute_log`` (bookkeeping schema), one statement."""
+
+    @abc.abstractmethod
+    def compute_totals(self, since: datetime | None) -> dict[tuple[str, str], float]:
+        """Seconds per ``(job, table)`` recorded at or after ``since`` (None: all of them)."""
+
+    @abc.abstractmethod
+    def table_storage(self, target: TableTarget) -> TableStorage:
+        """Rows and bytes of a warehouse table (hot tier); 0 and 0 when it doesn't exist. What
+        the bytes count is engine-specific (see each adapter)."""
+
+    @abc.abstractmethod
+    def record_cost_report(self, rows: Sequence[CostReportRow]) -> None:
+        """Append one report's rows (per table and tier) to ``cost_reports``."""
+
+    @abc.abstractmethod
+    def cost_history(self) -> list[CostReportRow]:
+        """Every stored report row, oldest report first (by time, table, tier)."""
 
 
 def registry_json(batch: TableBatch) -> str:

@@ -17,6 +17,7 @@ and cost index maintenance on every update, for no extra safety here.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import threading
 import time
@@ -31,7 +32,7 @@ from sqlglot.errors import ParseError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from cdc.model import Column, TableSchema
-from warehouse import checksum, sql
+from warehouse import checksum, cost_sql, sql
 from warehouse.arrow import (
     column_array,
     fetched_rows,
@@ -50,6 +51,8 @@ from warehouse.base import (
     AppliedPosition,
     ApplyResult,
     Capabilities,
+    ComputeRow,
+    CostReportRow,
     DataError,
     HistoryReport,
     IncompatibleSchemaChangeError,
@@ -63,11 +66,15 @@ from warehouse.base import (
     SourceRows,
     TableApplyStats,
     TableBatch,
+    TableStorage,
     TableTarget,
     TerminalWarehouseError,
     TransientWarehouseError,
     Warehouse,
     WarehouseError,
+    compute_values,
+    cost_report_row,
+    cost_report_values,
     history_report,
     reconcile_run,
     reconcile_values,
@@ -236,6 +243,7 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
             if c in RECONCILE_COUNTS:
                 reconcile_runs[i] = (c, t("BIGINT"))
         self._exec(con, sql.create_table(self._ref("reconcile_runs"), reconcile_runs))
+        self._cost_ddl(con)
 
     def ensure_bookkeeping(self) -> None:
         with self.connection() as con:
@@ -937,6 +945,108 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
             except duckdb.Error as exc:
                 raise map_error(exc, table=None, path=self.path) from exc
         return counts
+
+    # ---- measured compute and cost reports (cdc.costs) ----------------------------------------
+
+    def _cost_ddl(self, con: duckdb.DuckDBPyConnection) -> None:
+        def t(name: str) -> exp.DataType:
+            return exp.DataType.build(name, dialect=DIALECT)
+
+        compute = [("job", t("VARCHAR")), ("table_name", t("VARCHAR")), ("seconds", t("DOUBLE")),
+                   ("statements", t("BIGINT")), ("at", t("TIMESTAMPTZ"))]  # fmt: skip
+        self._exec(con, sql.create_table(self._ref("compute_log"), compute))
+        reports = [
+            *((c, t("VARCHAR")) for c in ("report_id",)),
+            ("at", t("TIMESTAMPTZ")),
+            *((c, t("VARCHAR")) for c in ("table_name", "tier")),
+            *((c, t("BIGINT")) for c in ("rows", "bytes")),
+            *((c, t("DOUBLE")) for c in ("storage_cost", "compute_cost")),
+        ]
+        self._exec(con, sql.create_table(self._ref("cost_reports"), reports))
+
+    def _append_cost(self, stmt: exp.Insert, values: list[Any]) -> None:
+        if not self._bookkept:
+            self.ensure_bookkeeping()
+        with self.connection() as con:
+            self._in_transaction(con, lambda: self._exec(con, stmt, values), table=None)
+
+    def record_compute(self, rows: Sequence[ComputeRow]) -> None:
+        if rows:
+            ts = exp.DataType(this=DT.TIMESTAMPTZ)
+            insert = cost_sql.compute_insert(self._ref("compute_log"), len(rows), ts)
+            self._append_cost(insert, [v for r in rows for v in compute_values(r)])
+
+    def compute_totals(self, since: dt.datetime | None) -> dict[tuple[str, str], float]:
+        query = cost_sql.compute_totals(
+            self._ref("compute_log"), since is not None, exp.DataType(this=DT.TIMESTAMPTZ)
+        )
+        with self.connection() as con:
+            try:
+                found = self._exec(con, query, [since.isoformat()] if since else []).fetchall()
+            except duckdb.CatalogException:
+                return {}  # no bookkeeping yet
+            except duckdb.Error as exc:
+                raise map_error(exc, table=None, path=self.path) from exc
+        return {(str(job), str(table)): float(s or 0) for job, table, s in found}
+
+    def table_storage(self, target: TableTarget) -> TableStorage:
+        """``rows``: count(*) of the table (every stored row: closed versions and soft-deleted
+        rows included). ``bytes``: the distinct blocks its checkpointed segments occupy
+        (``pragma_storage_info``: ``block_id`` and ``additional_block_ids`` of persistent
+        segments) times the file's block size (``pragma_database_size``, 256 KiB by
+        default), after a ``CHECKPOINT`` that writes committed rows still in the WAL to their
+        blocks. A block DuckDB shares between tables (partial blocks) counts for each of them.
+        The delete-marker table and the views are not counted."""
+        ref = TableRef(self.schema, target.name)
+        with self.connection() as con:
+            try:
+                exists = con.execute(_TABLE_EXISTS, [ref.schema, ref.name]).fetchone()
+                if not exists or not exists[0]:
+                    return TableStorage(0, 0)
+                with contextlib.suppress(duckdb.TransactionException):
+                    con.execute("CHECKPOINT")  # rows of the WAL into blocks; busy: as it is
+                count = con.execute(render(sql.count_rows(ref, None), DIALECT)).fetchone()
+                blocks = con.execute(_BLOCKS, [_qualified(ref)]).fetchone()
+                size = con.execute(_BLOCK_SIZE).fetchone()
+            except duckdb.Error as exc:
+                raise map_error(exc, table=target.name, path=self.path) from exc
+        rows = int(count[0]) if count else 0
+        return TableStorage(rows, int(blocks[0] if blocks else 0) * int(size[0] if size else 0))
+
+    def record_cost_report(self, rows: Sequence[CostReportRow]) -> None:
+        if rows:
+            ts = exp.DataType(this=DT.TIMESTAMPTZ)
+            insert = cost_sql.cost_report_insert(self._ref("cost_reports"), len(rows), ts)
+            self._append_cost(insert, [v for r in rows for v in cost_report_values(r)])
+
+    def cost_history(self) -> list[CostReportRow]:
+        with self.connection() as con:
+            try:
+                found = self._exec(con, cost_sql.cost_history(self._ref("cost_reports")))
+                return [cost_report_row(r) for r in found.fetchall()]
+            except duckdb.CatalogException:
+                return []  # no bookkeeping yet
+            except duckdb.Error as exc:
+                raise map_error(exc, table=None, path=self.path) from exc
+
+
+# DuckDB's storage introspection (table_storage); the only inputs are bound parameters
+_TABLE_EXISTS = (
+    "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2"
+)
+_BLOCKS = (
+    "SELECT count(DISTINCT b) FROM ("
+    "SELECT block_id AS b FROM pragma_storage_info($1) WHERE persistent AND block_id >= 0 "
+    "UNION ALL SELECT unnest(additional_block_ids) FROM pragma_storage_info($1) "
+    "WHERE persistent)"
+)
+_BLOCK_SIZE = (
+    "SELECT block_size FROM pragma_database_size() WHERE database_name = current_database()"
+)
+
+
+def _qualified(ref: TableRef) -> str:
+    return render(ref.expr(), DIALECT)
 
 
 # DuckDB shares one database instance between the connections of a process to one file and

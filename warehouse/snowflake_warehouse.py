@@ -60,14 +60,17 @@ import snowflake.connector.errors as sf_errors
 from sqlglot import exp
 
 from cdc.model import ColumnType, Interval, Kind, TableSchema
-from warehouse import checksum, sql
+from warehouse import checksum, cost_sql, sql
 from warehouse.arrow import column_array, key_stage, mirror_stage, quarantine_stage, scd2_stage
 from warehouse.base import (
+    COST_REPORT_COLUMNS,
     RECONCILE_COLUMNS,
     RECONCILE_COUNTS,
     AppliedPosition,
     ApplyResult,
     Capabilities,
+    ComputeRow,
+    CostReportRow,
     HistoryReport,
     IncompatibleSchemaChangeError,
     KeyRange,
@@ -79,11 +82,15 @@ from warehouse.base import (
     RegisteredTable,
     TableApplyStats,
     TableBatch,
+    TableStorage,
     TableTarget,
     TerminalWarehouseError,
     TransientWarehouseError,
     Warehouse,
     WarehouseError,
+    compute_values,
+    cost_report_row,
+    cost_report_values,
     history_report,
     reconcile_run,
     reconcile_values,
@@ -431,6 +438,7 @@ class SnowflakeWarehouse(Warehouse):
             for c in RECONCILE_COLUMNS
         ]  # fmt: skip
         self._exec(cur, sql.create_table(self._ref("reconcile_runs"), reconcile_runs))
+        self._cost_ddl(cur)
         self._exec(cur, create_stage(self._ref(STAGE_NAME)))
 
     def ensure_bookkeeping(self) -> None:
@@ -1123,3 +1131,89 @@ class SnowflakeWarehouse(Warehouse):
 
         rows: list[dict[str, Any]] = self._run(work, table=None)
         return {r["table_name"]: reconcile_run([r[c] for c in RECONCILE_COLUMNS]) for r in rows}
+
+    # ---- measured compute and cost reports (cdc.costs) ----------------------------------------
+
+    def _cost_ddl(self, cur: Any) -> None:
+        v, ts, double = _varchar, timestamp_tz6, exp.DataType(this=DT.DOUBLE)
+        compute = [("job", v()), ("table_name", v()), ("seconds", double.copy()),
+                   ("statements", number(19, 0)), ("at", ts())]  # fmt: skip
+        self._exec(cur, sql.create_table(self._ref("compute_log"), compute))
+        reports = [("report_id", v()), ("at", ts()), ("table_name", v()), ("tier", v()),
+                   ("rows", number(19, 0)), ("bytes", number(19, 0)),
+                   ("storage_cost", double.copy()), ("compute_cost", double.copy())]  # fmt: skip
+        self._exec(cur, sql.create_table(self._ref("cost_reports"), reports))
+
+    def _append_cost(self, stmt: exp.Insert, values: list[Any]) -> None:
+        def work(cur: Any) -> None:
+            if not self._bookkept:
+                self._bookkeeping_ddl(cur)
+                self._bookkept = True
+            self._exec(cur, stmt, values)
+
+        self._run(work, table=None)
+
+    def record_compute(self, rows: Sequence[ComputeRow]) -> None:
+        if rows:
+            insert = cost_sql.compute_insert(self._ref("compute_log"), len(rows), timestamp_tz6())
+            self._append_cost(insert, [v for r in rows for v in compute_values(r)])
+
+    def compute_totals(self, since: dt.datetime | None) -> dict[tuple[str, str], float]:
+        query = cost_sql.compute_totals(self._ref("compute_log"), since is not None,
+                                        timestamp_tz6())  # fmt: skip
+
+        def work(cur: Any) -> list[tuple[Any, ...]]:
+            try:
+                found: list[tuple[Any, ...]] = self._exec(
+                    cur, query, [since.isoformat()] if since else []
+                ).fetchall()
+                return found
+            except sf_errors.ProgrammingError as exc:
+                if getattr(exc, "errno", None) == 2003:  # no bookkeeping yet
+                    return []
+                raise
+
+        rows: list[tuple[Any, ...]] = self._run(work, table=None)
+        return {(str(job), str(table)): float(s or 0) for job, table, s in rows}
+
+    def table_storage(self, target: TableTarget) -> TableStorage:
+        """``ROW_COUNT`` and ``BYTES`` of ``INFORMATION_SCHEMA.TABLES``: Snowflake's own
+        figures (active bytes, compressed; Time Travel and Fail-safe bytes are not in them),
+        refreshed by Snowflake with a short delay. fakesnow returns DuckDB's row estimate as
+        ROW_COUNT and always 0 as BYTES, so bytes can only be checked on a real account."""
+
+        def work(cur: Any) -> tuple[Any, ...] | None:
+            found: tuple[Any, ...] | None = self._exec(
+                cur, cost_sql.information_schema_storage(), [self.schema, target.name]
+            ).fetchone()
+            return found
+
+        row = self._run(work, table=target.name)
+        if row is None:
+            return TableStorage(0, 0)
+        return TableStorage(int(row[0] or 0), int(row[1] or 0))
+
+    def record_cost_report(self, rows: Sequence[CostReportRow]) -> None:
+        if rows:
+            ref = self._ref("cost_reports")
+            insert = cost_sql.cost_report_insert(ref, len(rows), timestamp_tz6())
+            self._append_cost(insert, [v for r in rows for v in cost_report_values(r)])
+
+    def cost_history(self) -> list[CostReportRow]:
+        f64 = ColumnType(Kind.FLOAT64)
+        kinds = [(c, _TSTZ if c == "at" else _INT64 if c in ("rows", "bytes")
+                  else f64 if c in ("storage_cost", "compute_cost") else _TEXT)
+                 for c in COST_REPORT_COLUMNS]  # fmt: skip
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            query = cost_sql.cost_history(self._ref("cost_reports"))
+            try:
+                return self._read(cur, query, kinds, order=("at", "report_id", "table_name",
+                                                            "tier"))  # fmt: skip
+            except sf_errors.ProgrammingError as exc:
+                if getattr(exc, "errno", None) == 2003:  # no bookkeeping yet
+                    return []
+                raise
+
+        rows: list[dict[str, Any]] = self._run(work, table=None)
+        return [cost_report_row([r[c] for c in COST_REPORT_COLUMNS]) for r in rows]

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
+from cdc.cli.cost import cost_report_command
 from cdc.cli.options import ConfigOpt
 from cdc.cli.quarantine import app as quarantine_app
 from cdc.cli.reconcile import reconcile_command
@@ -36,6 +37,7 @@ app.add_typer(connector_app, name="connector", help="Kafka Connect: register the
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(tier_app, name="tier")
 app.command("reconcile")(reconcile_command)
+app.command("cost-report")(cost_report_command)
 app.command("snapshot")(snapshot_command)
 
 console = Console()

@@ -15,6 +15,7 @@ is paused (offsets never move past unapplied data); terminal errors stop the loo
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -35,6 +36,7 @@ from cdc.decoding import DecodeError, Skip, decode_message
 from cdc.model import ChangeEvent, KafkaOrigin, Op
 from warehouse.base import (
     ApplyResult,
+    ComputeRow,
     DataError,
     IncompatibleSchemaChangeError,
     OffsetRow,
@@ -44,6 +46,7 @@ from warehouse.base import (
     TerminalWarehouseError,
     TransientWarehouseError,
     Warehouse,
+    WarehouseError,
 )
 
 log = structlog.get_logger("cdc.consumer")
@@ -107,6 +110,9 @@ class RunStats:
 class Replicator:
     """A consumer-group member applying its partitions to one warehouse."""
 
+    # measured apply time is stored (Warehouse.record_compute) at most this often, and at close
+    compute_flush_seconds: float = 60.0
+
     def __init__(
         self,
         settings: ReplicatorSettings,
@@ -145,6 +151,8 @@ class Replicator:
         )
         self.dlq = DeadLetterWriter(base, settings.dlq_suffix)
         self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
+        self._compute: dict[str, tuple[float, int]] = {}  # table -> (apply seconds, batches)
+        self._compute_flushed = time.monotonic()
 
     # ------------------------------------------------------------ assignment
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -224,6 +232,7 @@ class Replicator:
 
     def close(self) -> None:
         try:
+            self._flush_compute()
             self.dlq.close()
             self.consumer.close()
         finally:
@@ -443,6 +452,7 @@ class Replicator:
             },
             seconds=round(result.seconds, 4),
         )
+        self._measure(result)
         self._applied_to.update(offsets)  # a partition's batches come in log order
         _failpoint("after_warehouse_commit", self.stats.batches)
         if rows:
@@ -450,6 +460,31 @@ class Replicator:
                 offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],
                 asynchronous=True,
             )
+
+    def _measure(self, result: ApplyResult) -> None:
+        """Add the batch's measured apply time to each table's share (by its events), and
+        store the totals once ``compute_flush_seconds`` passed since the last time."""
+        events = sum(s.events for s in result.tables)
+        for s in result.tables:
+            if events and s.events:
+                seconds, batches = self._compute.get(s.table, (0.0, 0))
+                self._compute[s.table] = (seconds + result.seconds * s.events / events, batches + 1)
+        if time.monotonic() - self._compute_flushed >= self.compute_flush_seconds:
+            self._flush_compute()
+
+    def _flush_compute(self) -> None:
+        """Store the measured apply time gathered since the last flush (one statement). It is
+        bookkeeping: a warehouse that refuses it is logged, and replication goes on."""
+        self._compute_flushed = time.monotonic()
+        if not self._compute:
+            return
+        at = dt.datetime.now(dt.UTC)
+        rows = [ComputeRow("apply", t, s, n, at) for t, (s, n) in sorted(self._compute.items())]
+        self._compute = {}
+        try:
+            self.warehouse.record_compute(rows)
+        except WarehouseError as exc:
+            log.warning("measured apply time not stored", tables=len(rows), error=str(exc))
 
     def _apply(
         self,

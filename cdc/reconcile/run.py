@@ -34,6 +34,7 @@ from cdc.reconcile.rows import Key, RowsDiff, diff_rows
 from cdc.reconcile.source import SourceTable, current_lsn
 from cdc.source.catalog import SourceTableError, reflect_table, source_connection
 from warehouse.base import (
+    ComputeRow,
     KeyRange,
     RangeChecksum,
     TableTarget,
@@ -64,22 +65,32 @@ class ReconcileSettings:
 
 
 class WarehouseSide:
-    """The warehouse seen as one side of one table's comparison."""
+    """The warehouse seen as one side of one table's comparison; it measures the time of its
+    warehouse calls (``seconds``, ``calls``: recorded for the cost report)."""
 
     def __init__(self, warehouse: Warehouse, target: TableTarget, schema: TableSchema) -> None:
         self.warehouse, self.target, self.schema = warehouse, target, schema
+        self.seconds, self.calls = 0.0, 0
+
+    def timed(self, call: Callable[[], T]) -> T:
+        mark = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.seconds += time.perf_counter() - mark
+            self.calls += 1
 
     def checksums(self, ranges: Sequence[KeyRange]) -> list[RangeChecksum]:
-        return self.warehouse.checksums(self.target, self.schema, ranges)
+        return self.timed(lambda: self.warehouse.checksums(self.target, self.schema, ranges))
 
     def split_keys(self, ranges: Sequence[tuple[KeyRange, int]]) -> list[list[Key]]:
-        return self.warehouse.split_keys(self.target, self.schema, ranges)
+        return self.timed(lambda: self.warehouse.split_keys(self.target, self.schema, ranges))
 
     def range_rows(self, ranges: Sequence[KeyRange]) -> list[tuple[dict[str, Any], int]]:
-        return self.warehouse.range_rows(self.target, self.schema, ranges)
+        return self.timed(lambda: self.warehouse.range_rows(self.target, self.schema, ranges))
 
     def key_rows(self, keys: Sequence[Key]) -> list[tuple[dict[str, Any], int]]:
-        return self.warehouse.key_rows(self.target, self.schema, keys)
+        return self.timed(lambda: self.warehouse.key_rows(self.target, self.schema, keys))
 
 
 def resolve_tables(config: Config, names: Sequence[str] | None) -> list[TableConfig]:
@@ -150,6 +161,7 @@ class Reconciler:
         self.settings, self.pair = settings, pair
         self.probe = LagProbe(config, warehouse, conn)
         self.json_values = config.warehouse.type == "snowflake"
+        self.compute: list[ComputeRow] = []  # measured warehouse time per table compared
 
     def _diff(self, schema: TableSchema, source: list[dict[str, Any]],
               warehouse: list[tuple[dict[str, Any], int]]) -> RowsDiff:  # fmt: skip
@@ -179,7 +191,9 @@ class Reconciler:
                  rows_fetched=result.rows_fetched, differing=len(pending),
                  seconds=round(time.perf_counter() - started, 3))  # fmt: skip
         if target.quarantine and pending:
-            held = {c.row.key for c in self.warehouse.list_quarantine(target.name)}
+            held = {
+                c.row.key for c in wh.timed(lambda: self.warehouse.list_quarantine(target.name))
+            }
             left_out = {k for k in pending if quarantine_key_text(k) in held}
             result.excluded, pending = len(left_out), pending - left_out
         confirmed = self._settle(table, src, wh, schema, pending, result)
@@ -191,12 +205,14 @@ class Reconciler:
         if repair and confirmed.keys:
             self._repair(target, schema, src, wh, confirmed, result)
         if table.mode == "scd2" and result.warehouse_rows:
-            result.history = self.warehouse.history_report(target)
+            result.history = wh.timed(lambda: self.warehouse.history_report(target))
             if repair and (result.history.gaps or result.history.overlaps):
                 before = result.history.gaps + result.history.overlaps
-                result.history = self.warehouse.close_history_gaps(target)
+                result.history = wh.timed(lambda: self.warehouse.close_history_gaps(target))
                 result.repaired += before - result.history.gaps - result.history.overlaps
         result.seconds = time.perf_counter() - started
+        self.compute.append(ComputeRow("reconcile", target.name, wh.seconds, wh.calls,
+                                       dt.datetime.now(dt.UTC)))  # fmt: skip
         return result
 
     def _settle(
@@ -236,7 +252,9 @@ class Reconciler:
         lsn = current_lsn(self.conn)  # after the rows were read: newer than the damage
         present = {tuple(r[k] for k in schema.key) for r in rows}
         deletes = [k for k in keys if k not in present]
-        self.warehouse.apply([repair_batch(target, schema, rows, deletes, lsn)], [])
+        wh.timed(
+            lambda: self.warehouse.apply([repair_batch(target, schema, rows, deletes, lsn)], [])
+        )
         after = self._diff(schema, src.key_rows(keys), wh.key_rows(keys))
         result.remaining = len(after.keys & set(keys))
         result.repaired = len(keys) - result.remaining
@@ -288,6 +306,7 @@ def reconcile(
                                results)  # fmt: skip
             if record:
                 wh.record_reconcile(report.audit_rows())
+                wh.record_compute(reconciler.compute)
         finally:
             pair.close()
             if own:
