@@ -146,6 +146,10 @@ class DuckDBTiering:
         with self.connection() as con:
             self._tier_tables(con)
             if not self._exists(con, view):
+                if not self._exists(con, self._hot(target)):
+                    raise TerminalWarehouseError(
+                        f"table {target.name!r} has no history yet (nothing replicated to it)"
+                    )
                 self._define_view(con, target, [])
             return con.sql(query, params=params or None).to_arrow_table()
 

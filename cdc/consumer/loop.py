@@ -128,10 +128,12 @@ class Replicator:
         self.until_caught_up = False  # may be set from another thread (e.g. the demo)
         self.caught_up_event = threading.Event()  # set while idle at the end of every partition
         # per assigned partition: the offset the warehouse holds everything before (set on
-        # assignment from the stored offsets, moved by every committed batch); "caught up"
-        # compares this, never the client's position, which can run ahead of what was applied
-        # (messages polled, then dropped by a rebalance that re-seeks the partition)
+        # assignment from the stored offsets, moved by every committed batch), and the end of
+        # what was received since the assignment. "Caught up" trusts the client's position
+        # only once this assignment delivered something: a rebalance that re-seeks a partition
+        # drops polled messages, and the position can still show the old assignment's.
         self._applied_to: dict[tuple[str, int], int] = {}
+        self._received_to: dict[tuple[str, int], int] = {}
         self._revoked: set[tuple[str, int]] = set()
         base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
         self.consumer = Consumer(
@@ -168,6 +170,7 @@ class Replicator:
             # the start; the position guard absorbs what was already applied.
             tp.offset = OFFSET_BEGINNING if offset is None else offset
             self._applied_to[(tp.topic, tp.partition)] = tp.offset
+            self._received_to.pop((tp.topic, tp.partition), None)
         self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
         consumer.assign(partitions)
         log.info(
@@ -241,15 +244,16 @@ class Replicator:
     def caught_up(self) -> bool:
         """True when the warehouse holds every message of every assigned partition.
 
-        Per partition, the offset everything before which is applied (the stored offset at
-        assignment, moved by each committed batch; no stored offset: the log's start) must reach
-        the high watermark (an empty partition is caught up). A watermark the broker can't tell
-        (negative) is not caught up."""
+        Per partition: everything received since the assignment is applied, and the position
+        reached the high watermark. The position is the client's once this assignment
+        delivered a message (it steps over offset gaps in the log), else the offset applied up
+        to (the stored offset at assignment; no stored offset: the log's start). A watermark
+        the broker can't tell (negative) is not caught up."""
         assignment = self.consumer.assignment()
         if not assignment:
             return False
         ends: dict[str, tuple[int, int]] = {}
-        for tp in assignment:
+        for tp in self.consumer.position(assignment):
             tp_key = (tp.topic, tp.partition)
             if tp_key in self._revoked or tp.topic in self.stats.parked:
                 continue
@@ -257,12 +261,15 @@ class Replicator:
             applied = self._applied_to.get(tp_key, low)
             if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
                 applied = low
-            ends[f"{tp.topic}[{tp.partition}]"] = (applied, high)
-            if high < 0:
-                return False
-            # applied > high: a stored offset past a recreated log's end, which is replayed
-            # from its start (see _on_assign) until the batches bring it to the end
-            if low != high and applied != high:
+            received = self._received_to.get(tp_key)
+            if received is None:
+                position = applied
+            else:
+                if applied < received:
+                    return False
+                position = tp.offset if tp.offset >= 0 else received
+            ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
+            if high < 0 or position < high:
                 return False
         if not self.caught_up_event.is_set():  # once per idle spell, not every poll
             log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
@@ -292,6 +299,8 @@ class Replicator:
         self._complete_key_changes(out)
         if self._revoked:
             out = [m for m in out if (m.origin.topic, m.origin.partition) not in self._revoked]
+        for tp_key, nxt in next_offsets(out).items():
+            self._received_to[tp_key] = max(nxt, self._received_to.get(tp_key, nxt))
         return out
 
     def _complete_key_changes(self, out: list[Polled]) -> None:
