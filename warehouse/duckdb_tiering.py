@@ -27,6 +27,8 @@ DIALECT = "duckdb"
 _FILES = "tier_files"
 _MOVES = "tier_moves"
 _HOLDS = "tier_holds"
+# DuckDB types whose Arrow form Parquet can't store (month-day-nano intervals, TIMETZ)
+_TEXT_TYPES = frozenset({"INTERVAL", "TIME WITH TIME ZONE", "TIMETZ"})
 
 
 def _q(name: str) -> str:
@@ -82,6 +84,30 @@ class DuckDBTiering:
         ).fetchall()
         return bool(row and row[0][0])
 
+    def _as_text(self, con: duckdb.DuckDBPyConnection, ref: TableRef) -> list[str]:
+        """Columns Parquet can't hold as they are: written as DuckDB's text of the value and
+        cast back when read (the view, a restore), which DuckDB parses exactly."""
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [ref.schema, ref.name],
+        ).fetchall()
+        return [name for name, kind in rows if str(kind).upper() in _TEXT_TYPES]
+
+    def _typed(self, con: duckdb.DuckDBPyConnection, ref: TableRef) -> str:
+        """``* REPLACE (CAST(c AS <type>) AS c, ...)`` for the columns kept as text."""
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [ref.schema, ref.name],
+        ).fetchall()
+        casts = [
+            f"CAST({_q(name)} AS {kind}) AS {_q(name)}"
+            for name, kind in rows
+            if str(kind).upper() in _TEXT_TYPES
+        ]
+        return f"* REPLACE ({', '.join(casts)})" if casts else "*"
+
     def _due(self, target: TableTarget) -> str:
         """Rows of the hot table that tiering may move (as a WHERE condition on alias t)."""
         closing = f"t.{_q(closing_column(target))}"
@@ -97,7 +123,7 @@ class DuckDBTiering:
         closing = f"t.{_q(closing_column(target))}"
         holds = self._ref(_HOLDS)
         query = (
-            f"SELECT t.* FROM {_t(ref)} t WHERE {self._due(target)} AND {closing} < ? "
+            f"SELECT {{columns}} FROM {_t(ref)} t WHERE {self._due(target)} AND {closing} < ? "
             f"AND NOT EXISTS (SELECT 1 FROM {_t(holds)} h WHERE h.table_name = ? "
             f"AND h.until > ? AND {closing} >= h.closed_from AND {closing} < h.closed_to)"
         )
@@ -108,7 +134,15 @@ class DuckDBTiering:
                     f"table {target.name!r} has no history to tier yet (nothing replicated to it)"
                 )
             now = dt.datetime.now(dt.UTC)
-            return con.sql(query, params=[cutoff, target.name, now]).to_arrow_table()
+            text = self._as_text(con, ref)
+            columns = "t.*" + (
+                f" REPLACE ({', '.join(f'CAST(t.{_q(c)} AS VARCHAR) AS {_q(c)}' for c in text)})"
+                if text
+                else ""
+            )
+            return con.sql(
+                query.format(columns=columns), params=[cutoff, target.name, now]
+            ).to_arrow_table()
 
     def tier_files(self, table: str) -> list[TierFile]:
         """The live file set of a table (what its history view reads)."""
@@ -163,8 +197,8 @@ class DuckDBTiering:
         if paths:
             files = ", ".join(_lit(p) for p in paths)
             body += (
-                f" UNION ALL BY NAME SELECT * FROM read_parquet([{files}], union_by_name = true, "
-                "hive_partitioning = false)"
+                f" UNION ALL BY NAME SELECT {self._typed(con, self._hot(target))} FROM "
+                f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
             )
         con.execute(f"CREATE OR REPLACE VIEW {_t(view)} AS {body}")
 
@@ -246,7 +280,10 @@ class DuckDBTiering:
                         )
                 if change.insert_rows is not None and change.insert_rows.num_rows:
                     con.register("tier_back_", change.insert_rows)
-                    con.execute(f"INSERT INTO {_t(hot)} BY NAME SELECT * FROM tier_back_")
+                    con.execute(
+                        f"INSERT INTO {_t(hot)} BY NAME SELECT {self._typed(con, hot)} "
+                        "FROM tier_back_"
+                    )
                     con.unregister("tier_back_")
                 for f in change.remove_files:
                     con.execute(f"DELETE FROM {_t(files)} WHERE path = ?", [f.path])

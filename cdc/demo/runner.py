@@ -16,7 +16,7 @@ import json
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,64 @@ class ContractReport:
 
 
 @dataclass
+class TieringStep:
+    """The demo's tiering pass: what moved, and the history views before and after it."""
+
+    moved: dict[str, int]  # table -> rows out of the warehouse table
+    files: dict[str, int]  # table -> live tier files
+    unchanged: bool  # every <table>_history view returns the same rows as before
+    skipped: str | None = None  # why there was no pass (e.g. Snowflake)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"moved": self.moved, "files": self.files, "unchanged": self.unchanged,
+                "skipped": self.skipped}  # fmt: skip
+
+
+def _history_rows(config: Config, warehouse: Any) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for table in config.tables:
+        if table.tiering is None:
+            continue
+        rows = warehouse.history_rows(config.table_target(table)).to_pylist()
+        out[table.target_name] = sorted(tuple(map(str, r.values())) for r in rows)
+    return out
+
+
+def _tiering_pass(config: Config) -> TieringStep:
+    """One `cdc tier` pass over the tiered tables, the history views compared around it."""
+    from cdc.tiering.run import tier
+
+    if config.warehouse.type != "duckdb":
+        return TieringStep({}, {}, True, skipped="tiering is implemented for DuckDB only")
+    warehouse = open_warehouse(config)
+    try:
+        before = _history_rows(config, warehouse)
+        results = tier(config, warehouse)
+        after = _history_rows(config, warehouse)
+    finally:
+        warehouse.close()
+    return TieringStep(
+        moved={r.table: r.to_warm + r.to_cold for r in results},
+        files={r.table: sum(r.files.values()) for r in results},
+        unchanged=before == after,
+    )
+
+
+def _cost_report(config: Config) -> dict[str, Any]:
+    from cdc.costs.run import cost_report
+
+    result = cost_report(config)
+    report = result.report
+    return {
+        "storage_per_month": round(report.storage_total, 6),
+        "compute": round(report.compute_total, 6),
+        "tiering_saving_per_month": round(report.saving_total, 6),
+        "tables": sorted({line.table for line in report.lines}),
+        "files": {k: str(v) for k, v in asdict(result.files).items() if k != "folder"},
+    }
+
+
+@dataclass
 class DemoResult:
     ok: bool
     events: int
@@ -99,6 +157,8 @@ class DemoResult:
     before_replay: dict[str, TableDiff] = field(default_factory=dict)
     contracts: ContractReport = field(default_factory=ContractReport)
     kept: bool = True  # the warehouse outlives the demo (not so fakesnow's in-memory one)
+    tiering: TieringStep | None = None  # the tiering pass (DuckDB)
+    cost: dict[str, Any] | None = None  # the cost report's totals and files
 
     def _table_json(self, t: TableDiff) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -132,6 +192,8 @@ class DemoResult:
             "tables": [self._table_json(t) for t in self.tables],
             "contracts": self.contracts.to_json(),
             "warehouse": self.warehouse,
+            "tiering": None if self.tiering is None else self.tiering.to_json(),
+            "cost": self.cost,
         }
 
 
@@ -262,12 +324,17 @@ def _run_demo(
     finally:
         stack.down()
     histories = history_reports(config)
+    console.print("[bold]Tiering[/] the products history (policy: hot 5 s, warm 2 min)")
+    tiering = _tiering_pass(config)
+    console.print("[bold]Cost report[/]")
+    cost = _cost_report(config)
     first, last = run_stats.first_batch_at, run_stats.last_batch_at
     replicate_seconds = (last - first) if first is not None and last is not None else 0.0
     return DemoResult(
         ok=all(d.diffs == 0 for d in [*before, *diffs])
         and contracts.still_quarantined == 0
-        and all(h.ok for h in histories.values()),
+        and all(h.ok for h in histories.values())
+        and tiering.unchanged,
         events=run_stats.events,
         tables=diffs,
         warehouse=_describe(warehouse),
@@ -284,6 +351,8 @@ def _run_demo(
         history_example=_longest_history(config),
         before_replay={d.name: d for d in before},
         contracts=contracts,
+        tiering=tiering,
+        cost=cost,
     )
 
 
@@ -412,6 +481,25 @@ def print_summary(result: DemoResult, console: Console) -> None:
         console.print(
             f"Lag, source commit -> warehouse commit: p50 {_percentile(lat, 0.5):.3f} s, "
             f"p99 {_percentile(lat, 0.99):.3f} s, mean {statistics.fmean(lat):.3f} s"
+        )
+    if result.tiering is not None:
+        step = result.tiering
+        if step.skipped:
+            console.print(f"Tiering: skipped ({step.skipped})")
+        else:
+            moved = ", ".join(
+                f"{k} {v} rows in {step.files.get(k, 0)} files" for k, v in step.moved.items()
+            )
+            verdict = "the same rows as before" if step.unchanged else "[red]DIFFERENT rows[/]"
+            console.print(f"Tiering: moved {moved}; every <table>_history view returns {verdict}")
+    if result.cost is not None:
+        c = result.cost
+        console.print(
+            f"Cost report: storage {c['storage_per_month']:.6f} per month, compute "
+            f"{c['compute']:.6f}, tiering saves {c['tiering_saving_per_month']:.6f} per month; "
+            f"files: {', '.join(str(v) for v in c['files'].values())}",
+            highlight=False,
+            soft_wrap=True,
         )
     console.print(f"Warehouse: {result.warehouse}")
     if result.history_example is not None and result.config is not None and result.kept:

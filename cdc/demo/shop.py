@@ -16,6 +16,9 @@ TOTAL_STRICT: dict[str, Any] = {">=": 0}
 TOTAL_RELAXED: dict[str, Any] = {">=": -1_000_000}
 
 
+DEMO_TIERING = {"hot": "5s", "warm": "2m", "retention": "1h"}
+
+
 def shop_table_config(
     *, email_pattern: str, order_total: dict[str, Any]
 ) -> tuple[dict[str, Any], ...]:
@@ -38,6 +41,8 @@ def shop_table_config(
             "mode": "scd2",
             "checks": [{"column": "price", "not_null": True, "between": [0, 100_000]}],
             "on_violation": "quarantine",
+            # the demo's tiering pass: a policy of seconds and minutes instead of days
+            "tiering": DEMO_TIERING,
         },
         {
             "name": "public.orders",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from cdc.tiering.policy import (
     move_id,
 )
 from cdc.tiering.storage import TierStorageError, TierStore, checksum
-from warehouse.base import TableTarget, Warehouse
+from warehouse.base import ComputeRow, TableTarget, Warehouse, WarehouseError
 from warehouse.tiering import Hold, TierChange, closing_column
 
 log = structlog.get_logger("cdc.tier")
@@ -168,6 +169,7 @@ class Tierer:
         self.now = now or dt.datetime.now(dt.UTC)
         self.progress = progress or (lambda _msg: None)
         self.result = TableTierResult(self.target.name)
+        self.commits = 0
 
     @property
     def name(self) -> str:
@@ -186,6 +188,22 @@ class Tierer:
         self.result.orphans_deleted += len(orphans)
 
     def run(self) -> TableTierResult:
+        started = time.monotonic()
+        try:
+            return self._run()
+        finally:
+            self._record_compute(time.monotonic() - started)
+
+    def _record_compute(self, seconds: float) -> None:
+        """The pass's measured time for cost reports; bookkeeping only, so a refusal is
+        logged and the pass's result stands."""
+        row = ComputeRow("tier", self.name, seconds, self.commits, dt.datetime.now(dt.UTC))
+        try:
+            self.warehouse.record_compute([row])
+        except WarehouseError as exc:
+            log.warning("measured tiering time not stored", table=self.name, error=str(exc))
+
+    def _run(self) -> TableTierResult:
         self.store.check_reachable()
         self.warehouse.ensure_history_view(self.target)
         self.collect_orphans()
@@ -199,6 +217,7 @@ class Tierer:
 
     def _commit(self, change: TierChange, key: Sequence[str] = ()) -> None:
         self.warehouse.apply_tier_change(self.target, change, key)
+        self.commits += 1
         log.info(
             "tier move committed",
             table=self.name,
