@@ -813,6 +813,13 @@ class TieringConfig(_Model):
     cold_compression_level: int = Field(
         default=19, ge=1, le=22, description="zstd level of cold Parquet files (stronger)."
     )
+    snowflake_stage: str | None = Field(
+        default=None,
+        description="Snowflake only: an external stage you created (with a storage "
+        "integration) whose URL is `target`; the `<table>_history` view reads the tier files "
+        "through it with an external table. Absent: the view covers the warehouse table "
+        "only, and `cdc tier` says so.",
+    )
 
     @field_validator("storage_options")
     @classmethod

@@ -27,7 +27,7 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
         from warehouse.snowflake import SnowflakeSettings
         from warehouse.snowflake_warehouse import SnowflakeWarehouse
 
-        return SnowflakeWarehouse(
+        snow = SnowflakeWarehouse(
             SnowflakeSettings(
                 account=settings.account,
                 user=settings.user,
@@ -46,6 +46,9 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
                 login_timeout=settings.login_timeout_seconds,
             )
         )
+        # read by the tiering mixin (history views over an external stage)
+        snow.tier_stage = config.tiering.snowflake_stage
+        return snow
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
 
 

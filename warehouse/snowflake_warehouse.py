@@ -351,6 +351,8 @@ class SnowflakeWarehouse(Warehouse):
         self._ensured: dict[str, tuple[TableTarget, Any]] = {}
         self._staging: set[str] = set()
         self._tagged: str | None = None  # the table the statements now work on (QUERY_TAG)
+        # lifecycle tiering: the external stage the <table>_history views read tier files from
+        self.tier_stage: str | None = None
 
     # ---- connection -------------------------------------------------------------------------
 
