@@ -13,6 +13,7 @@ cdc.yaml), replays the quarantine with that contract and compares every key agai
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -267,6 +268,8 @@ def _run_demo(
         workload.seed()
         if isinstance(warehouse, Path) and warehouse.exists():
             warehouse.unlink()
+        # a fresh warehouse: history files of an earlier demo belong to no table any more
+        shutil.rmtree(stack.state_dir / ".cdc" / "tiers", ignore_errors=True)
         config = write_stack_config(
             stack.state_dir / "cdc.yaml",
             stack,
