@@ -215,6 +215,11 @@ class Tierer:
         self.result.files = {t: sum(1 for f in live if f.tier == t) for t in ("warm", "cold")}
         return self.result
 
+    def _write(self, rows: pa.Table, tier: Tier, month: str, move: str) -> TierFile:
+        """One month's file of a move: written, read back and verified."""
+        path = file_path(self.store.root, tier, self.name, month, move)
+        return self.store.put(rows, path, tier, name=self.name, month=month, move=move)
+
     def _commit(self, change: TierChange, key: Sequence[str] = ()) -> None:
         self.warehouse.apply_tier_change(self.target, change, key)
         self.commits += 1
@@ -240,8 +245,7 @@ class Tierer:
         added = []
         for month, part in _by_month(rows, closing_column(self.target)).items():
             tier: Tier = "cold" if month_end(month) <= warm_cutoff else "warm"
-            path = file_path(self.store.root, tier, self.name, month, mid)
-            added.append(self.store.put(part, path, tier, name=self.name, month=month, move=mid))
+            added.append(self._write(part, tier, month, mid))
         _failpoint("after_write")
         change = TierChange(mid, "hot_to_warm", cutoff, remove_rows=rows, add_files=tuple(added))
         self._commit(change, key)
@@ -261,14 +265,7 @@ class Tierer:
             )
         month = old[0].month
         mid = move_id(kind, self.name, month, *sorted(f.path for f in old))
-        new = self.store.put(
-            data,
-            file_path(self.store.root, tier, self.name, month, mid),
-            tier,
-            name=self.name,
-            month=month,
-            move=mid,
-        )
+        new = self._write(data, tier, month, mid)
         _failpoint(f"{kind}_after_write")
         self._commit(TierChange(mid, kind, cutoff, add_files=(new,), remove_files=tuple(old)))
         _failpoint(f"{kind}_after_commit")
@@ -325,16 +322,7 @@ class Tierer:
             added: tuple[TierFile, ...] = ()
             if rest.num_rows:
                 tier = old[0].tier
-                added = (
-                    self.store.put(
-                        rest,
-                        file_path(self.store.root, tier, self.name, month, mid),
-                        tier,
-                        name=self.name,
-                        month=month,
-                        move=mid,
-                    ),
-                )
+                added = (self._write(rest, tier, month, mid),)
             change = TierChange(
                 mid, "restore", None, insert_rows=wanted, add_files=added,
                 remove_files=tuple(old), hold=hold,
