@@ -732,9 +732,9 @@ Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
 
 
 def format_duration(value: dt.timedelta) -> str:
-    """The shortest exact form of a duration (``30d``, ``10m``, ``7y``)."""
+    """A duration as whole days, hours, minutes or seconds (``30d``, ``2555d``, ``10m``)."""
     seconds = int(value.total_seconds())
-    for unit in ("y", "w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         size = _DURATION_UNITS[unit]
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

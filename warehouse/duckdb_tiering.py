@@ -20,7 +20,13 @@ from sqlglot import exp
 from cdc.tiering.policy import TierFile
 from warehouse.base import TableTarget, TerminalWarehouseError
 from warehouse.sql import TableRef
-from warehouse.tiering import TierChange, TierConflictError, closing_column, history_view
+from warehouse.tiering import (
+    TierChange,
+    TierConflictError,
+    closing_column,
+    failpoint,
+    history_view,
+)
 
 DIALECT = "duckdb"
 
@@ -278,6 +284,7 @@ class DuckDBTiering:
                             f"warm tier but {deleted} are still due in the table (changed "
                             "meanwhile); nothing moved, the next run retries"
                         )
+                failpoint(f"{change.kind}_after_delete")  # inside the transaction
                 if change.insert_rows is not None and change.insert_rows.num_rows:
                     con.register("tier_back_", change.insert_rows)
                     con.execute(

@@ -11,6 +11,8 @@ transaction leaves only orphans, which the next run deletes.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -46,6 +48,15 @@ class TierChange:
         if moved is not None:
             return int(moved.num_rows)
         return sum(f.rows for f in self.add_files) or sum(f.rows for f in self.remove_files)
+
+
+FAILPOINT_ENV = "CDC_FAILPOINT"
+
+
+def failpoint(name: str) -> None:
+    """``CDC_FAILPOINT=tier:<name>`` kills the process there with SIGKILL (crash tests)."""
+    if os.environ.get(FAILPOINT_ENV) == f"tier:{name}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TierConflictError(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,18 +35,16 @@ from cdc.tiering.policy import (
 )
 from cdc.tiering.storage import TierStorageError, TierStore, checksum
 from warehouse.base import ComputeRow, TableTarget, Warehouse, WarehouseError
-from warehouse.tiering import Hold, TierChange, closing_column
+from warehouse.tiering import FAILPOINT_ENV, Hold, TierChange, closing_column, failpoint
 
 log = structlog.get_logger("cdc.tier")
-
-FAILPOINT_ENV = "CDC_FAILPOINT"
 
 
 def _failpoint(name: str) -> None:
     """``CDC_FAILPOINT=tier:<name>`` kills the process there (crash tests)."""
     if os.environ.get(FAILPOINT_ENV) == f"tier:{name}":
         log.warning("failpoint hit: killing the process", failpoint=name)
-        os.kill(os.getpid(), signal.SIGKILL)
+    failpoint(name)
 
 
 class TierError(Exception):

@@ -243,7 +243,14 @@ def _cdc_tier(config: Config, failpoint: str | None) -> subprocess.CompletedProc
 
 @pytest.mark.parametrize(
     "failpoint",
-    ["after_write", "after_commit", "warm_to_cold_after_write", "warm_to_cold_after_commit"],
+    [
+        "after_write",  # files written and verified, hot rows not deleted yet
+        "hot_to_warm_after_delete",  # hot rows deleted inside the transaction, no audit yet
+        "after_commit",  # committed, before anything after it
+        "warm_to_cold_after_write",
+        "warm_to_cold_after_delete",
+        "warm_to_cold_after_commit",  # committed, the replaced warm files not deleted yet
+    ],
 )
 def test_kill_9_inside_a_move_converges_on_rerun(tmp_path: Path, failpoint: str) -> None:
     config = _config(tmp_path, "tiers")
