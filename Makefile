@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make demo   - run the demo on the embedded stack (DuckDB)"
 	@echo "make test   - lint, type-check and run every test (real stack included)"
-	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot"
+	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot, tiering"
 	@echo "make lock   - regenerate requirements/*.lock from pyproject.toml"
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -41,6 +41,7 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/run.py $(ARGS)
 	$(BIN)/python tests/bench/snapshot.py $(SNAPSHOT_ARGS)
+	$(BIN)/python tests/bench/tier_bench.py $(TIER_ARGS)
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --generate-hashes --universal --python-version 3.11 --no-header -o requirements/dev.lock

@@ -33,7 +33,7 @@ from cdc.tiering.policy import (
     month_start,
     move_id,
 )
-from cdc.tiering.storage import TierStorageError, TierStore, checksum
+from cdc.tiering.storage import TierStorageError, TierStore
 from warehouse.base import ComputeRow, TableTarget, Warehouse, WarehouseError
 from warehouse.tiering import FAILPOINT_ENV, Hold, TierChange, closing_column, failpoint
 
@@ -131,10 +131,12 @@ def _key_of(warehouse: Any, target: TableTarget) -> tuple[str, ...]:
 
 
 def _by_month(rows: pa.Table, column: str) -> dict[str, pa.Table]:
-    months = pc.strftime(rows[column], format="%Y-%m")
+    """The rows split by the month (UTC) of ``column`` (integer year*100+month: no text)."""
+    values = rows[column]
+    months = pc.add(pc.multiply(pc.year(values), 100), pc.month(values))
     out: dict[str, pa.Table] = {}
-    for month in sorted(set(months.to_pylist())):
-        out[str(month)] = rows.filter(pc.equal(months, month))
+    for ym in sorted(pc.unique(months).to_pylist()):
+        out[f"{ym // 100:04d}-{ym % 100:02d}"] = rows.filter(pc.equal(months, ym))
     return out
 
 
@@ -238,7 +240,8 @@ class Tierer:
         if rows.num_rows == 0:
             return
         self.progress(f"{self.name}: {rows.num_rows} rows out of the warehouse table")
-        mid = move_id("hot_to_warm", self.name, cutoff.isoformat(), checksum(rows))
+        lsns = pc.sum(rows[self.target.metadata.lsn]).as_py()
+        mid = move_id("hot_to_warm", self.name, cutoff.isoformat(), rows.num_rows, lsns)
         added = []
         for month, part in _by_month(rows, closing_column(self.target)).items():
             tier: Tier = "cold" if month_end(month) <= warm_cutoff else "warm"
