@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
 from cdc.consumer.dlq import DeadLetterWriter
+from cdc.consumer.partitions import read_to_end
 from cdc.consumer.screening import ContractStopError, Screened, screen
 from cdc.contracts import TableContract, Validator
 from cdc.decoding import DecodeError, Skip, decode_message
@@ -152,6 +153,9 @@ class Replicator:
             }
         )
         self.dlq = DeadLetterWriter(base, settings.dlq_suffix)
+        self._base = base
+        self._side: Consumer | None = None  # reads the log's last batch (see _log_end)
+        self._ends: dict[tuple[str, int], tuple[int, int]] = {}  # (high watermark, real end)
         self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
         self._compute: dict[str, tuple[float, int]] = {}  # table -> (apply seconds, batches)
         self._compute_flushed = time.monotonic()
@@ -237,6 +241,8 @@ class Replicator:
         try:
             self._flush_compute()
             self.dlq.close()
+            if self._side is not None:
+                self._side.close()
             self.consumer.close()
         finally:
             self.warehouse.close()
@@ -271,9 +277,37 @@ class Replicator:
             ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
             if high < 0 or position < high:
                 return False
+            if high > low and position < self._log_end(tp_key, high):
+                return False
         if not self.caught_up_event.is_set():  # once per idle spell, not every poll
             log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
         return True
+
+    def _log_end(self, tp_key: tuple[str, int], high: int) -> int:
+        """The offset after a partition's last message, read from the log's last batch.
+
+        A broker's high watermark should be that, but the local stack's (Tansu) reports the
+        last record batch's base offset + 1: a position at that watermark can still have
+        messages after it. Read once per watermark seen (cached), only when the loop is idle
+        at the watermark."""
+        cached = self._ends.get(tp_key)
+        if cached is not None and cached[0] == high:
+            return cached[1]
+        if self._side is None:
+            self._side = Consumer(
+                {
+                    **self._base,
+                    "group.id": f"{self.settings.group_id}-log-end",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
+        end = high
+        tail = [TopicPartition(tp_key[0], tp_key[1], max(0, high - 1))]
+        for msg in read_to_end(self._side, tail, timeout=10):
+            end = max(end, (msg.offset() or 0) + 1)
+        self._ends[tp_key] = (high, end)
+        return end
 
     def _poll_batch(self) -> list[Polled]:
         """Up to batch_size messages, waiting at most linger_ms after the first one.
