@@ -113,6 +113,7 @@ from warehouse.snowflake import (
     staging_columns,
     timestamp_tz6,
 )
+from warehouse.snowflake_tiering import SnowflakeTiering
 from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, MAX_DECIMAL_PRECISION, widen
 
@@ -322,7 +323,7 @@ def _is_timestamp(dtype: exp.DataType) -> bool:
     return dtype.this in (DT.TIMESTAMPTZ, DT.TIMESTAMPNTZ, DT.TIMESTAMP, DT.TIMESTAMPLTZ)
 
 
-class SnowflakeWarehouse(Warehouse):
+class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
     """A Snowflake schema as the warehouse (mirror tables; see the module docstring)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
