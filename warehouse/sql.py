@@ -1005,7 +1005,8 @@ def _sf_source(m: TargetTable, stage: TableRef, deleted: bool) -> exp.Subquery:
     )
     query = exp.select(exp.Column(this=exp.Star(), table=ident(S))).from_(_stage_ref(stage))
     where: exp.Expr = kind
-    if m.markers is not None and not deleted:
+    # as in _guarded_source: a tiered soft-delete table's deletes are guarded by the markers
+    if m.markers is not None and (not deleted or (m.soft_delete and m.scd2 is None)):
         query = query.join(m.markers.expr(D), on=sf_key_match(m, D), join_type="left")
         where = exp.and_(kind, _newer(col(m.meta.lsn, D)))
     query = query.where(where).qualify(exp.EQ(this=newest, expression=exp.Literal.number(1)))

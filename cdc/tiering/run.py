@@ -114,10 +114,7 @@ def store_for(config: Config, table: TableConfig) -> TierStore:
 
 def _check_engine(warehouse: Warehouse) -> Any:
     if not hasattr(warehouse, "apply_tier_change"):
-        raise TierError(
-            f"tiering is implemented for the DuckDB warehouse; {type(warehouse).__name__} "
-            "doesn't support it yet (see the README: Lifecycle tiering)"
-        )
+        raise TierError(f"{type(warehouse).__name__} doesn't support lifecycle tiering")
     return warehouse
 
 
@@ -219,6 +216,13 @@ class Tierer:
         path = file_path(self.store.root, tier, self.name, month, move)
         return self.store.put(rows, path, tier, name=self.name, month=month, move=move)
 
+    def _drop_replaced(self, old: Sequence[TierFile]) -> None:
+        """Delete files a committed move replaced, then let the view's engine forget them
+        (Snowflake's external table is refreshed; DuckDB's view already lists only live
+        files)."""
+        self.store.delete([f.path for f in old])
+        self.warehouse.ensure_history_view(self.target)
+
     def _commit(self, change: TierChange, key: Sequence[str] = ()) -> None:
         self.warehouse.apply_tier_change(self.target, change, key)
         self.commits += 1
@@ -269,7 +273,7 @@ class Tierer:
         _failpoint(f"{kind}_after_write")
         self._commit(TierChange(mid, kind, cutoff, add_files=(new,), remove_files=tuple(old)))
         _failpoint(f"{kind}_after_commit")
-        self.store.delete([f.path for f in old])
+        self._drop_replaced(old)
 
     def to_cold(self, cutoff: dt.datetime) -> None:
         live = self._live()
@@ -285,7 +289,7 @@ class Tierer:
             old = [f for f in live if f.tier == "cold" and f.month == month]
             mid = move_id("expire", self.name, month, *sorted(f.path for f in old))
             self._commit(TierChange(mid, "expire", cutoff, remove_files=tuple(old)))
-            self.store.delete([f.path for f in old])
+            self._drop_replaced(old)
             self.result.expired += sum(f.rows for f in old)
 
     def restore(self, start: dt.datetime, end: dt.datetime) -> int:
@@ -328,7 +332,7 @@ class Tierer:
                 remove_files=tuple(old), hold=hold,
             )  # fmt: skip
             self._commit(change)
-            self.store.delete([f.path for f in old])
+            self._drop_replaced(old)
             restored += wanted.num_rows
         self.result.restored += restored
         return restored
