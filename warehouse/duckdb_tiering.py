@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from cdc.tiering.policy import TierFile
 from warehouse.base import TableTarget, TerminalWarehouseError
-from warehouse.sql import TableRef
+from warehouse.sql import TableRef, render, table_columns
 from warehouse.tiering import (
     TierChange,
     TierConflictError,
@@ -90,27 +90,17 @@ class DuckDBTiering:
         ).fetchall()
         return bool(row and row[0][0])
 
-    def _as_text(self, con: duckdb.DuckDBPyConnection, ref: TableRef) -> list[str]:
-        """Columns Parquet can't hold as they are: written as DuckDB's text of the value and
-        cast back when read (the view, a restore), which DuckDB parses exactly."""
-        rows = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [ref.schema, ref.name],
-        ).fetchall()
-        return [name for name, kind in rows if str(kind).upper() in _TEXT_TYPES]
+    def _as_text(self, con: duckdb.DuckDBPyConnection, ref: TableRef) -> list[tuple[str, str]]:
+        """(name, type) of the columns Parquet can't hold as they are: written as DuckDB's
+        text of the value and cast back when read (the view, a restore), which DuckDB parses
+        exactly."""
+        rows = con.execute(render(table_columns(), DIALECT), [ref.schema, ref.name]).fetchall()
+        return [(name, str(kind)) for name, kind in rows if str(kind).upper() in _TEXT_TYPES]
 
     def _typed(self, con: duckdb.DuckDBPyConnection, ref: TableRef) -> str:
         """``* REPLACE (CAST(c AS <type>) AS c, ...)`` for the columns kept as text."""
-        rows = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [ref.schema, ref.name],
-        ).fetchall()
         casts = [
-            f"CAST({_q(name)} AS {kind}) AS {_q(name)}"
-            for name, kind in rows
-            if str(kind).upper() in _TEXT_TYPES
+            f"CAST({_q(name)} AS {kind}) AS {_q(name)}" for name, kind in self._as_text(con, ref)
         ]
         return f"* REPLACE ({', '.join(casts)})" if casts else "*"
 
@@ -140,7 +130,7 @@ class DuckDBTiering:
                     f"table {target.name!r} has no history to tier yet (nothing replicated to it)"
                 )
             now = dt.datetime.now(dt.UTC)
-            text = self._as_text(con, ref)
+            text = [name for name, _ in self._as_text(con, ref)]
             columns = "t.*" + (
                 f" REPLACE ({', '.join(f'CAST(t.{_q(c)} AS VARCHAR) AS {_q(c)}' for c in text)})"
                 if text
@@ -154,12 +144,7 @@ class DuckDBTiering:
         """The live file set of a table (what its history view reads)."""
         with self.connection() as con:
             self._tier_tables(con)
-            rows = con.execute(
-                f"SELECT table_name, tier, month, path, rows, checksum, bytes, move_id "
-                f"FROM {_t(self._ref(_FILES))} WHERE table_name = ? ORDER BY tier, month, path",
-                [table],
-            ).fetchall()
-        return [TierFile(*r) for r in rows]
+            return list(self._live(con, table))
 
     def tier_moves(self, table: str) -> list[dict[str, Any]]:
         """The audit of a table's moves, oldest first."""
