@@ -56,6 +56,7 @@ __all__ = [
     "CostsConfig",
     "DuckDBWarehouseConfig",
     "KafkaConfig",
+    "MetricsConfig",
     "Problem",
     "SnowflakeWarehouseConfig",
     "SourceConfig",
@@ -262,6 +263,12 @@ class SourceConfig(_Model):
         ge=0,
         description="Debezium heartbeat interval (0 disables). Heartbeats let the slot advance "
         "while the replicated tables are idle, so the server can recycle WAL.",
+    )
+    max_retained_wal_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="`cdc status` warns when the slot retains more WAL than this many MB "
+        "(`pg_current_wal_lsn()` minus the slot's `restart_lsn`).",
     )
     connector_name: str = Field(
         default="cdc-postgres",
@@ -973,6 +980,36 @@ class ConnectConfig(_Model):
         return _check_http_url(value)
 
 
+class MetricsConfig(_Model):
+    """Prometheus metrics and the health endpoint of `cdc run`."""
+
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="TCP port serving `/metrics` and `/health` (`null`: not served; 0: any "
+        "free port, logged).",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the endpoint binds to (`0.0.0.0` exposes it on every interface).",
+    )
+    slot_poll_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How often the replication slot's lag is read from `pg_replication_slots`.",
+    )
+    stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="`/health` answers 503 when the loop made no progress (poll, batch, retry) "
+        "for this long.",
+    )
+
+
 class Config(_Model):
     """The whole ``cdc.yaml``."""
 
@@ -993,6 +1030,9 @@ class Config(_Model):
     )
     costs: CostsConfig = Field(
         default_factory=CostsConfig, description="Prices of the cost report."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics of `cdc run`."
     )
 
     _config_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -1521,6 +1561,7 @@ source:                         # PostgreSQL and the Debezium connector reading 
   topic_prefix: cdc             # topics are <topic_prefix>.<schema>.<table>
   snapshot_mode: initial        # initial | no_data | never | always | when_needed | initial_only
   heartbeat_interval_ms: 10000  # lets the slot advance while tables are idle (0 = off)
+  max_retained_wal_mb: 1024     # `cdc status` warns when the slot retains more WAL
   connector_name: cdc-postgres
   signal_table: public.debezium_signal  # Debezium signals (incremental snapshots); null = off
   debezium: {}                  # extra Debezium connector properties (they win)
@@ -1588,6 +1629,12 @@ costs:                          # prices of `cdc cost-report` (per GB-month; com
   archive_gb_month: 0.004       # the cold tier's class (cold_class)
   compute_hour: 3.0
   output: .cdc/reports          # CSV, JSON and PNG of each report
+
+metrics:                        # Prometheus /metrics and /health of `cdc run`
+  port: null                    # e.g. 9108; null = off (or `cdc run --metrics-port`)
+  host: 127.0.0.1               # bind address
+  slot_poll_seconds: 15         # how often the slot's lag is read
+  stall_seconds: 300            # /health is 503 after this long without progress
 
 # Kafka Connect REST API (production: `cdc connector register`)
 # connect:

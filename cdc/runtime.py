@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from cdc.config import Config
 from cdc.consumer.loop import ReplicatorSettings
+from cdc.metrics import Metrics, MetricsServer, SlotPoller
 from warehouse.base import Warehouse
 
 
@@ -67,6 +69,33 @@ def replicator_settings(config: Config) -> ReplicatorSettings:
             if (contract := config.contract_for(t)) is not None
         },
     )
+
+
+@dataclass
+class ServedMetrics:
+    """The metrics of one ``cdc run``, their HTTP server and the slot poller feeding them."""
+
+    metrics: Metrics
+    server: MetricsServer
+    poller: SlotPoller
+
+    def close(self) -> None:
+        self.poller.close()
+        self.server.close()
+
+
+def serve_metrics(config: Config, port: int) -> ServedMetrics:
+    """Start serving ``/metrics`` and ``/health`` on ``metrics.host:port`` and reading the
+    slot's lag every ``metrics.slot_poll_seconds`` (raises OSError if the port is taken)."""
+    metrics = Metrics(stall_seconds=config.metrics.stall_seconds)
+    server = MetricsServer(metrics, config.metrics.host, port).start()
+    poller = SlotPoller(
+        metrics,
+        config.source.conninfo(),
+        config.source.slot_name,
+        interval_seconds=config.metrics.slot_poll_seconds,
+    ).start()
+    return ServedMetrics(metrics, server, poller)
 
 
 def _tier_filesystems(config: Config) -> list[Any]:

@@ -3,8 +3,10 @@
 Per table: events not applied yet (the topic's high watermarks minus the offsets stored in the
 warehouse, which is where the consumer's positions live), seconds behind (now minus the source
 commit time of the newest applied change, 0 when nothing is pending), the last applied position
-and load time. For the source: the slot's WAL not yet confirmed by Debezium, in bytes. The
-arithmetic is pure (:func:`pending_events`, :func:`seconds_behind`); :func:`gather` does the
+and load time. For the source: the slot's WAL not yet confirmed by Debezium, and the WAL the
+server retains for it, in bytes, with warnings (:func:`slot_warnings`) when the slot is missing
+or retains more than ``source.max_retained_wal_mb``. The arithmetic is pure
+(:func:`pending_events`, :func:`seconds_behind`, :func:`slot_warnings`); :func:`gather` does the
 reads: the warehouse, the broker's watermarks, ``pg_replication_slots``.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cdc.config import Config
@@ -38,12 +40,14 @@ class SlotStatus:
     exists: bool
     active: bool = False
     lag_bytes: int | None = None  # WAL after the slot's confirmed_flush_lsn
+    retained_bytes: int | None = None  # WAL the server keeps for the slot (after restart_lsn)
 
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
     tables: list[TableStatus]
     slot: SlotStatus
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -52,6 +56,7 @@ class StatusReport:
         return {
             "tables": [{k: plain(v) for k, v in asdict(t).items()} for t in self.tables],
             "slot": asdict(self.slot),
+            "warnings": list(self.warnings),
         }
 
 
@@ -70,6 +75,49 @@ def seconds_behind(
     if last_commit is None:
         return None
     return max(0.0, (now - last_commit).total_seconds())
+
+
+def slot_warnings(slot: SlotStatus, max_retained_wal_mb: int) -> list[str]:
+    """What the operator should look at: a missing slot, or one retaining more WAL than
+    ``max_retained_wal_mb`` (the server can't recycle it; the disk fills up)."""
+    if not slot.exists:
+        return [
+            f"replication slot {slot.name} does not exist: Debezium creates it when it starts. "
+            "If it ran before, the slot was dropped and changes made since are lost to it: "
+            "start Debezium again and re-snapshot the tables (cdc snapshot)."
+        ]
+    if slot.retained_bytes is None or slot.retained_bytes <= max_retained_wal_mb * 1024 * 1024:
+        return []
+    retained_mb = slot.retained_bytes / (1024 * 1024)
+    return [
+        f"replication slot {slot.name} retains {retained_mb:.0f} MB of WAL (threshold "
+        f"{max_retained_wal_mb} MB; {'active' if slot.active else 'inactive'}): check that "
+        "Debezium is running and confirming (its log, `cdc connector status`), that heartbeats "
+        "are on (source.heartbeat_interval_ms > 0), and, if the database itself is idle, set a "
+        "`heartbeat.action.query` in source.debezium. If the slot is abandoned, drop it "
+        "(SELECT pg_drop_replication_slot('" + slot.name + "')) and re-snapshot the tables."
+    ]
+
+
+SLOT_QUERY = (
+    "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+    "FROM pg_replication_slots WHERE slot_name = %s"
+)
+
+
+def read_slot(conn: Any, name: str) -> SlotStatus:
+    """The slot's state on an open psycopg connection (autocommit)."""
+    row = conn.execute(SLOT_QUERY, (name,)).fetchone()
+    if row is None:
+        return SlotStatus(name, exists=False)
+    return SlotStatus(
+        name,
+        exists=True,
+        active=bool(row[0]),
+        lag_bytes=None if row[1] is None else int(row[1]),
+        retained_bytes=None if row[2] is None else int(row[2]),
+    )
 
 
 def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
@@ -114,20 +162,14 @@ def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int
 def _slot(config: Config) -> SlotStatus:
     import psycopg
 
-    name = config.source.slot_name
-    query = (
-        "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
-        "FROM pg_replication_slots WHERE slot_name = %s"
-    )
     with psycopg.connect(**config.source.conninfo(), autocommit=True) as conn:
-        row = conn.execute(query, (name,)).fetchone()
-    if row is None:
-        return SlotStatus(name, exists=False)
-    return SlotStatus(name, exists=True, active=bool(row[0]),
-                      lag_bytes=None if row[1] is None else int(row[1]))  # fmt: skip
+        return read_slot(conn, config.source.slot_name)
 
 
-def gather(config: Config, now: dt.datetime | None = None) -> StatusReport:
+def gather(
+    config: Config, now: dt.datetime | None = None, *, max_retained_wal_mb: int | None = None
+) -> StatusReport:
+    """Read everything; ``max_retained_wal_mb`` overrides ``source.max_retained_wal_mb``."""
     from cdc.runtime import open_warehouse
 
     now = now or dt.datetime.now(dt.UTC)
@@ -156,4 +198,6 @@ def gather(config: Config, now: dt.datetime | None = None) -> StatusReport:
             )  # fmt: skip
     finally:
         warehouse.close()
-    return StatusReport(tables, _slot(config))
+    slot = _slot(config)
+    threshold = max_retained_wal_mb or config.source.max_retained_wal_mb
+    return StatusReport(tables, slot, slot_warnings(slot, threshold))

@@ -68,6 +68,15 @@ def run(
         typer.Option(help="Stop once every partition is applied to its end (micro-batch runs)."),
     ] = False,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics and /health on this port (0: any free one; "
+            "default: metrics.port of the config, else not served).",
+        ),
+    ] = None,
 ) -> None:
     """Replicate: consume the tables' topics and apply them to the warehouse until stopped.
 
@@ -76,17 +85,32 @@ def run(
     """
     from cdc.consumer.loop import ReplicationStoppedError, Replicator
     from cdc.logs import configure_logging
-    from cdc.runtime import open_warehouse, replicator_settings
+    from cdc.runtime import open_warehouse, replicator_settings, serve_metrics
 
     configure_logging(log_level)
     cfg = _load(config)
-    replicator = Replicator(replicator_settings(cfg), open_warehouse(cfg))
-    replicator.install_signal_handlers()
+    port = cfg.metrics.port if metrics_port is None else metrics_port
+    served = None
+    if port is not None:
+        try:
+            served = serve_metrics(cfg, port)
+        except OSError as exc:
+            err.print(
+                f"[red]cannot serve metrics on {cfg.metrics.host}:{port}:[/] {escape(str(exc))}",
+                highlight=False,
+            )
+            raise typer.Exit(2) from None
+    metrics = served.metrics if served is not None else None
     try:
+        replicator = Replicator(replicator_settings(cfg), open_warehouse(cfg), metrics=metrics)
+        replicator.install_signal_handlers()
         stats = replicator.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     except ReplicationStoppedError as exc:
         err.print("[red]stopped:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(3) from None
+    finally:
+        if served is not None:
+            served.close()
     err.print(
         f"stopped cleanly: {stats.events} events in {stats.batches} batches, "
         f"{stats.dead_letters} dead letters"
@@ -232,13 +256,22 @@ def demo(
 def status(
     config: ConfigOpt = Path("cdc.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    wal_warn_mb: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Warn when the slot retains more WAL than this many MB "
+            "(default: source.max_retained_wal_mb, 1024).",
+        ),
+    ] = None,
 ) -> None:
     """Per table: events not applied yet, seconds behind, the last applied position and load
-    time, the last reconcile; and the replication slot's lag in bytes."""
+    time, the last reconcile; and the replication slot's lag and retained WAL in bytes, with a
+    warning when the slot is missing or retains too much WAL."""
     from cdc.status import gather
 
     cfg = _load(config)
-    report = gather(cfg)
+    report = gather(cfg, max_retained_wal_mb=wal_warn_mb)
     if as_json:
         print(json.dumps(report.to_json()), flush=True)
         return
@@ -265,7 +298,12 @@ def status(
         console.print(f"slot {slot.name}: [red]missing[/] (Debezium creates it when it starts)")
     else:
         state = "active" if slot.active else "[yellow]inactive[/]"
-        console.print(f"slot {slot.name}: {state}, lag {shown(slot.lag_bytes)} bytes")
+        console.print(
+            f"slot {slot.name}: {state}, lag {shown(slot.lag_bytes)} bytes, "
+            f"retains {shown(slot.retained_bytes)} bytes of WAL"
+        )
+    for warning in report.warnings:
+        console.print("[yellow]warning:[/] " + escape(warning), highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------- history

@@ -23,10 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
 from cdc.consumer.dlq import DeadLetterWriter
@@ -49,6 +56,9 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
 )
+
+if TYPE_CHECKING:
+    from cdc.metrics import Metrics
 
 log = structlog.get_logger("cdc.consumer")
 
@@ -120,8 +130,10 @@ class Replicator:
         warehouse: Warehouse,
         *,
         decoder: Callable[..., ChangeEvent | Skip] = decode_message,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics  # None: nothing measured
         self.warehouse = warehouse
         self.decode = decoder
         self.stats = RunStats()
@@ -193,6 +205,8 @@ class Replicator:
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, then return from :meth:`run` (SIGTERM/Ctrl-C)."""
         self._stop = True
+        if self.metrics is not None:
+            self.metrics.stopping()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:
@@ -217,11 +231,15 @@ class Replicator:
         self.until_caught_up = self.until_caught_up or until_caught_up
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         idle_since: float | None = None
+        if self.metrics is not None:
+            self.metrics.tables(sorted({t.name for t in self.settings.targets.values()}))
         try:
             while not self._stop:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 batch = self._poll_batch()
+                if self.metrics is not None:
+                    self.metrics.alive()
                 if batch:
                     idle_since = None
                     self.caught_up_event.clear()
@@ -230,10 +248,14 @@ class Replicator:
                 now = time.monotonic()
                 idle_since = idle_since or now
                 if now - idle_since >= idle_grace_seconds and self.caught_up():
+                    if self.metrics is not None and not self.caught_up_event.is_set():
+                        self.metrics.pending({t.name: 0 for t in self.settings.targets.values()})
                     self.caught_up_event.set()
                     if self.until_caught_up:
                         break
         finally:
+            if self.metrics is not None:
+                self.metrics.stopping()
             self.close()
         return self.stats
 
@@ -409,6 +431,8 @@ class Replicator:
         )
         self.dlq.send(message, error)
         self.stats.dead_letters += 1
+        if self.metrics is not None:
+            self.metrics.dead_lettered()
 
     def _screen(self, batches: list[TableBatch]) -> Screened:
         """Check the batches against their contracts; dead-letter failures of `dlq` tables."""
@@ -497,12 +521,39 @@ class Replicator:
         )
         self._measure(result)
         self._applied_to.update(offsets)  # a partition's batches come in log order
+        if self.metrics is not None:
+            self._report(result, table_batches, time.monotonic() - started)
         _failpoint("after_warehouse_commit", self.stats.batches)
         if rows:
             self.consumer.commit(
                 offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],
                 asynchronous=True,
             )
+
+    def _report(self, result: ApplyResult, batches: Sequence[TableBatch], seconds: float) -> None:
+        """Update the metrics after a committed batch: events per table, apply time, the
+        newest applied source commit per table, and what is left per table (the client's
+        cached high watermark minus the applied offset; no broker round trip)."""
+        assert self.metrics is not None
+        newest: dict[str, float] = {}
+        for b in batches:
+            if b.events:
+                ts = max(e.position.commit_ts_us for e in b.events) / 1e6
+                newest[b.target.name] = max(ts, newest.get(b.target.name, ts))
+        self.metrics.batch_applied(seconds, {s.table: s.events for s in result.tables}, newest)
+        pending: dict[str, int] = {}
+        for tp in self.consumer.assignment():
+            target = self.settings.targets.get(tp.topic)
+            applied = self._applied_to.get((tp.topic, tp.partition), -1)
+            if target is None or tp.topic in self.stats.parked or applied < 0:
+                continue
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            except KafkaException:  # not known to the client yet
+                continue
+            if high >= 0:
+                pending[target.name] = pending.get(target.name, 0) + max(0, high - applied)
+        self.metrics.pending(pending)
 
     def _measure(self, result: ApplyResult) -> None:
         """Add the batch's measured apply time to each table's share (by its events), and
@@ -585,6 +636,8 @@ class Replicator:
         for b in parked:
             topic = b.events[0].origin.topic
             self.stats.parked[topic] = str(exc)
+            if self.metrics is not None:
+                self.metrics.table_parked(b.target.name)
             for tp in list(offsets):
                 if tp[0] == topic:
                     del offsets[tp]
@@ -621,6 +674,8 @@ class Replicator:
                         "warehouse and start `cdc run` again."
                     ) from exc
                 self.stats.retries += 1
+                if self.metrics is not None:
+                    self.metrics.retried()
                 log.warning("warehouse unavailable; retrying", error=str(exc), in_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_seconds)
