@@ -1,6 +1,7 @@
 """Shared pytest set-up: one fakesnow server for the whole session (``cdc.local.fakesnow_server``,
-which `cdc demo --warehouse snowflake-local` runs too), and the ``wh`` fixture: each warehouse
-adapter in turn."""
+which `cdc demo --warehouse snowflake-local` runs too), the ``wh`` fixture: each warehouse
+adapter in turn, and the real local stack's ``stack`` and ``pipeline`` fixtures
+(``stack_support``), shared by the integration and the fault tests."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from typing import Any
 
 import pytest
 import snowflake.connector
+from stack_support import pipeline, stack
 
 from cdc.local.fakesnow_server import fakesnow_server as start_fakesnow
 from warehouse.base import Warehouse
 from warehouse.duckdb import DuckDBWarehouse
 from warehouse.snowflake import SnowflakeSettings
 from warehouse.snowflake_warehouse import SnowflakeWarehouse
+
+__all__ = ["pipeline", "stack"]  # the stack's fixtures, for every test directory
 
 
 @pytest.fixture(scope="session")

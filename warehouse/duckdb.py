@@ -31,6 +31,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from cdc import failpoints
 from cdc.model import Column, TableSchema
 from warehouse import checksum, cost_sql, sql
 from warehouse.arrow import (
@@ -431,6 +432,7 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
                     self._stage_quarantine(con, stored, "_cdc_stage_quarantine", registered)
                     self._exec(con, sql.quarantine_insert(self._ref("quarantine"), registered[-1]))
                 self._store_offsets(con, offsets, registered)
+                failpoints.reach("before_warehouse_commit")
                 con.commit()
             except duckdb.Error as exc:
                 _rollback(con)

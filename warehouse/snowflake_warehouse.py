@@ -59,6 +59,7 @@ import snowflake.connector
 import snowflake.connector.errors as sf_errors
 from sqlglot import exp
 
+from cdc import failpoints
 from cdc.model import ColumnType, Interval, Kind, TableSchema
 from warehouse import checksum, cost_sql, sql
 from warehouse.arrow import column_array, key_stage, mirror_stage, quarantine_stage, scd2_stage
@@ -617,6 +618,7 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
                 stats.append(w.stats)
             current = self._tagged = None
             self._store_offsets(cur, offsets)
+            failpoints.reach("before_warehouse_commit")
             self._exec(cur, "COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sf_errors.Error, OSError):

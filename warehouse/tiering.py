@@ -11,12 +11,11 @@ transaction leaves only orphans, which the next run deletes.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from cdc import failpoints
 from cdc.tiering.policy import MoveKind, TierFile
 from warehouse.base import TableTarget
 
@@ -50,13 +49,9 @@ class TierChange:
         return sum(f.rows for f in self.add_files) or sum(f.rows for f in self.remove_files)
 
 
-FAILPOINT_ENV = "CDC_FAILPOINT"
-
-
 def failpoint(name: str) -> None:
     """``CDC_FAILPOINT=tier:<name>`` kills the process there with SIGKILL (crash tests)."""
-    if os.environ.get(FAILPOINT_ENV) == f"tier:{name}":
-        os.kill(os.getpid(), signal.SIGKILL)
+    failpoints.reach(f"tier:{name}")
 
 
 class TierConflictError(Exception):

@@ -16,7 +16,6 @@ is paused (offsets never move past unapplied data); terminal errors stop the loo
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import threading
 import time
@@ -35,6 +34,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from cdc import failpoints
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
 from cdc.consumer.dlq import DeadLetterWriter
 from cdc.consumer.partitions import read_to_end
@@ -61,17 +61,6 @@ if TYPE_CHECKING:
     from cdc.metrics import Metrics
 
 log = structlog.get_logger("cdc.consumer")
-
-# Fault injection for the crash tests: "after_warehouse_commit:N" kills the process (SIGKILL)
-# right after the N-th batch is committed to the warehouse, before the Kafka commit.
-FAILPOINT_ENV = "CDC_FAILPOINT"
-
-
-def _failpoint(name: str, count: int) -> None:
-    spec = os.environ.get(FAILPOINT_ENV, "")
-    if spec and spec == f"{name}:{count}":
-        log.warning("failpoint hit: killing the process", failpoint=spec)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _may_be_half_a_key_change(m: Polled) -> bool:
@@ -523,7 +512,7 @@ class Replicator:
         self._applied_to.update(offsets)  # a partition's batches come in log order
         if self.metrics is not None:
             self._report(result, table_batches, time.monotonic() - started)
-        _failpoint("after_warehouse_commit", self.stats.batches)
+        failpoints.reach("after_warehouse_commit", self.stats.batches)
         if rows:
             self.consumer.commit(
                 offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],

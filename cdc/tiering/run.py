@@ -11,7 +11,6 @@ limit of 1).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,16 +34,9 @@ from cdc.tiering.policy import (
 )
 from cdc.tiering.storage import TierStorageError, TierStore
 from warehouse.base import ComputeRow, TableTarget, Warehouse, WarehouseError
-from warehouse.tiering import FAILPOINT_ENV, Hold, TierChange, closing_column, failpoint
+from warehouse.tiering import Hold, TierChange, closing_column, failpoint
 
 log = structlog.get_logger("cdc.tier")
-
-
-def _failpoint(name: str) -> None:
-    """``CDC_FAILPOINT=tier:<name>`` kills the process there (crash tests)."""
-    if os.environ.get(FAILPOINT_ENV) == f"tier:{name}":
-        log.warning("failpoint hit: killing the process", failpoint=name)
-    failpoint(name)
 
 
 class TierError(Exception):
@@ -250,10 +242,10 @@ class Tierer:
         for month, part in _by_month(rows, closing_column(self.target)).items():
             tier: Tier = "cold" if month_end(month) <= warm_cutoff else "warm"
             added.append(self._write(part, tier, month, mid))
-        _failpoint("after_write")
+        failpoint("after_write")
         change = TierChange(mid, "hot_to_warm", cutoff, remove_rows=rows, add_files=tuple(added))
         self._commit(change, key)
-        _failpoint("after_commit")
+        failpoint("after_commit")
         self.result.to_warm += sum(f.rows for f in added if f.tier == "warm")
         self.result.to_cold += sum(f.rows for f in added if f.tier == "cold")
 
@@ -270,9 +262,9 @@ class Tierer:
         month = old[0].month
         mid = move_id(kind, self.name, month, *sorted(f.path for f in old))
         new = self._write(data, tier, month, mid)
-        _failpoint(f"{kind}_after_write")
+        failpoint(f"{kind}_after_write")
         self._commit(TierChange(mid, kind, cutoff, add_files=(new,), remove_files=tuple(old)))
-        _failpoint(f"{kind}_after_commit")
+        failpoint(f"{kind}_after_commit")
         self._drop_replaced(old)
 
     def to_cold(self, cutoff: dt.datetime) -> None:

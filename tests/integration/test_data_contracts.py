@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import read_topic
+from stack_support import read_topic
 
 from cdc.config import Config
 from cdc.consumer.dlq import H_CHECKS, H_ERROR_CLASS, H_OFFSET
@@ -32,7 +32,7 @@ from cdc.runtime import open_warehouse
 from warehouse.base import TableTarget
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from flows.replicate import replicate
 from flows.snapshot import snapshot
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import psycopg
 import pytest
-from conftest import read_topic
+from stack_support import read_topic
 
 from cdc.local.pipeline import ReplicatorThread, compare_all, history_reports
 from cdc.source.connector import notification_topic
@@ -30,7 +30,7 @@ from cdc.source.signals import (
 )
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

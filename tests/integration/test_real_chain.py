@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import read_topic, snowflake_warehouse_section
+from stack_support import read_topic, snowflake_warehouse_section
 
 from cdc.demo.shop import SHOP_DDL, SHOP_TABLES
 from cdc.demo.workload import ShopWorkload
 from cdc.local.pipeline import ReplicatorThread
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

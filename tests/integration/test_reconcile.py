@@ -26,7 +26,7 @@ from cdc.runtime import open_warehouse
 from flows.reconcile import reconcile as reconcile_flow
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

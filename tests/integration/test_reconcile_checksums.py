@@ -19,7 +19,7 @@ from cdc.source.catalog import reflect_table
 from warehouse.base import KeyRange, TableTarget, Warehouse
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.conformance]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from conftest import read_topic, snowflake_warehouse_section
+from stack_support import read_topic, snowflake_warehouse_section
 
 from cdc.config import Config
 from cdc.local.pipeline import ReplicatorThread, compare_all
@@ -34,7 +34,7 @@ from cdc.runtime import open_warehouse
 from warehouse.base import HistoryReport
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 import yaml
-from conftest import snowflake_warehouse_section
+from stack_support import snowflake_warehouse_section
 
 from cdc.config import Config, load_config
 from cdc.local.pipeline import ReplicatorThread
@@ -27,7 +27,7 @@ from cdc.runtime import open_warehouse
 from cdc.snapshot.bulk import BulkOptions, SnapshotError, bulk_snapshot, check_request
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from cdc.local.pipeline import ReplicatorThread
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from cdc.tiering.run import tier
 from warehouse.base import TerminalWarehouseError
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

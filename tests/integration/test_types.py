@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

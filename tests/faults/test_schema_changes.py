@@ -14,7 +14,7 @@ from cdc.local.pipeline import ReplicatorThread
 from cdc.runtime import open_warehouse
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,9 @@
 """The real local stack as pytest fixtures, built on the same code as `cdc local`.
 
+Registered for every test directory by ``tests/conftest.py`` (the integration and fault tests
+share one stack per session); test modules import :class:`Pipeline`, :func:`read_topic` and
+:func:`snowflake_warehouse_section` from here.
+
 One stack (PostgreSQL with logical decoding + the Tansu broker) serves the whole session; each
 test gets its own database, replication slot, topic prefix, consumer group and DuckDB file, and
 its own Debezium process, stopped by pid at the end. If the stack can't start, the tests fail
@@ -31,8 +35,6 @@ from cdc.local.pipeline import (
     write_stack_config,
 )
 from cdc.local.stack import LocalStack
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Exactly-once effect (architecture.md §4.1): offsets live in the warehouse transaction."""
+"""Exactly-once effect (architecture.md §4.1): offsets live in the warehouse transaction.
+Fault scenarios 1 and 2 (a consumer killed around the warehouse commit) and replays."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import os
 import random
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import read_topic
+from fault_support import Workload, create_load_table, verify
+from stack_support import read_topic
 
 from cdc.config import Config
 from cdc.consumer.batching import Polled
@@ -22,15 +26,15 @@ from cdc.model import KafkaOrigin
 from cdc.runtime import open_warehouse, replicator_settings
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def _setup(pipeline: Pipeline, *, batch_size: int = 150) -> Config:
+def _setup(pipeline: Pipeline, *, batch_size: int = 150, extra: Sequence[str] = ()) -> Config:
     pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, note text)")
     pipeline.sql("INSERT INTO items SELECT g, g, 'seed' FROM generate_series(1, 200) g")
-    config = pipeline.configure(["public.items"], batch_size=batch_size, linger_ms=50)
+    config = pipeline.configure(["public.items", *extra], batch_size=batch_size, linger_ms=50)
     pipeline.start_debezium()
     pipeline.wait_published()
     rng = random.Random(5)
@@ -86,25 +90,45 @@ def _kafka_committed(config: Config, topic: str) -> int:
         consumer.close()
 
 
-def test_kill_between_warehouse_and_kafka_commit_loses_and_duplicates_nothing(
-    pipeline: Pipeline,
+@pytest.mark.parametrize("failpoint", ["before_warehouse_commit:3", "after_warehouse_commit:3"])
+def test_kill_9_around_the_warehouse_commit_loses_and_duplicates_nothing(
+    pipeline: Pipeline, failpoint: str
 ) -> None:
-    config = _setup(pipeline)
+    """Fault scenarios 1 and 2: ``cdc run`` killed (SIGKILL) inside the warehouse transaction
+    of its 3rd batch, or after its commit but before the Kafka commit, while the source keeps
+    writing; the next run resumes from the warehouse's offsets."""
+    create_load_table(pipeline, "load")
+    config = _setup(pipeline, extra=["public.load"])
     topic = config.topic_for(config.table("items"))
     cfg_path = str(pipeline.workdir / "cdc.yaml")
 
-    crashed = _cdc_run(cfg_path, {"CDC_FAILPOINT": "after_warehouse_commit:3"})
-    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    with Workload(pipeline.url, "load", rate=40):
+        crashed = _cdc_run(cfg_path, {"CDC_FAILPOINT": failpoint})
+        assert crashed.returncode == -9, crashed.stderr[-2000:]
+        assert "failpoint hit" in crashed.stdout + crashed.stderr
 
-    warehouse = open_warehouse(config)
-    stored = warehouse.load_offsets(config.kafka.group_id)[(topic, 0)]
-    warehouse.close()
-    # the crash window is real: the warehouse holds a batch Kafka never heard of
-    assert _kafka_committed(config, topic) < stored
+        warehouse = open_warehouse(config)
+        offsets = warehouse.load_offsets(config.kafka.group_id)
+        warehouse.close()
+        if failpoint.startswith("after"):
+            # the crash window is real: the warehouse holds a batch Kafka never heard of
+            assert any(_kafka_committed(config, t) < n for (t, _p), n in offsets.items())
+        else:  # the 3rd batch was rolled back with its offsets: two batches of 150 stored
+            assert sum(offsets.values()) <= 2 * 150
 
-    resumed = _cdc_run(cfg_path)
+        # the next run resumes while the source keeps writing; it ends once caught up
+        resuming = subprocess.Popen(
+            [sys.executable, "-m", "cdc", "run", "--config", cfg_path, "--until-caught-up"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(5)
+    _, err = resuming.communicate(timeout=300)
+    assert resuming.returncode == 0, err[-2000:]
+    pipeline.wait_published()
+    resumed = _cdc_run(cfg_path)  # the workload's last writes
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    pipeline.assert_equal_to_source(f"\nthe resumed run's log:\n{resumed.stderr[-6000:]}")
+    verify(pipeline, context=f"\nthe resumed run's log:\n{resumed.stderr[-6000:]}")
     with duckdb.connect(str(config.warehouse.path), read_only=True) as con:
         total, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone()
         (offset,) = con.execute(

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
-from conftest import snowflake_warehouse_section
+from stack_support import snowflake_warehouse_section
 from tcp_proxy import TcpProxy
 
 from cdc.local.pipeline import ReplicatorThread
 from cdc.runtime import open_warehouse
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 

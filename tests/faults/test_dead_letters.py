@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pytest
 from confluent_kafka import Message, Producer
-from conftest import read_topic
+from stack_support import read_topic
 
 from cdc.config import Config
 from cdc.consumer.dlq import (
@@ -31,7 +31,7 @@ from cdc.decoding import DecodeError, decode_message
 from cdc.local.pipeline import compare_all
 
 if TYPE_CHECKING:
-    from conftest import Pipeline
+    from stack_support import Pipeline
 
 pytestmark = pytest.mark.integration
 
