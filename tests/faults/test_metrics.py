@@ -144,3 +144,4 @@ def test_metrics_and_health_of_a_running_replicator(pipeline: Pipeline) -> None:
     with pytest.raises(urllib.error.URLError):
         _get(f"{base}/health")  # and the server is gone with the process
     pipeline.assert_equal_to_source()
+    pipeline.stack.stop_debezium(kill=True)  # its graceful stop takes ~30 s; nothing to keep
