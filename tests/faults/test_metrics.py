@@ -1,6 +1,7 @@
-"""`cdc run --metrics-port` on the real chain: /metrics counts what was applied per table,
-shows the slot's lag and no lag once caught up, /health answers 200 while the loop runs, and
-SIGTERM still ends the run cleanly (exit 0)."""
+"""Operability on the real chain. `cdc run --metrics-port`: /metrics counts what was applied
+per table, shows the slot's lag and no lag once caught up, /health answers 200 while the loop
+runs, and SIGTERM still ends the run cleanly (exit 0). `cdc status` warns when the slot retains
+more WAL than the threshold, and when the slot is missing."""
 
 from __future__ import annotations
 
@@ -145,3 +146,45 @@ def test_metrics_and_health_of_a_running_replicator(pipeline: Pipeline) -> None:
         _get(f"{base}/health")  # and the server is gone with the process
     pipeline.assert_equal_to_source()
     pipeline.stack.stop_debezium(kill=True)  # its graceful stop takes ~30 s; nothing to keep
+
+
+def _status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdc", "status", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_status_warns_about_retained_wal_and_a_missing_slot(pipeline: Pipeline) -> None:
+    pipeline.sql("CREATE TABLE items (id int PRIMARY KEY, v int)")
+    pipeline.sql("INSERT INTO items SELECT g, g FROM generate_series(1, 10) g")
+    config = pipeline.configure(["public.items"])
+    cfg_path = pipeline.workdir / "cdc.yaml"
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    calm = _status(cfg_path, "--json")
+    assert calm.returncode == 0, calm.stderr
+    assert json.loads(calm.stdout.splitlines()[-1])["warnings"] == []
+
+    # nobody confirms the slot any more while 3 MB of WAL are written
+    pipeline.stack.stop_debezium(kill=True)
+    pipeline.sql("SELECT pg_logical_emit_message(false, 'filler', repeat('x', 3000000))")
+    doc = json.loads(_status(cfg_path, "--json", "--wal-warn-mb", "2").stdout.splitlines()[-1])
+    assert doc["slot"]["retained_bytes"] > 3_000_000 and not doc["slot"]["active"]
+    [warning] = doc["warnings"]
+    assert f"replication slot {config.source.slot_name} retains" in warning
+    assert "threshold 2 MB; inactive" in warning
+    table = _status(cfg_path, "--wal-warn-mb", "2")
+    assert table.returncode == 0, table.stderr
+    assert "warning: replication slot" in table.stdout and "heartbeat" in table.stdout
+    # the default threshold (1024 MB) is far away
+    assert json.loads(_status(cfg_path, "--json").stdout.splitlines()[-1])["warnings"] == []
+
+    pipeline.sql("SELECT pg_drop_replication_slot(%s)", [config.source.slot_name])
+    gone = json.loads(_status(cfg_path, "--json").stdout.splitlines()[-1])
+    assert not gone["slot"]["exists"]
+    assert gone["warnings"][0].startswith(
+        f"replication slot {config.source.slot_name} does not exist"
+    )
