@@ -521,8 +521,11 @@ class Replicator:
 
     def _report(self, result: ApplyResult, batches: Sequence[TableBatch], seconds: float) -> None:
         """Update the metrics after a committed batch: events per table, apply time, the
-        newest applied source commit per table, and what is left per table (the client's
-        cached high watermark minus the applied offset; no broker round trip)."""
+        newest applied source commit per table, and what is left per table: the log's end as
+        the client knows it (its cached high watermark, or what it received if further) minus
+        the applied offset, with no broker round trip. The local broker (Tansu) reports the
+        last record batch's base offset + 1 as the watermark, so there it can count up to one
+        record batch too few; the caught-up check sets 0 once the real end is reached."""
         assert self.metrics is not None
         newest: dict[str, float] = {}
         for b in batches:
@@ -540,8 +543,9 @@ class Replicator:
                 _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
             except KafkaException:  # not known to the client yet
                 continue
-            if high >= 0:
-                pending[target.name] = pending.get(target.name, 0) + max(0, high - applied)
+            end = max(high, self._received_to.get((tp.topic, tp.partition), high))
+            if end >= 0:
+                pending[target.name] = pending.get(target.name, 0) + max(0, end - applied)
         self.metrics.pending(pending)
 
     def _measure(self, result: ApplyResult) -> None:
