@@ -232,6 +232,17 @@ class LocalStack:
             record.stop(timeout=30, sig=9 if kill else 15)
             self._save()
 
+    def restart_postgres(self, *, timeout: float = 60) -> ProcessRecord:
+        """Stop PostgreSQL by pid (fast shutdown: sessions and walsenders are cut) and start it
+        again on the same port and data directory; the new postmaster is recorded."""
+        record = self.state.processes.pop("postgres", None)
+        if record is not None:
+            LocalPostgres.stop(record)
+            self._save()
+        self.state.processes["postgres"] = self.postgres.start(timeout=timeout)
+        self._save()
+        return self.state.processes["postgres"]
+
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop everything by pid (Debezium first); with ``purge`` delete the state too."""
         stopped = []
