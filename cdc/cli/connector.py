@@ -131,3 +131,41 @@ def status(
     failed = [t for t in answer.get("tasks", []) if t.get("state") == "FAILED"]
     if connector.get("state") == "FAILED" or failed:
         raise typer.Exit(1)
+
+
+@app.command("reset-offsets")
+def reset_offsets(
+    config_path: ConfigOption = Path("cdc.yaml"),
+    offsets_file: Annotated[
+        Path,
+        typer.Option(
+            "--offsets-file",
+            help="The embedded connector's offsets file (offset.storage.file.filename; "
+            "`cdc local`: <state-dir>/debezium/offsets.dat).",
+        ),
+    ] = Path(".cdc/local/debezium/offsets.dat"),
+) -> None:
+    """Forget the embedded connector's stored offsets, so its next start takes a new initial
+    snapshot (the recovery from a dropped replication slot). Stop the connector first."""
+    from cdc.local.debezium import stored_offsets
+
+    config = _load(config_path)
+    ours = (config.source.connector_name, config.source.topic_prefix)
+    stored = stored_offsets(offsets_file)
+    others = sorted(k for k in stored if k != ours)
+    if others:
+        _err.print(
+            f"[red]error:[/red] {offsets_file} also holds the offsets of other connectors "
+            f"({', '.join(f'{n} (topic prefix {p})' for n, p in others)}); not touched",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if ours not in stored:
+        _err.print(f"no stored offsets of connector {ours[0]} in {offsets_file}: nothing to do")
+        return
+    offsets_file.unlink()
+    _err.print(
+        f"offsets of connector [bold]{ours[0]}[/bold] (last LSN {stored[ours].get('lsn')}) "
+        f"removed: {offsets_file}; its next start takes a new initial snapshot",
+        highlight=False,
+    )

