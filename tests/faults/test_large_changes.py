@@ -61,6 +61,7 @@ def test_one_long_transaction_of_70k_rows_under_a_workload(pipeline: Pipeline) -
     assert stats.batches > (BIG_UPDATED + BIG_INSERTED) // 5000  # the transaction was split
     assert pipeline.sql("SELECT count(*) FROM big") == [(BIG_UPDATED + BIG_INSERTED - 70,)]
     verify(pipeline)
+    pipeline.stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s
 
 
 def _value(tag: str, size: int) -> str:
@@ -121,3 +122,4 @@ def test_values_of_10_mb_in_jsonb_and_text(pipeline: Pipeline) -> None:
     )
     assert all(d >= 10 * MB or b >= 10 * MB for _, d, b in sizes[:3]), sizes
     verify(pipeline)
+    pipeline.stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s

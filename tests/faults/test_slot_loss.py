@@ -120,3 +120,4 @@ def test_dropped_slot_is_refused_and_recovered_by_a_resnapshot(pipeline: Pipelin
     repaired = _cdc("reconcile", "-c", cdc_yaml, "--repair")
     print(repaired.stdout)
     verify(pipeline)
+    pipeline.stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s
