@@ -15,13 +15,18 @@ import pytest
 from fault_support import Workload, create_load_table, verify
 from stack_support import read_topic
 
-from cdc.config import Config
+from cdc.config import Config, DuckDBWarehouseConfig
 from cdc.local.pipeline import ReplicatorThread
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
 
 pytestmark = pytest.mark.faults
+
+
+def _duckdb_path(config: Config) -> str:
+    assert isinstance(config.warehouse, DuckDBWarehouseConfig)
+    return str(config.warehouse.path)
 
 
 def _start(pipeline: Pipeline) -> tuple[Config, ReplicatorThread]:
@@ -50,7 +55,7 @@ def change_deliveries(config: Config) -> Counter[tuple[bytes, str, str]]:
 
 
 def _no_duplicate_rows(config: Config) -> None:
-    with duckdb.connect(str(config.warehouse.path), read_only=True) as con:
+    with duckdb.connect(_duckdb_path(config), read_only=True) as con:
         row = con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone()
     assert row is not None and row[0] == row[1], row
 
@@ -81,11 +86,14 @@ def test_debezium_killed_mid_stream_resumes_from_its_offsets(pipeline: Pipeline)
         for m in read_topic(config.kafka.bootstrap_servers, config.topic_for(config.table("items")))
         if m.value() is not None and json.loads(m.value() or b"{}")["payload"]["op"] == "r"
     )
-    print(f"kills={kills} commits={load.commits} changes={len(deliveries)} "
-          f"redelivered={redelivered} snapshot_reads={snapshot_reads} events={stats.events}")
+    print(
+        f"kills={kills} commits={load.commits} changes={len(deliveries)} "
+        f"redelivered={redelivered} snapshot_reads={snapshot_reads} events={stats.events}"
+    )
     assert snapshot_reads == 200, "a restart must resume from the offsets, not snapshot again"
     verify(pipeline)
     _no_duplicate_rows(config)
+    stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s and nothing follows
 
 
 def _walsender_pid(pipeline: Pipeline, timeout: float = 60) -> int:
@@ -130,5 +138,6 @@ def test_walsender_killed_and_postgres_restarted_debezium_reconnects(pipeline: P
     replicator.finish()
     verify(pipeline)
     _no_duplicate_rows(config)
+    stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s and nothing follows
     with psycopg.connect(stack.pg_url("postgres")) as conn:  # healthy for the next tests
         assert conn.execute("SELECT 1").fetchone() == (1,)
