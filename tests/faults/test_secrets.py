@@ -1,8 +1,8 @@
 """Secrets never reach logs or artifacts: the real chain runs with a password on every secret
 setting (a least-privilege replication role's PostgreSQL password, a Debezium extra and a
 librdkafka setting marked secret, the Snowflake password on fakesnow's server), and every
-output of every command is searched for them: stdout and stderr of `cdc run` (with
-metrics), `cdc status` (table and JSON), `cdc connector register --dry-run` and of failing
+output of every command is searched for them: stdout and stderr of `cdc run` (and, on
+DuckDB, of one serving metrics), `cdc status` (table and JSON), `cdc connector register --dry-run` and of failing
 commands whose errors name the connection; Debezium's logs; every file in the work dir (the
 DuckDB file and the run's logs included); /metrics and /health.
 
@@ -149,7 +149,7 @@ def test_no_configured_secret_in_any_output(
     # and the searched outputs are the real thing (the run happened, the dry run masks)
     assert "stopped cleanly: 50 events" in outputs["cdc run --until-caught-up"]
     assert '"database.password": "********"' in outputs["cdc connector register --dry-run"]
-    assert "cdc_events_applied_total" in outputs["/metrics"]
+    assert engine != "duckdb" or "cdc_slot_lag_bytes" in outputs["/metrics"]
 
 
 def _run_everything(
@@ -181,7 +181,7 @@ def _run_everything(
     if warehouse is None:
         doc["warehouse"]["path"] = str(pipeline.workdir / "bad.duckdb")
     else:
-        doc["warehouse"]["port"] = _free_port()
+        doc["warehouse"].update(port=_free_port(), login_timeout_seconds=2)
     bad.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     outputs: dict[str, str] = {"_debezium_log_from": "0"}
@@ -200,11 +200,11 @@ def _run_everything(
 
     finish("cdc run --until-caught-up", _start("run", "-c", c, "--until-caught-up"))
 
-    # a long-running `cdc run` serving metrics, scraped while it runs; beside it the
-    # commands that don't open its DuckDB file
+    # a long-running `cdc run` serving metrics, scraped while it runs (its output doesn't
+    # depend on the warehouse: DuckDB only); beside it the commands that don't open its file
     pipeline.sql("UPDATE items SET note = 'changed' WHERE id <= 5")
     port = _free_port()
-    running = _start("run", "-c", c, "--metrics-port", str(port))
+    running = _start("run", "-c", c, "--metrics-port", str(port)) if warehouse is None else None
     closed = f"http://127.0.0.1:{_free_port()}"
     side = {
         "cdc connector register --dry-run": (_start("connector", "register", "-c", c,
@@ -221,7 +221,7 @@ def _run_everything(
     try:
         deadline = time.monotonic() + 60
         metrics = ""
-        while time.monotonic() < deadline:
+        while running is not None and time.monotonic() < deadline:
             try:
                 metrics = _get(f"http://127.0.0.1:{port}/metrics")
             except urllib.error.URLError:
@@ -229,14 +229,18 @@ def _run_everything(
             if 'cdc_events_applied_total{table="items"} 5.0' in metrics and "slot_lag" in metrics:
                 break
             time.sleep(0.3)
-        outputs["/metrics"] = metrics
-        outputs["/health"] = _get(f"http://127.0.0.1:{port}/health")
+        if running is not None:
+            outputs["/metrics"] = metrics
+            outputs["/health"] = _get(f"http://127.0.0.1:{port}/health")
     finally:
-        running.send_signal(signal.SIGTERM)
-        finish("cdc run --metrics-port", running)
+        if running is not None:
+            running.send_signal(signal.SIGTERM)
+            finish("cdc run --metrics-port", running)
         for name, (proc, code) in side.items():
             finish(name, proc, code)
-    assert 'cdc_events_applied_total{table="items"} 5.0' in outputs["/metrics"]
+    if running is not None:
+        assert 'cdc_events_applied_total{table="items"} 5.0' in outputs["/metrics"]
+        assert json.loads(outputs["/health"])["status"] == "ok", outputs["/health"]
     assert f'"database.user": "{role}"' in outputs["cdc connector register --dry-run"]
     down = outputs["cdc status, source down"]
     assert side["cdc status, source down"][0].returncode != 0 and "127.0.0.1" in down, down
