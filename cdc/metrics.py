@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -211,8 +212,8 @@ class MetricsServer:
 
     def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
         self.metrics = metrics
-        handler = _handler(metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, port), _handler(metrics))
         self._server.daemon_threads = True
         self.host = host
         self.port: int = self._server.server_address[1]
@@ -235,6 +236,10 @@ class MetricsServer:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:

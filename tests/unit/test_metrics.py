@@ -143,6 +143,18 @@ def test_server_serves_metrics_and_health_on_the_bound_port(server: MetricsServe
     assert _get(f"{server.url}/nope")[0] == 404
 
 
+def test_an_ipv6_loopback_host_is_served() -> None:
+    try:
+        server = MetricsServer(Metrics(), "::1", 0).start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert server.url == f"http://[::1]:{server.port}"
+        assert _get(f"{server.url}/metrics")[0] == 200
+    finally:
+        server.close()
+
+
 def test_a_taken_port_is_an_os_error(server: MetricsServer) -> None:
     with pytest.raises(OSError):
         MetricsServer(Metrics(), "127.0.0.1", server.port)
