@@ -21,6 +21,7 @@ from cdc.config import Config
 
 __all__ = [
     "CONNECTOR_CLASS",
+    "HEARTBEAT_ACTION_QUERY",
     "NOTIFICATION_TOPIC_PREFIX",
     "debezium_properties",
     "notification_topic",
@@ -30,6 +31,7 @@ __all__ = [
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+HEARTBEAT_ACTION_QUERY = "SELECT pg_logical_emit_message(false, 'cdc-heartbeat', '')"
 NOTIFICATION_TOPIC_PREFIX = "__debezium-notification"
 _MASK = "********"
 _SECRET_KEY = re.compile(r"password|secret|sasl\.jaas", re.IGNORECASE)
@@ -63,8 +65,9 @@ def debezium_properties(
 
     Types are kept lossless (``decimal.handling.mode=precise``, microsecond times, intervals as
     ISO strings, bytea as bytes, hstore as JSON, source column types propagated); deletes are
-    followed by tombstones; heartbeats keep the slot moving. ``source.debezium`` extras are
-    applied last and win over everything derived here.
+    followed by tombstones; heartbeats keep the slot moving (with an action query writing a
+    logical message, so the slot moves even while this database is idle and others write).
+    ``source.debezium`` extras are applied last and win over everything derived here.
 
     With ``source.signal_table`` set, the signal table is the source signal channel
     (``signal.data.collection``; Debezium adds it to the filtered publication by itself, and
@@ -97,6 +100,11 @@ def debezium_properties(
         "heartbeat.interval.ms": str(source.heartbeat_interval_ms),
         "provide.transaction.metadata": "false",
     }
+    if source.heartbeat_interval_ms > 0:
+        # Heartbeats alone don't move the slot of an idle database: Debezium confirms only LSNs
+        # it received, and WAL of other databases decodes to nothing. A logical message in this
+        # database, on every heartbeat, gives it one (no table, no privilege beyond LOGIN).
+        props["heartbeat.action.query"] = HEARTBEAT_ACTION_QUERY
     if source.signal_table is not None:
         props.update(
             {

@@ -63,6 +63,7 @@ COMMON = {
     "column.propagate.source.type": ".*",
     "tombstones.on.delete": "true",
     "heartbeat.interval.ms": "2500",
+    "heartbeat.action.query": "SELECT pg_logical_emit_message(false, 'cdc-heartbeat', '')",
     "provide.transaction.metadata": "false",
     # signals (source.signal_table, on by default) and notifications
     "signal.data.collection": "public.debezium_signal",
