@@ -6,11 +6,13 @@ BIN    := $(VENV)/bin
 LOCK   := requirements/dev.lock
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench lock clean help
+.PHONY: demo test lint unit integration faults soak bench lock clean help
 
 help:
 	@echo "make demo   - run the demo on the embedded stack (DuckDB)"
 	@echo "make test   - lint, type-check and run every test (real stack included)"
+	@echo "make faults - the fault suite alone (tests/faults: kills, outages, poison, schema drift...)"
+	@echo "make soak   - the 10-minute soak alone (CDC_SOAK_SECONDS to change its length)"
 	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot, tiering"
 	@echo "make lock   - regenerate requirements/*.lock from pyproject.toml"
 
@@ -29,8 +31,35 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The soak (tests/faults/test_soak.py, marker `soak`, ~10 min) runs in its own pytest process,
+# with its own stack, beside the rest of the suite; its output is shown at the end and both
+# must pass. SOAK=0 leaves it out (e.g. `make test SOAK=0 PYTEST_ARGS=tests/unit`).
+SOAK ?= 1
+SOAK_LOG := $(VENV)/soak.log
+SOAK_REPORT := $(CURDIR)/$(VENV)/soak-report.txt
+
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@if [ "$(SOAK)" = "1" ]; then \
+	  rm -f $(SOAK_REPORT); \
+	  CDC_SOAK_REPORT=$(SOAK_REPORT) $(BIN)/pytest -m soak -p no:cacheprovider $(SOAK_ARGS) > $(SOAK_LOG) 2>&1 & soak=$$!; \
+	  trap 'kill $$soak 2>/dev/null' INT TERM; \
+	  echo "the soak runs beside the suite (pid $$soak, log $(SOAK_LOG))"; \
+	fi; \
+	$(BIN)/pytest -m "not soak" $(PYTEST_ARGS); main=$$?; \
+	soak_rc=0; \
+	if [ "$(SOAK)" = "1" ]; then \
+	  echo "--- waiting for the soak (pid $$soak) ---"; \
+	  wait $$soak; soak_rc=$$?; \
+	  tail -n 60 $(SOAK_LOG); cat $(SOAK_REPORT) 2>/dev/null || echo "no soak report"; \
+	  echo "soak exit code: $$soak_rc"; \
+	fi; \
+	test $$main -eq 0 && test $$soak_rc -eq 0
+
+soak: $(STAMP)
+	$(BIN)/pytest -m soak $(SOAK_ARGS)
+
+faults: $(STAMP)
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -34,6 +34,7 @@ from cdc.local.pipeline import (
     wait_until_published,
     write_stack_config,
 )
+from cdc.local.processes import free_port
 from cdc.local.stack import LocalStack
 
 
@@ -41,7 +42,8 @@ from cdc.local.stack import LocalStack
 def stack() -> Iterator[LocalStack]:
     base = Path(tempfile.mkdtemp(prefix="cdc-it-", dir="/tmp"))
     os.chmod(base, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
-    s = LocalStack(base / "stack", pg_port=None, kafka_port=None)
+    # free ports, not the defaults: the soak runs beside the suite with a stack of its own
+    s = LocalStack(base / "stack", pg_port=free_port(), kafka_port=free_port())
     try:
         s.up()
         yield s

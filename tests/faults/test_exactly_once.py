@@ -28,7 +28,7 @@ from cdc.runtime import open_warehouse, replicator_settings
 if TYPE_CHECKING:
     from stack_support import Pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 
 def _setup(pipeline: Pipeline, *, batch_size: int = 150, extra: Sequence[str] = ()) -> Config:
@@ -144,7 +144,7 @@ def test_kill_9_around_the_warehouse_commit_loses_and_duplicates_nothing(
 def test_second_group_replaying_everything_changes_nothing(pipeline: Pipeline) -> None:
     config = _setup(pipeline)
     ReplicatorThread(config).start().finish()
-    pipeline.assert_equal_to_source()
+    verify(pipeline)
     before = _table_snapshot(str(config.warehouse.path))
 
     replay = config.model_copy(

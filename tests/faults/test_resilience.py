@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
+from fault_support import verify
 from stack_support import snowflake_warehouse_section
 from tcp_proxy import TcpProxy
 
@@ -24,7 +25,7 @@ from cdc.runtime import open_warehouse
 if TYPE_CHECKING:
     from stack_support import Pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 ROWS = 30_000
 
@@ -78,7 +79,7 @@ def test_sigterm_finishes_the_current_batch_and_exits_cleanly(pipeline: Pipeline
 
     # and a restart resumes from there to the exact source state
     ReplicatorThread(config).start().finish()
-    pipeline.assert_equal_to_source()
+    verify(pipeline)
 
 
 HOLDER = textwrap.dedent(
@@ -136,7 +137,7 @@ def test_a_held_warehouse_file_is_retried_and_no_offset_moves_meanwhile(
     stats = replicator.finish()
     assert stats.retries >= 2
     assert stats.dead_letters == 0
-    pipeline.assert_equal_to_source()
+    verify(pipeline)
 
 
 def test_snowflake_going_away_is_retried_and_no_offset_moves_meanwhile(
@@ -179,7 +180,7 @@ def test_snowflake_going_away_is_retried_and_no_offset_moves_meanwhile(
         stats = replicator.finish()
         assert stats.dead_letters == 0 and not stats.parked
         assert reader.load_offsets(config.kafka.group_id) != before
-        pipeline.assert_equal_to_source()
+        verify(pipeline)
     finally:
         proxy.down()
         reader.close()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
+from fault_support import verify
 
 from cdc.compare import compare_rows, source_connection, source_rows
 from cdc.local.pipeline import ReplicatorThread
@@ -16,7 +17,7 @@ from cdc.runtime import open_warehouse
 if TYPE_CHECKING:
     from stack_support import Pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 
 def _column_types(path: str, table: str) -> dict[str, str]:
@@ -56,7 +57,7 @@ def test_added_and_widened_columns_follow_the_source(pipeline: Pipeline) -> None
     stats = replicator.finish()
 
     assert stats.dead_letters == 0 and not stats.parked
-    pipeline.assert_equal_to_source()  # every column, the new one included
+    verify(pipeline)  # every column, the new one included
     types = _column_types(str(config.warehouse.path), "evolving")
     assert types["note"] == "VARCHAR"
     assert types["price"] == "DECIMAL(14,4)"  # widened, still exact
