@@ -93,8 +93,9 @@ def slot_warnings(slot: SlotStatus, max_retained_wal_mb: int) -> list[str]:
         f"replication slot {slot.name} retains {retained_mb:.0f} MB of WAL (threshold "
         f"{max_retained_wal_mb} MB; {'active' if slot.active else 'inactive'}): check that "
         "Debezium is running and confirming (its log, `cdc connector status`), that heartbeats "
-        "are on (source.heartbeat_interval_ms > 0), and, if the database itself is idle, set a "
-        "`heartbeat.action.query` in source.debezium. If the slot is abandoned, drop it "
+        "are on (source.heartbeat_interval_ms > 0) and that their `heartbeat.action.query` "
+        "(a logical message by default; a source.debezium entry replaces it) runs, as the slot "
+        "of an idle database moves only with it. If the slot is abandoned, drop it "
         "(SELECT pg_drop_replication_slot('" + slot.name + "')) and re-snapshot the tables."
     ]
 
