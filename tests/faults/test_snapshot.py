@@ -29,7 +29,7 @@ from cdc.snapshot.bulk import BulkOptions, SnapshotError, bulk_snapshot, check_r
 if TYPE_CHECKING:
     from stack_support import Pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 ROWS = 12_000
 
