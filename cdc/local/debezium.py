@@ -118,9 +118,9 @@ def stored_offsets(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
 def lost_slot_error(properties: dict[str, str]) -> str | None:
     """Why the connector must not start: it has stored offsets but its replication slot is gone.
 
-    Debezium would create a new slot at the current LSN and stream from there, silently
-    skipping every change made since its offset (the old slot held them). None when the slot
-    exists or nothing was stored yet (a first start: the initial snapshot covers it)."""
+    A new slot begins at the current LSN: the changes made since the offset (the old slot held
+    their WAL) can't be streamed any more, and starting anyway would hide that. None when the
+    slot exists or nothing was stored yet (a first start: the initial snapshot covers it)."""
     offsets_file = properties.get("offset.storage.file.filename")
     if not offsets_file:
         return None
@@ -146,8 +146,8 @@ def lost_slot_error(properties: dict[str, str]) -> str | None:
     lsn = int(stored.get("lsn_commit") or stored.get("lsn") or 0)
     return (
         f"replication slot {slot} no longer exists; changes since LSN "
-        f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X} may be lost (refusing to start: Debezium would "
-        "create a new slot at the current LSN and skip them). Recover with: "
+        f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X} may be lost (refusing to start: a new slot "
+        "begins at the current LSN and can't deliver them). Recover with: "
         f"cdc connector reset-offsets -c cdc.yaml --offsets-file {offsets_file}; start the "
         "connector again (it re-snapshots every table); cdc run -c cdc.yaml --until-caught-up; "
         "cdc reconcile -c cdc.yaml --repair (removes rows deleted while the slot was gone). "
