@@ -2,9 +2,9 @@
 setting (a least-privilege replication role's PostgreSQL password, a Debezium extra and a
 librdkafka setting marked secret, the Snowflake password on fakesnow's server), and every
 output of every command is searched for them: stdout and stderr of `cdc run` (and, on
-DuckDB, of one serving metrics), `cdc status` (table and JSON), `cdc connector register --dry-run` and of failing
-commands whose errors name the connection; Debezium's logs; every file in the work dir (the
-DuckDB file and the run's logs included); /metrics and /health.
+DuckDB, of one serving metrics), `cdc status` (table and JSON), `cdc connector register
+--dry-run` and of failing commands whose errors name the connection; Debezium's logs; every
+file in the work dir (the DuckDB file and the run's logs included); /metrics and /health.
 
 The secrets are read from the environment (`${VAR}` in cdc.yaml), so the configuration file
 holds none and is searched too. The one file that must hold the database password is the
