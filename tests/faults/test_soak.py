@@ -35,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -153,10 +154,30 @@ class Samples:
     events: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     metrics_lag: list[float] = field(default_factory=list)
+    halt: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
     def quarter(self, ts: list[float], values: list[float], q: int) -> list[float]:
         lo, hi = SOAK * q / 4, SOAK * (q + 1) / 4
         return [v for t, v in zip(ts, values, strict=True) if lo <= t < hi] or [values[-1]]
+
+
+def _sample_lag(probe: LagProbe, s: Samples, began: float, port: int) -> None:
+    """Every ~SAMPLE s until halted (a thread: one probe takes a few seconds on a loaded
+    machine, the RSS samples keep their pace)."""
+    try:
+        while not s.halt.is_set():
+            at = time.monotonic()
+            events, seconds = probe.sample()
+            s.lag_t.append(at - began)
+            s.events.append(events)
+            s.seconds.append(seconds)
+            m = _metrics_lag(port)
+            if m is not None:
+                s.metrics_lag.append(m)
+            s.halt.wait(max(0.0, SAMPLE - (time.monotonic() - at)))
+    except BaseException as exc:  # surfaced by the main loop
+        s.error = exc
 
 
 def _wait_committed(probe: LagProbe, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -198,22 +219,20 @@ def test_soak_memory_flat_lag_bounded_no_diffs(pipeline: Pipeline) -> None:
             Workload(pipeline.url, "dim", rate=RATE, seed=20) as w2,
         ):
             began = time.monotonic()
+            lag = threading.Thread(target=_sample_lag, args=(probe, s, began, port), daemon=True)
+            lag.start()
             while (elapsed := time.monotonic() - began) < SOAK:
                 assert proc.poll() is None, (
                     f"cdc run exited with {proc.returncode} after {elapsed:.0f} s:\n"
                     + log.read_text()[-4000:]
                 )
                 assert w1.error is None and w2.error is None, (w1.error, w2.error)
+                assert s.error is None, s.error
                 s.t.append(elapsed)
                 s.rss.append(_rss_mb(proc.pid))
-                events, seconds = probe.sample()
-                s.lag_t.append(time.monotonic() - began)
-                s.events.append(events)
-                s.seconds.append(seconds)
-                m = _metrics_lag(port)
-                if m is not None:
-                    s.metrics_lag.append(m)
-                time.sleep(max(0.0, SAMPLE - (time.monotonic() - began - elapsed)))
+                time.sleep(max(0.0, min(SAMPLE, SOAK - elapsed)))
+            s.halt.set()
+            lag.join(60)
             written = time.monotonic() - began
         txns = w1.commits + w2.commits
         pipeline.wait_published()
@@ -227,6 +246,7 @@ def test_soak_memory_flat_lag_bounded_no_diffs(pipeline: Pipeline) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    assert s.error is None, s.error
     verify(pipeline, context=f"\ncdc run's log:\n{log.read_text()[-4000:]}")
 
     warm_at = max(30.0, SOAK / 10)
@@ -246,7 +266,7 @@ def test_soak_memory_flat_lag_bounded_no_diffs(pipeline: Pipeline) -> None:
         f"max {rss_max:.1f} MB (median Q2 {q2:.1f} Q4 {q4:.1f}), "
         f"lag max {max(s.seconds):.1f} s p95 {p95:.1f} s (Q1 max {sec_q1:.1f} Q4 max "
         f"{sec_q4:.1f}){metrics}, events-behind max {max(s.events)} "
-        f"(Q1 {ev_q1:.0f} Q4 {ev_q4:.0f}), {len(s.rss)} samples, "
+        f"(Q1 {ev_q1:.0f} Q4 {ev_q4:.0f}), {len(s.rss)} RSS / {len(s.events)} lag samples, "
         f"at {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
     )
     print(summary)
