@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from fault_support import Workload, create_load_table, verify
 from stack_support import read_topic
 
@@ -54,6 +55,16 @@ def change_deliveries(config: Config) -> Counter[tuple[bytes, str, str]]:
     return seen
 
 
+def _log_size(config: Config, topic: str) -> int:
+    consumer = Consumer(
+        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "test-log-size"}
+    )
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        consumer.close()
+
+
 def _no_duplicate_rows(config: Config) -> None:
     with duckdb.connect(_duckdb_path(config), read_only=True) as con:
         row = con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone()
@@ -68,13 +79,32 @@ def test_debezium_killed_mid_stream_resumes_from_its_offsets(pipeline: Pipeline)
     config, replicator = _start(pipeline)
     stack = pipeline.stack
     kills = 0
+    topic = config.topic_for(config.table("items"))
     with Workload(pipeline.url, "items", rate=60) as load:
-        for _ in range(3):  # a few kills: each one may land between a publish and its offset
+        for _ in range(2):  # kills at random points of the stream
             time.sleep(2.5)
             stack.stop_debezium(kill=True)
             kills += 1
             time.sleep(1)
             pipeline.start_debezium()
+        # and one inside a big transaction's publishing (Debezium hands it over in batches
+        # of 2048 and stores its offset after each): what of the batch in flight is already
+        # in Kafka is sent again after the restart
+        time.sleep(2.5)
+        start = _log_size(config, topic)
+        pipeline.sql(
+            # keys the workload never touches (it writes 1..600): no lock waits, no deadlock
+            "DO $$ BEGIN INSERT INTO items (id, v, note) "
+            "SELECT g, 0, 'bulk' FROM generate_series(1001, 1200) g; "
+            "FOR i IN 1..40 LOOP UPDATE items SET v = v + 1 WHERE id > 1000; END LOOP; END $$"
+        )
+        deadline = time.monotonic() + 60
+        while _log_size(config, topic) < start + 2500 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.stop_debezium(kill=True)
+        kills += 1
+        time.sleep(1)
+        pipeline.start_debezium()
         time.sleep(3)
     assert load.commits > 100
     pipeline.wait_published()
@@ -91,6 +121,7 @@ def test_debezium_killed_mid_stream_resumes_from_its_offsets(pipeline: Pipeline)
         f"redelivered={redelivered} snapshot_reads={snapshot_reads} events={stats.events}"
     )
     assert snapshot_reads == 200, "a restart must resume from the offsets, not snapshot again"
+    assert redelivered > 0, "the kill inside the big transaction re-delivered nothing"
     verify(pipeline)
     _no_duplicate_rows(config)
     stack.stop_debezium(kill=True)  # its graceful stop costs ~30 s and nothing follows
