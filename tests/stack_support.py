@@ -16,6 +16,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,14 +137,23 @@ def pipeline(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         yield p
     finally:
-        stack.stop_debezium()
-        # the slot would keep WAL forever: drop it with the test's database
+        # SIGKILL: the test is over, and the engine's graceful stop takes ~30 s (its close()
+        # waits out the engine thread); the kernel closes the replication connection at once
+        stack.stop_debezium(kill=True)
+        # the slot would keep WAL forever: drop it (once its walsender is gone)
         with psycopg.connect(stack.pg_url("postgres"), autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                (f"{name}_slot",),
-            )
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                    (f"{name}_slot",),
+                ).fetchone()
+                if row is None:
+                    break
+                if not row[0]:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{name}_slot",))
+                    break
+                time.sleep(0.2)
         if stack.debezium_offsets.exists():
             stack.debezium_offsets.unlink()
 
