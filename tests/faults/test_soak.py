@@ -232,9 +232,9 @@ def test_soak_memory_flat_lag_bounded_no_diffs(pipeline: Pipeline) -> None:
                 s.rss.append(_rss_mb(proc.pid))
                 time.sleep(max(0.0, min(SAMPLE, SOAK - elapsed)))
             s.halt.set()
-            lag.join(60)
-            written = time.monotonic() - began
+        written = time.monotonic() - began  # the workloads stopped
         txns = w1.commits + w2.commits
+        lag.join(60)
         pipeline.wait_published()
         _wait_committed(probe, proc, 180)
         rss_end = _rss_mb(proc.pid)
