@@ -274,7 +274,12 @@ class Replicator:
             tp_key = (tp.topic, tp.partition)
             if tp_key in self._revoked or tp.topic in self.stats.parked:
                 continue
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            except KafkaException as exc:  # the broker out of reach: not caught up, poll on
+                log.warning("no watermark from the broker; polling on", partition=tp_key,
+                            error=str(exc))  # fmt: skip
+                return False
             applied = self._applied_to.get(tp_key, low)
             if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
                 applied = low
@@ -288,7 +293,12 @@ class Replicator:
             ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
             if high < 0 or position < high:
                 return False
-            if high > low and position < self._log_end(tp_key, high):
+            try:
+                if high > low and position < self._log_end(tp_key, high):
+                    return False
+            except KafkaException as exc:
+                log.warning("the log's end could not be read; polling on", partition=tp_key,
+                            error=str(exc))  # fmt: skip
                 return False
         if not self.caught_up_event.is_set():  # once per idle spell, not every poll
             log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
