@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
-from confluent_kafka import KafkaException
 from fault_support import Workload, create_load_table, verify
 
 from cdc.config import Config, DuckDBWarehouseConfig
@@ -38,13 +37,6 @@ def _slot_confirmed(pipeline: Pipeline) -> int:
     return int(rows[0][0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KafkaException,
-    reason="product bug (cdc/consumer/loop.py): Replicator.caught_up() lets the KafkaException "
-    "_TIMED_OUT of get_watermark_offsets(timeout=10) escape run() when the broker is out of "
-    "reach for over 10 s while the consumer is idle, so `cdc run` dies instead of retrying",
-)
 def test_broker_paused_30_s_debezium_and_consumer_recover_by_themselves(
     pipeline: Pipeline, request: pytest.FixtureRequest
 ) -> None:
