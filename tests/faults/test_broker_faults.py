@@ -38,7 +38,7 @@ def _slot_confirmed(pipeline: Pipeline) -> int:
 
 
 def test_broker_paused_30_s_debezium_and_consumer_recover_by_themselves(
-    pipeline: Pipeline, request: pytest.FixtureRequest
+    pipeline: Pipeline,
 ) -> None:
     """Scenario 4: Tansu is frozen with SIGSTOP for 30 s while the workload writes, Debezium
     publishes and a consumer applies, then thawed with SIGCONT. Nothing is restarted: the same
@@ -46,8 +46,6 @@ def test_broker_paused_30_s_debezium_and_consumer_recover_by_themselves(
     exactly once (verify, no duplicate keys). While the broker is frozen, Debezium can't have
     its records acknowledged, so it must not confirm the slot past them: the slot's confirmed
     LSN stands (nearly) still."""
-    # Debezium's graceful stop costs ~30 s and nothing follows: killed at the end, pass or fail
-    request.addfinalizer(lambda: pipeline.stack.stop_debezium(kill=True))
     create_load_table(pipeline, "items", rows=200)
     config = pipeline.configure(["public.items"], batch_size=200, linger_ms=50)
     pipeline.start_debezium()
