@@ -317,6 +317,10 @@ class Replicator:
         if self._side is None:
             self._side = Consumer(
                 {
+                    # the main consumer's defaults first: a user's max.poll.interval.ms below
+                    # librdkafka's default session.timeout.ms (45 s) must be valid here too
+                    "session.timeout.ms": 6000,
+                    "max.poll.interval.ms": 300000,
                     **self._base,
                     "group.id": f"{self.settings.group_id}-log-end",
                     "enable.auto.commit": False,
