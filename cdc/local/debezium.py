@@ -119,7 +119,10 @@ def lost_slot_error(properties: dict[str, str]) -> str | None:
     """Why the connector must not start: it has stored offsets but its replication slot is gone.
 
     A new slot begins at the current LSN: the changes made since the offset (the old slot held
-    their WAL) can't be streamed any more, and starting anyway would hide that. None when the
+    their WAL) can't be streamed any more. Debezium 3.6 itself fails the task then ("... no
+    longer available on the server. Reconfigure the connector to use a snapshot mode when
+    needed"), deep in a Java trace, and suggests a re-snapshot that leaves the rows deleted
+    meanwhile in the warehouse; this says it first, with the whole recovery. None when the
     slot exists or nothing was stored yet (a first start: the initial snapshot covers it)."""
     offsets_file = properties.get("offset.storage.file.filename")
     if not offsets_file:
