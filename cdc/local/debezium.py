@@ -202,7 +202,10 @@ def run(properties: dict[str, str], bootstrap_servers: str, partitions: int) -> 
         finally:
             stopping.set()
 
+    signalled = threading.Event()
+
     def on_signal(_signum: int, _frame: Any) -> None:
+        signalled.set()
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -216,6 +219,15 @@ def run(properties: dict[str, str], bootstrap_servers: str, partitions: int) -> 
     thread.join(timeout=30)
     if failure:
         print(f"debezium: engine failed: {failure[0]!r}", file=sys.stderr, flush=True)
+        return 1
+    by_itself = not signalled.is_set() and properties.get("snapshot.mode") != "initial_only"
+    if by_itself:  # the engine gave up on its own (its task failed): see above
+        print(
+            "debezium: error: the engine stopped by itself (its task failed; the reason is "
+            "logged above): fix it and start the connector again",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     print(f"debezium: stopped after publishing {publisher.published} records", flush=True)
     return 0
