@@ -273,7 +273,10 @@ def test_soak_memory_flat_lag_bounded_no_diffs(pipeline: Pipeline) -> None:
         f"at {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
     )
     print(summary)
-    report.write_text(summary + "\n")
+    every_30s = " ".join(
+        f"{t:.0f}s:{r:.0f}" for i, (t, r) in enumerate(zip(s.t, s.rss, strict=True)) if i % 6 == 0
+    )
+    report.write_text(f"{summary}\nSOAK RSS MB by time: {every_30s}\n")
 
     assert rss_end - warm < RSS_GROWTH_MB, summary
     assert q4 - q2 < RSS_CLIMB_MB, summary
