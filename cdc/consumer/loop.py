@@ -62,6 +62,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("cdc.consumer")
 
+# Both consumers' group timeouts, before the user's kafka.client settings (which win)
+GROUP_TIMEOUTS: dict[str, Any] = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "max.poll.interval.ms": 300000,
+}
+
 
 def _may_be_half_a_key_change(m: Polled) -> bool:
     """A tombstone or a delete envelope (Debezium's compact JSON): maybe a key change's first
@@ -145,9 +152,7 @@ class Replicator:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 1000,
-                "max.poll.interval.ms": 300000,
+                **GROUP_TIMEOUTS,
                 "fetch.wait.max.ms": 100,
                 "topic.metadata.refresh.interval.ms": 2000,
                 **{k: v for k, v in settings.kafka.items() if k != "bootstrap.servers"},
@@ -275,34 +280,35 @@ class Replicator:
             if tp_key in self._revoked or tp.topic in self.stats.parked:
                 continue
             try:
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                if not self._partition_caught_up(tp, ends):
+                    return False
             except KafkaException as exc:  # the broker out of reach: not caught up, poll on
-                log.warning("no watermark from the broker; polling on", partition=tp_key,
-                            error=str(exc))  # fmt: skip
-                return False
-            applied = self._applied_to.get(tp_key, low)
-            if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
-                applied = low
-            received = self._received_to.get(tp_key)
-            if received is None:
-                position = applied
-            else:
-                if applied < received:
-                    return False
-                position = tp.offset if tp.offset >= 0 else received
-            ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
-            if high < 0 or position < high:
-                return False
-            try:
-                if high > low and position < self._log_end(tp_key, high):
-                    return False
-            except KafkaException as exc:
-                log.warning("the log's end could not be read; polling on", partition=tp_key,
+                log.warning("the broker did not answer; polling on", partition=tp_key,
                             error=str(exc))  # fmt: skip
                 return False
         if not self.caught_up_event.is_set():  # once per idle spell, not every poll
             log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
         return True
+
+    def _partition_caught_up(self, tp: TopicPartition, ends: dict[str, tuple[int, int]]) -> bool:
+        """One partition of :meth:`caught_up` (its broker reads may raise KafkaException);
+        records its (position, high watermark) in ``ends``."""
+        tp_key = (tp.topic, tp.partition)
+        low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        applied = self._applied_to.get(tp_key, low)
+        if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
+            applied = low
+        received = self._received_to.get(tp_key)
+        if received is None:
+            position = applied
+        else:
+            if applied < received:
+                return False
+            position = tp.offset if tp.offset >= 0 else received
+        ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
+        if high < 0 or position < high:
+            return False
+        return not (high > low and position < self._log_end(tp_key, high))
 
     def _log_end(self, tp_key: tuple[str, int], high: int) -> int:
         """The offset after a partition's last message, read from the log's last batch.
@@ -317,10 +323,9 @@ class Replicator:
         if self._side is None:
             self._side = Consumer(
                 {
-                    # the main consumer's defaults first: a user's max.poll.interval.ms below
+                    # before the user's settings: a max.poll.interval.ms of theirs below
                     # librdkafka's default session.timeout.ms (45 s) must be valid here too
-                    "session.timeout.ms": 6000,
-                    "max.poll.interval.ms": 300000,
+                    **GROUP_TIMEOUTS,
                     **self._base,
                     "group.id": f"{self.settings.group_id}-log-end",
                     "enable.auto.commit": False,
