@@ -28,8 +28,13 @@ Values never reach SQL text: rows are staged as Parquet, scalars are qmark-bound
 The bookkeeping tables (offsets, registry, quarantine, ``<table>__deleted`` markers, staging
 tables and the named stage) live in ``bookkeeping_schema``, by default ``_CDC_<schema>``: one
 per target schema, so two deployments in one database never share offsets or markers.
-Staging tables are plain (fakesnow can't COPY into TEMPORARY ones, nor create them in a
-transaction), named by a hash of their column shape and created once, outside transactions.
+Staging tables are plain TRANSIENT tables (fakesnow can't COPY into TEMPORARY ones, nor create
+them in a transaction), created once per instance, outside transactions, and named by a hash of
+their column shape and the instance's own token (``CDC_STG_<shape>_<token>``): each process
+(the consumer, a snapshot, a reconciliation, every member of a consumer group) stages into its
+own tables, so that one's ``DELETE`` + ``COPY`` never empties or fills another's stage between
+its statements. :meth:`SnowflakeWarehouse.close` drops them; a process killed outright leaves
+them behind (a few tables holding at most one batch each; see the README).
 
 Reads go through the connector and convert to the ``cdc.model`` representation with the column
 types recorded in the registry (UUID text -> ``uuid.UUID``, TIME as TIMETZ in UTC, VARIANT
@@ -352,6 +357,9 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         self._bookkept = False
         self._ensured: dict[str, tuple[TableTarget, Any]] = {}
         self._staging: set[str] = set()
+        # this instance's staging tables are its own: another process (or a second instance
+        # here) applying the same table shape at the same time never touches them
+        self.staging_token = uuid.uuid4().hex[:12].upper()
         self._tagged: str | None = None  # the table the statements now work on (QUERY_TAG)
         # lifecycle tiering: the external stage the <table>_history views read tier files from
         self.tier_stage: str | None = None
@@ -379,6 +387,12 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         return error
 
     def close(self) -> None:
+        if self._conn is not None and self._staging:
+            with contextlib.suppress(sf_errors.Error, OSError):
+                cur = self._conn.cursor()
+                for name in sorted(self._staging):
+                    self._exec(cur, sql.drop(self._ref(name), "TABLE"))
+        self._staging.clear()
         if self._conn is not None:
             with contextlib.suppress(sf_errors.Error, OSError):
                 self._conn.close()
@@ -518,10 +532,12 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         )
 
     def _staging_table(self, cur: Any, purpose: str, data: pa.Table) -> TableRef:
-        """A plain staging table for one stage shape, created once (outside transactions)."""
+        """This instance's staging table for one stage shape, created once (outside
+        transactions)."""
         columns = staging_columns(data.schema)
         shape = json.dumps([purpose, [(n, t.sql(DIALECT)) for n, t in columns]])
-        ref = self._ref(f"CDC_STG_{hashlib.sha256(shape.encode()).hexdigest()[:16].upper()}")
+        digest = hashlib.sha256(shape.encode()).hexdigest()[:16].upper()
+        ref = self._ref(f"CDC_STG_{digest}_{self.staging_token}")
         if ref.name not in self._staging:
             self._exec(cur, create_staging_table(ref, columns))
             self._staging.add(ref.name)

@@ -328,6 +328,11 @@ def test_bulk_snapshot_into_snowflake_under_concurrent_writes(
     event path, with a stream running; the end equals the source."""
     _items(pipeline, 3000)
     section = snowflake_warehouse_section(fakesnow_server, f"CDC_{pipeline.name.upper()}")
+    # Two sessions apply to one table here (the consumer and the snapshot). Snowflake makes the
+    # second wait for the first's table lock; fakesnow (DuckDB) fails it with a write-write
+    # conflict, answered as HTTP 500, which the connector retries forever on the aborted
+    # session unless a network timeout ends it; then the batch is rolled back and retried
+    section["network_timeout_seconds"] = 20
     config = _no_data_config(pipeline, ["public.items"], batch_size=1000, warehouse=section)
     pipeline.start_debezium()
     pipeline.wait_published()
