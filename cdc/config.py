@@ -454,7 +454,8 @@ class SnowflakeWarehouseConfig(_Model):
         default=None,
         description="How long the connector retries one request over a failing network "
         "before the batch fails; the consumer then rolls it back and retries it with backoff "
-        "(offsets don't move). Default: the connector's own (it keeps retrying).",
+        "(offsets don't move). The connector also cancels a statement running longer than this. "
+        "Default: the connector's own (it keeps retrying).",
     )
     login_timeout_seconds: PositiveInt | None = Field(
         default=None,
