@@ -17,13 +17,14 @@ import pytest
 
 from warehouse.snowflake import SnowflakeSettings
 from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.sql import TableRef
 
 pytestmark = pytest.mark.conformance
 
 
-def _staged(wh: SnowflakeWarehouse, ref: object) -> list[int]:
+def _staged(wh: SnowflakeWarehouse, ref: TableRef) -> list[int]:
     cur = wh._connection().cursor()
-    cur.execute(f'SELECT "id" FROM "{wh.bookkeeping_schema}"."{ref.name}" ORDER BY 1')  # type: ignore[attr-defined]
+    cur.execute(f'SELECT "id" FROM "{ref.schema}"."{ref.name}" ORDER BY 1')
     return [r[0] for r in cur.fetchall()]
 
 
@@ -39,10 +40,10 @@ def _staging_tables(wh: SnowflakeWarehouse) -> set[str]:
 def test_each_instance_stages_into_its_own_tables_and_drops_them_at_close(
     snowflake_settings: SnowflakeSettings, tmp_path: Path
 ) -> None:
-    a = SnowflakeWarehouse(snowflake_settings, tmpdir=tmp_path / "a")
-    b = SnowflakeWarehouse(snowflake_settings, tmpdir=tmp_path / "b")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    a = SnowflakeWarehouse(snowflake_settings, tmpdir=tmp_path / "a")
+    b = SnowflakeWarehouse(snowflake_settings, tmpdir=tmp_path / "b")
     try:
         a.ensure_bookkeeping()
         b.ensure_bookkeeping()

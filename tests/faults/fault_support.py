@@ -9,11 +9,12 @@ end, then :func:`verify`.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
     from stack_support import Pipeline
 
 FAST = ReconcileSettings(leaf_rows=64, fanout=8, lag_timeout=30)
+
+
+def log_events(text: str, name: str) -> list[dict[str, Any]]:
+    """The records of a ``cdc run`` log (JSON lines, ``CDC_LOG_FORMAT=json``) whose event is
+    ``name``, in order; other lines are skipped."""
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("event") == name:
+            out.append(record)
+    return out
 
 
 def create_load_table(pipeline: Pipeline, table: str = "items", rows: int = 300) -> None:

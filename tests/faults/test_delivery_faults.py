@@ -4,7 +4,6 @@ member killed mid-stream (scenario 10). Each ends with :func:`verify`."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -19,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 from confluent_kafka import Message, Producer
-from fault_support import Workload, create_load_table, verify
+from fault_support import Workload, create_load_table, log_events, verify
 from stack_support import read_topic
 
 from cdc.config import Config, DuckDBWarehouseConfig, load_config
@@ -123,15 +122,7 @@ def _cdc_run(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def _events(log: Path, name: str) -> list[dict[str, Any]]:
     """The log records of ``cdc run`` (JSON lines) whose event is ``name``, in order."""
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("event") == name:
-            out.append(record)
-    return out
+    return log_events(log.read_text(errors="replace"), name)
 
 
 def _wait_event(

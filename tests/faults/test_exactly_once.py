@@ -3,7 +3,6 @@ Fault scenarios 1 and 2 (a consumer killed around the warehouse commit) and repl
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -16,7 +15,7 @@ import duckdb
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from fault_support import Workload, create_load_table, verify
+from fault_support import Workload, create_load_table, log_events, verify
 from stack_support import read_topic
 
 from cdc.config import Config
@@ -84,13 +83,7 @@ def _logged_applied(log: str) -> dict[tuple[str, int], int]:
     """The next offset per partition after the batches a run logged as applied (JSON lines;
     "batch applied" is logged once the batch's warehouse transaction committed)."""
     applied: dict[tuple[str, int], int] = {}
-    for line in log.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") != "batch applied":
-            continue
+    for entry in log_events(log, "batch applied"):
         for name, span in entry["offsets"].items():
             topic, _, partition = name.rstrip("]").rpartition("[")
             key = (topic, int(partition))
