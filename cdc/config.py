@@ -887,6 +887,43 @@ class CostsConfig(_Model):
     )
 
 
+_OVERRIDE_RE = re.compile(r"\s*(text|decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\))\s*", re.IGNORECASE)
+
+
+def parse_type_override(value: str) -> tuple[str, int | None, int | None]:
+    """``text`` or ``decimal(p,s)`` (1 <= p <= 38, 0 <= s <= p) -> (kind, precision, scale)."""
+    match = _OVERRIDE_RE.fullmatch(value)
+    if match is None:
+        raise PydanticCustomError(
+            "type_override", "must be `text` or `decimal(p,s)` with 1 <= p <= 38 and 0 <= s <= p"
+        )
+    if match.group(2) is None:
+        return "text", None, None
+    precision, scale = int(match.group(2)), int(match.group(3))
+    if not 1 <= precision <= 38 or not 0 <= scale <= precision:
+        raise PydanticCustomError(
+            "type_override",
+            f"decimal({precision},{scale}) is out of range: 1 <= p <= 38 and 0 <= s <= p",
+        )
+    return "decimal", precision, scale
+
+
+class ColumnOverrideConfig(_Model):
+    """How one source column is stored, when the default mapping can't hold its values."""
+
+    type: str = Field(
+        description="Warehouse type of the column: `text` (the value exactly as PostgreSQL "
+        "prints it, specials such as NaN and infinity included) or `decimal(p,s)` (p <= 38). "
+        "A value that doesn't fit goes to quarantine with the reason; it is never rounded."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        kind, precision, scale = parse_type_override(value)
+        return "text" if kind == "text" else f"decimal({precision},{scale})"
+
+
 class TableConfig(_Model):
     """One replicated table."""
 
@@ -923,6 +960,11 @@ class TableConfig(_Model):
     tiering: TablePolicyConfig | None = Field(
         default=None,
         description="Lifecycle tiering of the table's history (absent: never tiered).",
+    )
+    columns: dict[str, ColumnOverrideConfig] = Field(
+        default_factory=dict,
+        description="Per-column type overrides, keyed by the source column's exact name "
+        "(e.g. `amount: {type: decimal(38,18)}` or `ratio: {type: text}`).",
     )
 
     @field_validator("name")
