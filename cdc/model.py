@@ -10,18 +10,19 @@ stages exactly these, comparisons normalise to these):
 Kind          Python value
 ============  =====================================================================
 INT16/32/64   ``int``
-DECIMAL       ``decimal.Decimal`` (exact; ``precision``/``scale`` on the type)
-VARDECIMAL    ``decimal.Decimal`` (unconstrained ``numeric``; any scale)
+DECIMAL       ``decimal.Decimal`` (exact; ``precision``/``scale`` on the type; NaN and
+              ±Infinity are Decimal's own specials)
+VARDECIMAL    ``decimal.Decimal`` (unconstrained ``numeric``; any scale; specials too)
 FLOAT32/64    ``float``
 BOOLEAN       ``bool``
 TEXT          ``str`` (text, varchar(n), char(n), inet, cidr, macaddr ...)
 ENUM          ``str`` (``enum_values`` lists the allowed labels when known)
 BYTES         ``bytes``
-DATE          ``datetime.date``
-TIME          ``datetime.time`` (naive, µs)
+DATE          ``datetime.date``; :class:`FarDate` for BC, after 9999 and ±infinity
+TIME          ``datetime.time`` (naive, µs); :data:`END_OF_DAY` for 24:00:00
 TIMETZ        ``datetime.time`` with ``tzinfo=UTC`` (Debezium normalises to UTC)
-TIMESTAMP     ``datetime.datetime`` naive (µs)
-TIMESTAMPTZ   ``datetime.datetime`` aware, UTC (µs)
+TIMESTAMP     ``datetime.datetime`` naive (µs); :class:`FarTimestamp` beyond it (BC, ±infinity)
+TIMESTAMPTZ   ``datetime.datetime`` aware, UTC (µs); :class:`FarTimestamp` beyond it
 INTERVAL      :class:`Interval` (months, days, microseconds: lossless)
 UUID          ``uuid.UUID``
 JSON          ``str`` holding the JSON text exactly as Debezium sent it
@@ -122,6 +123,102 @@ class TableSchema:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+
+DATE_INFINITY: Final = 2**31 - 1
+"""``FarDate.days`` of date 'infinity' (its negation: '-infinity'), as DuckDB and Arrow store it."""
+TIMESTAMP_INFINITY: Final = 2**63 - 1
+"""``FarTimestamp.micros`` of 'infinity' (its negation: '-infinity'), as DuckDB stores it."""
+
+
+def civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of the proleptic Gregorian calendar, astronomical years (0 = 1 BC)."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (astronomical year numbering)."""
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _pg_date_text(days: int) -> str:
+    year, month, day = civil_from_days(days)
+    if year <= 0:
+        return f"{1 - year:04d}-{month:02d}-{day:02d} BC"
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FarDate:
+    """A date ``datetime.date`` can't hold: BC, after year 9999, or ±infinity
+    (``days`` = ±:data:`DATE_INFINITY`). ``days`` counts from 1970-01-01 (proleptic
+    Gregorian, as PostgreSQL and DuckDB count). ``str()`` is PostgreSQL's text form."""
+
+    days: int
+
+    def __str__(self) -> str:
+        if abs(self.days) == DATE_INFINITY:
+            return "infinity" if self.days > 0 else "-infinity"
+        return _pg_date_text(self.days)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FarTimestamp:
+    """A timestamp ``datetime`` can't hold: BC, after year 9999, or ±infinity (``micros`` =
+    ±:data:`TIMESTAMP_INFINITY`). ``micros`` counts from 1970-01-01 00:00 (UTC when
+    ``zoned``). ``str()`` is PostgreSQL's text form (zoned ones in UTC, ``+00``)."""
+
+    micros: int
+    zoned: bool
+
+    def __str__(self) -> str:
+        if abs(self.micros) == TIMESTAMP_INFINITY:
+            return "infinity" if self.micros > 0 else "-infinity"
+        days, rest = divmod(self.micros, 86_400_000_000)
+        seconds, us = divmod(rest, 1_000_000)
+        clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if us:
+            clock += f".{us:06d}".rstrip("0")
+        text = _pg_date_text(days)
+        bc = text.endswith(" BC")
+        text = f"{text.removesuffix(' BC')} {clock}{'+00' if self.zoned else ''}"
+        return f"{text} BC" if bc else text
+
+
+class _EndOfDay:
+    """Sentinel type: the time of day 24:00:00, which PostgreSQL allows and ``time`` can't hold."""
+
+    _instance: _EndOfDay | None = None
+
+    def __new__(cls) -> _EndOfDay:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "END_OF_DAY"
+
+    def __str__(self) -> str:
+        return "24:00:00"
+
+    def __reduce__(self) -> str:
+        return "END_OF_DAY"
+
+
+END_OF_DAY: Final = _EndOfDay()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,43 +10,41 @@ from a known :class:`~cdc.model.TableSchema` or from the JSON values themselves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from cdc.decoding.values import (
     DECIMAL,
     LOGICAL_TYPES,
     PRIMITIVE_TYPES,
+    SOURCE_LENGTH,
     DecodeError,
     Decoder,
+    array_items,
     decimal_precision,
+    decimal_scale,
     decoder_for_type,
     field_decoder,
     int_param,
+    source_type,
+    special_field,
 )
 from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
 
-SOURCE_TYPE: Final = "__debezium.source.column.type"
-SOURCE_LENGTH: Final = "__debezium.source.column.length"
 _LENGTH_TYPES: Final = frozenset(
     {"VARCHAR", "BPCHAR", "CHAR", "CHARACTER", "CHARACTER VARYING", "NCHAR", "NVARCHAR"}
 )
 _MAX_PG_LENGTH: Final = 10_485_760  # varchar(n) limit; larger lengths mean "unbounded"
 
 
-def _source_type(schema: Mapping[str, Any]) -> str | None:
-    params = schema.get("parameters")
-    if isinstance(params, Mapping):
-        value = params.get(SOURCE_TYPE)
-        if isinstance(value, str):
-            return value
-    return None
-
-
 def column_type(schema: Mapping[str, Any]) -> ColumnType:
     """The column type a Connect field schema describes (see the mapping in the module doc of
-    :mod:`cdc.model`); raises DecodeError for unknown logical names and types."""
-    source_type = _source_type(schema)
+    :mod:`cdc.model`); raises DecodeError for unknown logical names and types, and for the
+    refused source types of :mod:`cdc.decoding.refusals`."""
+    special = special_field(schema)
+    if special is not None:
+        return special[0]
+    stype = source_type(schema)
     name = schema.get("name")
     if name is not None:
         logical = LOGICAL_TYPES.get(name)
@@ -56,30 +54,31 @@ def column_type(schema: Mapping[str, Any]) -> ColumnType:
             return ColumnType(
                 Kind.DECIMAL,
                 precision=decimal_precision(schema),
-                scale=int_param(schema, "scale") or 0,
-                source_type=source_type,
+                scale=decimal_scale(schema),
+                source_type=stype,
             )
         if logical.kind is Kind.ENUM:
             params = schema.get("parameters")
             allowed = params.get("allowed") if isinstance(params, Mapping) else None
             values = tuple(allowed.split(",")) if isinstance(allowed, str) and allowed else None
-            return ColumnType(Kind.ENUM, enum_values=values, source_type=source_type)
-        return ColumnType(logical.kind, source_type=source_type)
+            return ColumnType(Kind.ENUM, enum_values=values, source_type=stype)
+        return ColumnType(logical.kind, source_type=stype)
     typ = schema.get("type")
     primitive = PRIMITIVE_TYPES.get(typ) if isinstance(typ, str) else None
     if primitive is None:
         raise DecodeError(f"unknown schema type {typ!r}")
     kind = primitive[0]
     if kind is Kind.ARRAY:
-        items = schema.get("items")
-        if not isinstance(items, Mapping):
-            raise DecodeError("array schema without items")
-        return ColumnType(Kind.ARRAY, element=column_type(items), source_type=source_type)
-    if kind is Kind.TEXT and source_type and source_type.upper() in _LENGTH_TYPES:
+        items = array_items(schema)
+        element = column_type(items)
+        if items is schema.get("items"):  # the element keeps no source type it wasn't sent
+            return ColumnType(Kind.ARRAY, element=element, source_type=stype)
+        return ColumnType(Kind.ARRAY, element=replace(element, source_type=None), source_type=stype)
+    if kind is Kind.TEXT and stype and stype.upper() in _LENGTH_TYPES:
         length = int_param(schema, SOURCE_LENGTH)
         if length is not None and 0 < length <= _MAX_PG_LENGTH:
-            return ColumnType(Kind.TEXT, length=length, source_type=source_type)
-    return ColumnType(kind, source_type=source_type)
+            return ColumnType(Kind.TEXT, length=length, source_type=stype)
+    return ColumnType(kind, source_type=stype)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,14 +25,26 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
 import orjson
 
-from cdc.model import UNCHANGED_TOAST, ColumnType, Interval, Kind
+from cdc.decoding.refusals import refusal_for_source_type
+from cdc.model import (
+    DATE_INFINITY,
+    END_OF_DAY,
+    TIMESTAMP_INFINITY,
+    UNCHANGED_TOAST,
+    ColumnType,
+    FarDate,
+    FarTimestamp,
+    Interval,
+    Kind,
+    days_from_civil,
+)
 
 DEFAULT_TOAST_PLACEHOLDER: Final = "__debezium_unavailable_value"
 """Debezium's default ``unavailable.value.placeholder``."""
@@ -106,24 +118,59 @@ def _params(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     return params if isinstance(params, Mapping) else {}
 
 
+_MAX_PARAM_DIGITS: Final = 12
+
+
 def int_param(schema: Mapping[str, Any], name: str) -> int | None:
     """An integer schema parameter (Connect JSON carries parameters as strings), or None."""
     raw = _params(schema).get(name)
     if raw is None:
         return None
+    if isinstance(raw, bool) or not isinstance(raw, int | str) or len(str(raw)) > _MAX_PARAM_DIGITS:
+        raise DecodeError(f"schema parameter {name}={str(raw)[:20]!r} is not a bounded integer")
     try:
         return int(raw)
-    except (TypeError, ValueError):
+    except ValueError:
         raise DecodeError(f"schema parameter {name}={raw!r} is not an integer") from None
 
 
-def decimal_precision(schema: Mapping[str, Any]) -> int:
+MAX_NUMERIC_PRECISION: Final = 1000
+"""PostgreSQL's largest declared numeric precision; a larger one is not a declared precision."""
+MAX_NUMERIC_SCALE: Final = 16383
+"""PostgreSQL's largest numeric display scale; a scale beyond it is a malformed schema."""
+MONEY_PRECISION: Final = 19
+"""``money`` is a 64-bit count of cents: at most 19 digits."""
+SOURCE_TYPE: Final = "__debezium.source.column.type"
+SOURCE_LENGTH: Final = "__debezium.source.column.length"
+SOURCE_SCALE: Final = "__debezium.source.column.scale"
+
+
+def source_type(schema: Mapping[str, Any]) -> str | None:
+    """The PostgreSQL type name Debezium propagates (``column.propagate.source.type``)."""
+    value = _params(schema).get(SOURCE_TYPE)
+    return value if isinstance(value, str) else None
+
+
+def decimal_scale(schema: Mapping[str, Any], name: str = "scale") -> int:
+    """A Decimal's scale parameter (0 when absent), bounded by PostgreSQL's limits."""
+    scale = int_param(schema, name) or 0
+    if not -MAX_NUMERIC_SCALE <= scale <= MAX_NUMERIC_SCALE:
+        raise DecodeError(f"schema parameter {name}={scale} is out of range")
+    return scale
+
+
+def decimal_precision(schema: Mapping[str, Any]) -> int | None:
     """Declared precision of a Connect Decimal: ``connect.decimal.precision``, else the source
-    column length, else 38."""
-    precision = int_param(schema, "connect.decimal.precision")
-    if precision is None:
-        precision = int_param(schema, "__debezium.source.column.length")
-    return precision if precision is not None and precision > 0 else 38
+    column length when it is a possible precision (1 to 1000: Debezium reports 2147483647 for
+    ``money``, which has 19 digits); otherwise None (unconstrained)."""
+    for name in ("connect.decimal.precision", SOURCE_LENGTH):
+        precision = int_param(schema, name)
+        if precision is not None and 0 < precision <= MAX_NUMERIC_PRECISION:
+            return precision
+    stype = source_type(schema)
+    if stype is not None and stype.upper() == "MONEY":
+        return MONEY_PRECISION
+    return None
 
 
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
@@ -304,9 +351,14 @@ def array_toast_check(items: Mapping[str, Any]) -> ToastCheck:
 # numerics
 
 
-def make_decimal_decoder(scale: int, precision: int) -> Decoder:
-    """org.apache.kafka.connect.data.Decimal: base64 big-endian two's-complement unscaled value."""
-    bound = 10**precision
+def make_decimal_decoder(scale: int, precision: int | None) -> Decoder:
+    """org.apache.kafka.connect.data.Decimal: base64 big-endian two's-complement unscaled value;
+    ``precision`` None = no declared precision (the value's own size bounds the work)."""
+    if precision is not None and not 0 < precision <= MAX_NUMERIC_PRECISION:
+        raise DecodeError(f"Decimal precision {precision} is out of range")
+    if not -MAX_NUMERIC_SCALE <= scale <= MAX_NUMERIC_SCALE:
+        raise DecodeError(f"Decimal scale {scale} is out of range")
+    bound = None if precision is None else 10**precision
 
     def decode_decimal(value: Any, placeholder: str) -> decimal.Decimal:
         if value.__class__ is not str:
@@ -315,15 +367,51 @@ def make_decimal_decoder(scale: int, precision: int) -> Decoder:
         if not raw:
             raise DecodeError("empty Decimal bytes")
         unscaled = int.from_bytes(raw, "big", signed=True)
-        if not -bound < unscaled < bound:
+        if bound is not None and not -bound < unscaled < bound:
             raise DecodeError(f"Decimal {unscaled}E-{scale} has more than {precision} digits")
         return _to_decimal(unscaled, scale)
 
     return decode_decimal
 
 
+_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,6})?")
+_DECIMAL_SPECIALS: Final = {
+    "NAN": decimal.Decimal("NaN"),
+    "NaN": decimal.Decimal("NaN"),
+    "POSITIVE_INFINITY": decimal.Decimal("Infinity"),
+    "Infinity": decimal.Decimal("Infinity"),
+    "NEGATIVE_INFINITY": decimal.Decimal("-Infinity"),
+    "-Infinity": decimal.Decimal("-Infinity"),
+}
+_MAX_DECIMAL_TEXT: Final = 200_000  # PostgreSQL: 131072 digits before the point, 16383 after
+
+
+def make_decimal_text_decoder(scale: int | None, precision: int | None) -> Decoder:
+    """A numeric sent as text (``decimal.handling.mode=string``): its digits, or Debezium's
+    ``NAN`` / ``POSITIVE_INFINITY`` / ``NEGATIVE_INFINITY`` -> Decimal's own specials. With a
+    declared ``precision`` and ``scale``, a value with more digits is a DecodeError."""
+    bound = None if precision is None else 10**precision
+
+    def decode_decimal_text(value: Any, placeholder: str) -> decimal.Decimal:
+        if value.__class__ is not str:
+            raise _mismatch("numeric text", value)
+        special = _DECIMAL_SPECIALS.get(value)
+        if special is not None:
+            return special
+        if len(value) > _MAX_DECIMAL_TEXT or not _DECIMAL_TEXT.fullmatch(value):
+            raise _mismatch("numeric text", value)
+        number = decimal.Decimal(value)
+        if bound is not None:
+            scaled = number.scaleb(scale or 0, _EXACT)
+            if scaled != scaled.to_integral_value() or not -bound < scaled < bound:
+                raise DecodeError(f"numeric {value} does not fit numeric({precision},{scale})")
+        return number
+
+    return decode_decimal_text
+
+
 def _decimal_factory(schema: Mapping[str, Any]) -> Decoder:
-    return make_decimal_decoder(int_param(schema, "scale") or 0, decimal_precision(schema))
+    return make_decimal_decoder(decimal_scale(schema), decimal_precision(schema))
 
 
 def decode_variable_scale_decimal(value: Any, placeholder: str) -> decimal.Decimal:
@@ -335,6 +423,8 @@ def decode_variable_scale_decimal(value: Any, placeholder: str) -> decimal.Decim
         raise _mismatch("int32 scale", scale)
     if raw.__class__ is not str:
         raise _mismatch("base64 value", raw)
+    if not -MAX_NUMERIC_SCALE <= scale <= MAX_NUMERIC_SCALE:
+        raise DecodeError(f"VariableScaleDecimal scale {scale} is out of range")
     data = _b64decode(raw)
     if not data:
         raise DecodeError("empty VariableScaleDecimal bytes")
@@ -348,6 +438,37 @@ _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _MICROS_PER_DAY: Final = 86_400_000_000
 
+# PostgreSQL's ranges (days and µs from 1970-01-01): dates 4713-01-01 BC .. 5874897-12-31,
+# timestamps 4713-11-24 BC .. 294276-12-31 23:59:59.999999.
+PG_MIN_DATE: Final = days_from_civil(-4712, 1, 1)
+PG_MAX_DATE: Final = days_from_civil(5874897, 12, 31)
+PG_MIN_TIMESTAMP: Final = days_from_civil(-4713, 11, 24) * _MICROS_PER_DAY
+PG_MAX_TIMESTAMP: Final = days_from_civil(294277, 1, 1) * _MICROS_PER_DAY - 1
+_MIN_PY_DATE: Final = date.min.toordinal() - _EPOCH_ORDINAL
+_MAX_PY_DATE: Final = date.max.toordinal() - _EPOCH_ORDINAL
+_MIN_PY_MICROS: Final = _MIN_PY_DATE * _MICROS_PER_DAY
+_MAX_PY_MICROS: Final = (_MAX_PY_DATE + 1) * _MICROS_PER_DAY - 1
+
+# Debezium 3.6 can't carry date 'infinity': it sends these day numbers, all outside
+# PostgreSQL's range (seen on the real chain: snapshot reads, then streamed changes). Any other
+# out-of-range number is a DecodeError, never a guess.
+_DATE_SENTINELS: Final = {
+    -622191234: DATE_INFINITY,
+    -625821272: -DATE_INFINITY,
+    -2147472692: DATE_INFINITY,
+    -2147472691: -DATE_INFINITY,
+}
+# Timestamp 'infinity' / '-infinity': the JDBC driver's DATE_POSITIVE_INFINITY and
+# DATE_NEGATIVE_INFINITY, in µs (MicroTimestamp) or ms (Timestamp).
+_TIMESTAMP_SENTINELS_US: Final = {
+    9223372036825200000: TIMESTAMP_INFINITY,
+    -9223372036832400000: -TIMESTAMP_INFINITY,
+}
+_TIMESTAMP_SENTINELS_MS: Final = {
+    9223372036825200: TIMESTAMP_INFINITY,
+    -9223372036832400: -TIMESTAMP_INFINITY,
+}
+
 
 def _require_int(value: Any, label: str) -> int:
     if value.__class__ is not int:
@@ -355,17 +476,29 @@ def _require_int(value: Any, label: str) -> int:
     return int(value)
 
 
-def decode_date(value: Any, placeholder: str) -> date:
+def date_from_days(days: int) -> date | FarDate:
+    """A date from days since 1970-01-01: ``datetime.date`` when it can hold it, else
+    :class:`~cdc.model.FarDate` (BC, after 9999, ±infinity)."""
+    if _MIN_PY_DATE <= days <= _MAX_PY_DATE:
+        return date.fromordinal(_EPOCH_ORDINAL + days)
+    return FarDate(days)
+
+
+def decode_date(value: Any, placeholder: str) -> date | FarDate:
     """io.debezium.time.Date / connect Date: int32 days since 1970-01-01 (may be negative)."""
     days = _require_int(value, "int32 days")
-    try:
-        return date.fromordinal(_EPOCH_ORDINAL + days)
-    except (ValueError, OverflowError):
-        raise DecodeError(f"date {days} days from epoch is out of range") from None
+    if PG_MIN_DATE <= days <= PG_MAX_DATE:
+        return date_from_days(days)
+    infinite = _DATE_SENTINELS.get(days)
+    if infinite is not None:
+        return FarDate(infinite)
+    raise DecodeError(f"date {days} days from epoch is outside PostgreSQL's range")
 
 
-def time_from_micros(micros: int) -> time:
-    """Time of day from microseconds past midnight (24:00:00 does not fit ``datetime.time``)."""
+def time_from_micros(micros: int) -> Any:
+    """Time of day from microseconds past midnight; 24:00:00 is :data:`END_OF_DAY`."""
+    if micros == _MICROS_PER_DAY:
+        return END_OF_DAY
     if not 0 <= micros < _MICROS_PER_DAY:
         raise DecodeError(f"time of day {micros}us is out of range")
     seconds, us = divmod(micros, 1_000_000)
@@ -374,52 +507,92 @@ def time_from_micros(micros: int) -> time:
     return time(h, m, s, us)
 
 
-def decode_time_millis(value: Any, placeholder: str) -> time:
+def decode_time_millis(value: Any, placeholder: str) -> Any:
     """io.debezium.time.Time / connect Time: int32 milliseconds past midnight."""
     return time_from_micros(_require_int(value, "int32 millis") * 1000)
 
 
-def decode_micro_time(value: Any, placeholder: str) -> time:
+def decode_micro_time(value: Any, placeholder: str) -> Any:
     """io.debezium.time.MicroTime: int64 microseconds past midnight."""
     return time_from_micros(_require_int(value, "int64 micros"))
 
 
-def decode_nano_time(value: Any, placeholder: str) -> time:
+def decode_nano_time(value: Any, placeholder: str) -> Any:
     """io.debezium.time.NanoTime: int64 nanoseconds past midnight (truncated to µs)."""
     return time_from_micros(_require_int(value, "int64 nanos") // 1000)
 
 
-def timestamp_from_micros(micros: int) -> datetime:
-    """Naive datetime from microseconds since the epoch."""
-    try:
-        return _EPOCH + timedelta(microseconds=micros)
-    except OverflowError:
-        raise DecodeError(f"timestamp {micros}us from epoch is out of range") from None
+def timestamp_from_micros(micros: int, *, zoned: bool = False) -> datetime | FarTimestamp:
+    """A timestamp from µs since the epoch (UTC when ``zoned``): ``datetime`` when it can hold
+    it, else :class:`~cdc.model.FarTimestamp`. Outside PostgreSQL's range: DecodeError."""
+    if _MIN_PY_MICROS <= micros <= _MAX_PY_MICROS:
+        moment = _EPOCH + timedelta(microseconds=micros)
+        return moment.replace(tzinfo=UTC) if zoned else moment
+    if abs(micros) == TIMESTAMP_INFINITY or PG_MIN_TIMESTAMP <= micros <= PG_MAX_TIMESTAMP:
+        return FarTimestamp(micros, zoned)
+    raise DecodeError(f"timestamp {micros}us from epoch is outside PostgreSQL's range")
 
 
-def decode_timestamp_millis(value: Any, placeholder: str) -> datetime:
+def decode_timestamp_millis(value: Any, placeholder: str) -> datetime | FarTimestamp:
     """io.debezium.time.Timestamp / connect Timestamp: int64 ms since the epoch, no zone."""
-    return timestamp_from_micros(_require_int(value, "int64 millis") * 1000)
+    millis = _require_int(value, "int64 millis")
+    infinite = _TIMESTAMP_SENTINELS_MS.get(millis)
+    return FarTimestamp(infinite, False) if infinite else timestamp_from_micros(millis * 1000)
 
 
-def decode_micro_timestamp(value: Any, placeholder: str) -> datetime:
+def decode_micro_timestamp(value: Any, placeholder: str) -> datetime | FarTimestamp:
     """io.debezium.time.MicroTimestamp: int64 µs since the epoch, no zone."""
-    return timestamp_from_micros(_require_int(value, "int64 micros"))
+    micros = _require_int(value, "int64 micros")
+    infinite = _TIMESTAMP_SENTINELS_US.get(micros)
+    return FarTimestamp(infinite, False) if infinite else timestamp_from_micros(micros)
 
 
-def decode_nano_timestamp(value: Any, placeholder: str) -> datetime:
+def decode_nano_timestamp(value: Any, placeholder: str) -> datetime | FarTimestamp:
     """io.debezium.time.NanoTimestamp: int64 ns since the epoch (floored to µs), no zone."""
     return timestamp_from_micros(_require_int(value, "int64 nanos") // 1000)
 
 
-def decode_zoned_timestamp(value: Any, placeholder: str) -> datetime:
-    """io.debezium.time.ZonedTimestamp: ISO-8601 with offset (Debezium uses Z) -> aware UTC."""
+_ISO_TIMESTAMP: Final = re.compile(
+    r"([+-]?\d{4,7})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+    r"(Z|[+-]\d\d:\d\d(?::\d\d)?)"
+)
+_ZONED_INFINITY: Final = {"infinity": TIMESTAMP_INFINITY, "-infinity": -TIMESTAMP_INFINITY}
+
+
+def _far_zoned_timestamp(value: str) -> FarTimestamp | datetime:
+    """An ISO timestamp beyond ``datetime`` (BC as a negative ISO year, years > 9999)."""
+    infinite = _ZONED_INFINITY.get(value)
+    if infinite is not None:
+        return FarTimestamp(infinite, True)
+    match = _ISO_TIMESTAMP.fullmatch(value)
+    if match is None:
+        raise DecodeError(f"unparseable or out-of-range timestamptz {value!r}")
+    y, mo, d, h, mi, sec, frac, zone = match.groups()
+    month, day = int(mo), int(d)
+    if not (1 <= month <= 12 and 1 <= day <= 31 and int(h) < 24 and int(mi) < 60):
+        raise DecodeError(f"invalid timestamptz {value!r}")
+    micros = days_from_civil(int(y), month, day) * _MICROS_PER_DAY
+    micros += ((int(h) * 60 + int(mi)) * 60 + int(sec)) * 1_000_000
+    micros += int((frac or "0").ljust(9, "0")[:6])
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        parts = [int(p) for p in zone[1:].split(":")]
+        offset = (parts[0] * 3600 + parts[1] * 60 + (parts[2] if len(parts) > 2 else 0)) * sign
+        micros -= offset * 1_000_000
+    return timestamp_from_micros(micros, zoned=True)
+
+
+def decode_zoned_timestamp(value: Any, placeholder: str) -> datetime | FarTimestamp:
+    """io.debezium.time.ZonedTimestamp: ISO-8601 with offset (Debezium uses Z) -> aware UTC;
+    ``infinity``, ``-infinity``, BC (negative ISO years) and years > 9999 -> FarTimestamp."""
     if value.__class__ is not str:
+        raise _mismatch("ISO-8601 timestamp string", value)
+    if len(value) > 64:
         raise _mismatch("ISO-8601 timestamp string", value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise DecodeError(f"unparseable or out-of-range timestamptz {value!r}") from None
+        return _far_zoned_timestamp(value)
     offset = parsed.utcoffset()
     if offset is None:
         raise DecodeError(f"timestamptz {value!r} has no offset")
@@ -427,7 +600,7 @@ def decode_zoned_timestamp(value: Any, placeholder: str) -> datetime:
         try:
             return parsed.astimezone(UTC)
         except OverflowError:
-            raise DecodeError(f"timestamptz {value!r} is out of range") from None
+            return _far_zoned_timestamp(value)
     return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
 
 
@@ -551,6 +724,7 @@ LOGICAL_TYPES: Final[dict[str, LogicalType]] = {
     "io.debezium.data.Bits": LogicalType(Kind.BYTES, _fixed(decode_bytes)),
     "io.debezium.data.Ltree": LogicalType(Kind.TEXT, _fixed(decode_string)),
     "io.debezium.data.TsVector": LogicalType(Kind.TEXT, _fixed(decode_string)),
+    "io.debezium.data.Tsvector": LogicalType(Kind.TEXT, _fixed(decode_string)),
     "org.apache.kafka.connect.data.Date": LogicalType(Kind.DATE, _fixed(decode_date)),
     "org.apache.kafka.connect.data.Time": LogicalType(Kind.TIME, _fixed(decode_time_millis)),
     "org.apache.kafka.connect.data.Timestamp": LogicalType(
@@ -560,10 +734,22 @@ LOGICAL_TYPES: Final[dict[str, LogicalType]] = {
 """Connect schema ``name`` -> meaning. A named field whose name is not here is an error."""
 
 
-def _array_factory(schema: Mapping[str, Any]) -> Decoder:
+def array_items(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An array's ``items`` schema, carrying the element's source type (``_BOX`` -> ``BOX``):
+    Debezium propagates the source type on the array only."""
     items = schema.get("items")
     if not isinstance(items, Mapping):
         raise DecodeError("array schema without items")
+    stype = source_type(schema)
+    if stype is None or not stype.startswith("_") or source_type(items) is not None:
+        return items
+    params = dict(_params(items))
+    params[SOURCE_TYPE] = stype[1:]
+    return {**items, "parameters": params}
+
+
+def _array_factory(schema: Mapping[str, Any]) -> Decoder:
+    items = array_items(schema)
     element = field_decoder(items)
     return _array_decoder(element, items.get("optional") is True, array_toast_check(items))
 
@@ -589,6 +775,9 @@ PRIMITIVE_TYPES: Final[dict[str, tuple[Kind, DecoderFactory]]] = {
 
 def field_decoder(schema: Mapping[str, Any]) -> Decoder:
     """The decoder for one Connect JSON field schema; unknown names/types are DecodeErrors."""
+    special = special_field(schema)
+    if special is not None:
+        return special[1]
     name = schema.get("name")
     if name is not None:
         logical = LOGICAL_TYPES.get(name)
@@ -600,6 +789,107 @@ def field_decoder(schema: Mapping[str, Any]) -> Decoder:
     if primitive is None:
         raise DecodeError(f"unknown schema type {typ!r}")
     return primitive[1](schema)
+
+
+# --------------------------------------------------------------------------------------------
+# fields whose meaning depends on the propagated source type (or that are carried as text)
+
+_TEXT_DECIMAL_TYPES: Final = frozenset({"NUMERIC", "DECIMAL"})
+MONEY_SCALE: Final = 2
+"""Debezium's ``money.fraction.digits`` default: the scale ``money`` values are stored with."""
+_MAX_BITS: Final = 83_886_080  # PostgreSQL's longest bit(n)
+
+
+def _bits_decoder(length: int) -> Decoder:
+    """io.debezium.data.Bits of a bit(n): little-endian bytes -> PostgreSQL's '0101' text."""
+
+    def decode_bits(value: Any, placeholder: str) -> Any:
+        if value.__class__ is not str:
+            raise _mismatch("base64 bits", value)
+        if value == _b64_placeholder(placeholder):
+            return UNCHANGED_TOAST
+        raw = _b64decode(value)
+        if len(raw) > length // 8 + 1:
+            raise DecodeError(f"bit({length}) value has {len(raw)} bytes")
+        number = int.from_bytes(raw, "little")
+        if number >> length:
+            raise DecodeError(f"bit({length}) value has more than {length} bits")
+        return format(number, f"0{length}b")
+
+    return decode_bits
+
+
+def decode_text_bytes(value: Any, placeholder: str) -> Any:
+    """A type Debezium doesn't know (``include.unknown.datatypes``): its PostgreSQL text form,
+    sent as base64 bytes -> the text."""
+    if value.__class__ is not str:
+        raise _mismatch("base64 text", value)
+    if value == _b64_placeholder(placeholder):
+        return UNCHANGED_TOAST
+    try:
+        return _b64decode(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("value of an unknown type is not UTF-8 text") from None
+
+
+def pg_float(value: float) -> str:
+    """A float as PostgreSQL prints it (shortest round-trip digits, no trailing ``.0``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def decode_point(value: Any, placeholder: str) -> str:
+    """io.debezium.data.geometry.Point ``{x, y, wkb, srid}`` -> PostgreSQL's ``(x,y)``."""
+    if value.__class__ is not dict:
+        raise _mismatch("Point struct", value)
+    x, y = decode_float(value.get("x"), placeholder), decode_float(value.get("y"), placeholder)
+    return f"({pg_float(x)},{pg_float(y)})"
+
+
+def decode_vector(value: Any, placeholder: str) -> Any:
+    """io.debezium.data.DoubleVector / FloatVector (pgvector) -> its text form ``[1,2.5]``."""
+    if value.__class__ is not list:
+        raise _mismatch("vector array", value)
+    return "[" + ",".join(pg_float(decode_float(v, placeholder)) for v in value) + "]"
+
+
+def special_field(schema: Mapping[str, Any]) -> tuple[ColumnType, Decoder] | None:
+    """Fields read by their propagated source type rather than their Connect type alone:
+    refused types, numerics sent as text (``decimal.handling.mode=string``), bit(n) strings,
+    types Debezium doesn't know (their text, sent as bytes), points and vectors as text.
+    None for every other field."""
+    stype = source_type(schema)
+    refusal = refusal_for_source_type(stype)
+    if refusal is not None:
+        raise DecodeError(refusal.message((stype or "").lower()))
+    name, typ = schema.get("name"), schema.get("type")
+    upper = stype.upper() if stype else None
+    if name is None and typ == "string" and upper in _TEXT_DECIMAL_TYPES:
+        length = int_param(schema, SOURCE_LENGTH) or 0
+        scale = decimal_scale(schema, SOURCE_SCALE)
+        if 0 < length <= MAX_NUMERIC_PRECISION:
+            ctype = ColumnType(Kind.DECIMAL, precision=length, scale=scale, source_type=stype)
+            return ctype, make_decimal_text_decoder(scale, length)
+        return ColumnType(Kind.VARDECIMAL, source_type=stype), make_decimal_text_decoder(None, None)
+    if name is None and typ == "string" and upper == "MONEY":
+        ctype = ColumnType(Kind.DECIMAL, precision=MONEY_PRECISION, scale=MONEY_SCALE)
+        return replace(ctype, source_type=stype), make_decimal_text_decoder(None, None)
+    if name == "io.debezium.data.Bits" and upper == "BIT":
+        length = int_param(schema, "length") or int_param(schema, SOURCE_LENGTH) or 0
+        if not 0 < length <= _MAX_BITS:
+            raise DecodeError(f"bit({length}) has no valid length")
+        return ColumnType(Kind.TEXT, source_type=stype), _bits_decoder(length)
+    if name is None and typ == "bytes" and upper is not None and upper != "BYTEA":
+        return ColumnType(Kind.TEXT, source_type=stype), decode_text_bytes
+    if name == "io.debezium.data.geometry.Point":
+        return ColumnType(Kind.TEXT, source_type=stype), decode_point
+    if name in ("io.debezium.data.DoubleVector", "io.debezium.data.FloatVector"):
+        return ColumnType(Kind.TEXT, source_type=stype), decode_vector
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -191,9 +191,19 @@ def test_decimal_precision_defaults() -> None:
     assert type_of(from_length) == ColumnType(
         Kind.DECIMAL, precision=5, scale=0, source_type="NUMERIC"
     )
-    money = col("n", "bytes", "org.apache.kafka.connect.data.Decimal", params={"scale": "2"})
-    assert type_of(money) == ColumnType(Kind.DECIMAL, precision=38, scale=2)
-    assert decode_one(money, unscaled_b64(-150)) == Decimal("-1.50")
+    bare = col("n", "bytes", "org.apache.kafka.connect.data.Decimal", params={"scale": "2"})
+    assert type_of(bare) == ColumnType(Kind.DECIMAL, precision=None, scale=2)
+    assert decode_one(bare, unscaled_b64(-150)) == Decimal("-1.50")
+    # money (precise mode): no connect.decimal.precision, and a column length of 2^31-1 that
+    # is not a precision (it made the decoder compute 10**2147483647 and hang: issue 17)
+    money = col(
+        "n",
+        "bytes",
+        "org.apache.kafka.connect.data.Decimal",
+        params={"scale": "2", **src("MONEY", "2147483647")},
+    )
+    assert type_of(money) == ColumnType(Kind.DECIMAL, precision=19, scale=2, source_type="MONEY")
+    assert decode_one(money, unscaled_b64(-9223372036854775808)) == Decimal("-92233720368547758.08")
 
 
 def test_decimal_wider_than_28_digits_is_exact() -> None:
@@ -249,9 +259,27 @@ def test_bytes() -> None:
 
 
 def test_bits() -> None:
-    column = col("v", "bytes", "io.debezium.data.Bits", params={"length": "3", **src("BIT", "3")})
-    assert decode_one(column, b64(b"\x05")) == b"\x05"  # b'101', little-endian bytes
-    assert type_of(column) == ColumnType(Kind.BYTES, source_type="BIT")
+    column = col("v", "bytes", "io.debezium.data.Bits", params={"length": "4", **src("BIT", "4")})
+    # bit(n): little-endian bytes (B'0101' arrives as 0x05) -> PostgreSQL's text, n digits
+    assert decode_one(column, b64(b"\x05")) == "0101"
+    assert decode_one(column, b64(b"")) == "0000"
+    assert type_of(column) == ColumnType(Kind.TEXT, source_type="BIT")
+    wide = col("v", "bytes", "io.debezium.data.Bits", params={"length": "17", **src("BIT", "17")})
+    assert decode_one(wide, b64(b"\x01")) == "0" * 16 + "1"
+    assert decode_one(wide, b64(b"\x00\x80")) == "01" + "0" * 15
+    with pytest.raises(DecodeError, match="more than 4 bits"):
+        decode_one(column, b64(b"\x15"))
+
+
+def test_bit_varying_is_refused_because_debezium_drops_its_length() -> None:
+    """Issue 17 point 6: B'101' and B'0101' both arrive as 0x05 (and B'' like B'0000'), so no
+    decoding can be exact: the column is refused with the reason, never decoded."""
+    for params in ({"length": "2147483647", **src("VARBIT", "2147483647")}, src("VARBIT", "8")):
+        column = col("v", "bytes", "io.debezium.data.Bits", params=params)
+        with pytest.raises(DecodeError, match="bit varying|varbit"):
+            type_of(column)
+        with pytest.raises(DecodeError, match="bit length"):
+            decode_one(column, b64(b"\x05"))
 
 
 def test_json_and_jsonb_are_kept_verbatim() -> None:
@@ -445,9 +473,13 @@ def test_arrays_of_logical_types() -> None:
         "version": 1,
         "parameters": {"scale": "2", "connect.decimal.precision": "5"},
     }
-    numerics = col("v", "array", params=src("_NUMERIC", "5"), items=decimal_items)
+    numerics = col("v", "array", items=decimal_items)
     assert decode_one(numerics, [unscaled_b64(125), None]) == [Decimal("1.25"), None]
     assert type_of(numerics).element == ColumnType(Kind.DECIMAL, precision=5, scale=2)
+    # a numeric[] column is refused: Debezium sends one holding NaN or Infinity as NULL
+    refused = col("v", "array", params=src("_NUMERIC", "5"), items=decimal_items)
+    with pytest.raises(DecodeError, match="NaN or Infinity as NULL"):
+        type_of(refused)
     uuids = col(
         "v",
         "array",
@@ -618,11 +650,15 @@ def test_toast_placeholder_is_configurable() -> None:
             {"scale": "1", "value": "AQ=="},
             "expected int32 scale",
         ),
-        (col("v", "int32", "io.debezium.time.Date"), 10**9, "out of range"),
+        (col("v", "int32", "io.debezium.time.Date"), 2_146_000_000, "outside PostgreSQL"),
         (col("v", "int32", "io.debezium.time.Date"), "2024-01-01", "expected int32 days"),
-        (col("v", "int64", "io.debezium.time.MicroTime"), 86_400_000_000, "out of range"),
-        (col("v", "int64", "io.debezium.time.MicroTimestamp"), 9223372036825200000, "out of range"),
-        (col("v", "string", "io.debezium.time.ZonedTimestamp"), "infinity", "timestamptz"),
+        (col("v", "int64", "io.debezium.time.MicroTime"), 86_400_000_001, "out of range"),
+        (
+            col("v", "int64", "io.debezium.time.MicroTimestamp"),
+            -9223372036853775810,  # Debezium's overflow of '294276-12-31 23:59:59.999999'
+            "outside PostgreSQL",
+        ),
+        (col("v", "string", "io.debezium.time.ZonedTimestamp"), "infinite", "timestamptz"),
         (col("v", "string", "io.debezium.time.ZonedTimestamp"), "2024-01-02T01:04:05", "no offset"),
         (col("v", "string", "io.debezium.time.ZonedTime"), "24:00:00Z", "timetz"),
         (col("v", "string", "io.debezium.time.Interval"), "1 year", "invalid ISO-8601 interval"),
