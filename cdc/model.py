@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 
@@ -219,6 +220,50 @@ class _EndOfDay:
 
 
 END_OF_DAY: Final = _EndOfDay()
+
+
+_EPOCH_DATE: Final = date(1970, 1, 1)
+_EPOCH_DATETIME: Final = datetime(1970, 1, 1)
+_MICROS_PER_DAY: Final = 86_400_000_000
+_MIN_PY_DAYS: Final = (date.min - _EPOCH_DATE).days
+_MAX_PY_DAYS: Final = (date.max - _EPOCH_DATE).days
+
+
+def date_value(days: int) -> date | FarDate:
+    """The model value of a date given as days since 1970-01-01 (FarDate beyond ``date``)."""
+    if _MIN_PY_DAYS <= days <= _MAX_PY_DAYS:
+        return _EPOCH_DATE + timedelta(days=days)
+    return FarDate(days)
+
+
+def timestamp_value(micros: int, *, zoned: bool) -> datetime | FarTimestamp:
+    """The model value of a timestamp given as µs since the epoch (FarTimestamp beyond
+    ``datetime``); ``zoned``: aware, in UTC."""
+    if _MIN_PY_DAYS * _MICROS_PER_DAY <= micros < (_MAX_PY_DAYS + 1) * _MICROS_PER_DAY:
+        moment = _EPOCH_DATETIME + timedelta(microseconds=micros)
+        return moment.replace(tzinfo=UTC) if zoned else moment
+    return FarTimestamp(micros, zoned)
+
+
+def time_value(micros: int) -> time | _EndOfDay:
+    """The model value of a time of day given as µs past midnight (24:00:00 = END_OF_DAY)."""
+    if micros == _MICROS_PER_DAY:
+        return END_OF_DAY
+    seconds, us = divmod(micros, 1_000_000)
+    return time(seconds // 3600, seconds // 60 % 60, seconds % 60, us)
+
+
+def temporal_number(value: Any) -> Any:
+    """A date, timestamp or time as the number Arrow stores (days, µs since the epoch, µs past
+    midnight) when it is one of the model's far values; any other value as it is."""
+    cls = value.__class__
+    if cls is FarDate:
+        return value.days
+    if cls is FarTimestamp:
+        return value.micros
+    if cls is _EndOfDay:
+        return _MICROS_PER_DAY
+    return value
 
 
 @dataclass(frozen=True, slots=True)

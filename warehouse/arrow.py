@@ -20,7 +20,19 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from cdc.model import ColumnType, Interval, Kind, TableSchema
+from cdc.model import (
+    END_OF_DAY,
+    ColumnType,
+    FarDate,
+    FarTimestamp,
+    Interval,
+    Kind,
+    TableSchema,
+    date_value,
+    temporal_number,
+    time_value,
+    timestamp_value,
+)
 from warehouse.base import DataError, IncompatibleSchemaChangeError, QuarantineRow, SourceRows
 from warehouse.mirror import Key, MirrorPlan
 from warehouse.scd2 import Scd2Plan, StoredTail, Version
@@ -140,6 +152,22 @@ def _check_decimal(ct: ColumnType) -> Convert:
     return check
 
 
+_TEMPORAL = (Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.TIME)
+
+
+def _temporal(ct: ColumnType) -> bool:
+    if ct.kind is Kind.ARRAY and ct.element is not None:
+        return _temporal(ct.element)
+    return ct.kind in _TEMPORAL
+
+
+def _temporal_numbers(ct: ColumnType) -> Convert:
+    """Far dates and timestamps (BC, ±infinity...) and 24:00:00 as the numbers Arrow stores."""
+    if ct.kind is Kind.ARRAY:
+        return lambda xs: [temporal_number(x) for x in xs]
+    return temporal_number
+
+
 def column_array(ct: ColumnType, values: Sequence[Any], *, table: str, column: str) -> pa.Array:
     """Stage one column's values as an Arrow array; a value that can't be held is a DataError."""
     atype = arrow_type(ct)
@@ -149,6 +177,11 @@ def column_array(ct: ColumnType, values: Sequence[Any], *, table: str, column: s
         # when it does is each value checked, to name the first that doesn't fit
         with contextlib.suppress(pa.ArrowInvalid):
             return pa.array(values, type=atype)
+    if _temporal(ct):
+        # the usual values stage as they are; far ones (BC, ±infinity) only fail the fast path
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            return pa.array(values, type=atype)
+        convert = _temporal_numbers(ct)
     current: Any = None
     try:
         if convert is not None:
@@ -444,10 +477,37 @@ def python_values(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
 
 
 def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
-    out: list[Any] = values.to_pylist()
+    try:
+        out: list[Any] = values.to_pylist()
+    except (ValueError, OverflowError):  # a far date or timestamp (BC, ±infinity), 24:00:00
+        out = _temporal_values(values)
     if needs_python_conversion(dtype):
         out = [python_value(dtype, v) for v in out]
     return out
+
+
+def _temporal_values(values: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """Dates, timestamps and times of day read as numbers, in the model form: what
+    ``to_pylist`` can't return (years outside 1..9999, infinities, 24:00:00)."""
+    atype = values.type
+    if pa.types.is_list(atype):
+        inner = atype.value_type
+        lists = values.cast(pa.list_(_number_type(inner))).to_pylist()
+        return [
+            None if v is None else _temporal_values(pa.array(v, _number_type(inner)).cast(inner))
+            for v in lists
+        ]
+    numbers = values.cast(_number_type(atype)).to_pylist()
+    if pa.types.is_date(atype):
+        return [None if n is None else date_value(n) for n in numbers]
+    if pa.types.is_time(atype):
+        return [None if n is None else time_value(n) for n in numbers]
+    zoned = pa.types.is_timestamp(atype) and atype.tz is not None
+    return [None if n is None else timestamp_value(n, zoned=zoned) for n in numbers]
+
+
+def _number_type(atype: pa.DataType) -> pa.DataType:
+    return pa.int32() if pa.types.is_date32(atype) else pa.int64()
 
 
 def fetched_rows(
@@ -461,10 +521,13 @@ def fetched_rows(
 # ---- reading back -------------------------------------------------------------------------
 
 
+_FAR = (FarDate, FarTimestamp, type(END_OF_DAY))
+
+
 def python_value(dtype: exp.DataType, value: Any) -> Any:
     """A value read back through Arrow (after ``types.fetch_type``) in the cdc.model form."""
-    if value is None:
-        return None
+    if value is None or value.__class__ in _FAR:
+        return value
     t = base_type(dtype)
     if t is DT.UUID:
         return uuid.UUID(value)

@@ -10,7 +10,8 @@ in :data:`LOGICAL_TYPES` (keyed on the Connect schema ``name``) or :data:`PRIMIT
 the Connect schema ``type``). :func:`decoder_for_type` builds the same decoders from a
 :class:`~cdc.model.ColumnType` for schemaless envelopes. Every failure is a :class:`DecodeError`.
 
-Encodings assumed (Debezium PostgreSQL connector with ``decimal.handling.mode=precise``,
+Encodings assumed (Debezium PostgreSQL connector with ``decimal.handling.mode=string`` (or
+``precise``, read too),
 ``time.precision.mode=adaptive_time_microseconds``, ``interval.handling.mode=string``,
 ``binary.handling.mode=bytes``, ``hstore.handling.mode=json``, Kafka ``JsonConverter``).
 """
@@ -26,7 +27,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any, Final
 
@@ -35,7 +36,6 @@ import orjson
 from cdc.decoding.refusals import refusal_for_source_type
 from cdc.model import (
     DATE_INFINITY,
-    END_OF_DAY,
     TIMESTAMP_INFINITY,
     UNCHANGED_TOAST,
     ColumnType,
@@ -43,7 +43,10 @@ from cdc.model import (
     FarTimestamp,
     Interval,
     Kind,
+    date_value,
     days_from_civil,
+    time_value,
+    timestamp_value,
 )
 
 DEFAULT_TOAST_PLACEHOLDER: Final = "__debezium_unavailable_value"
@@ -444,10 +447,6 @@ PG_MIN_DATE: Final = days_from_civil(-4712, 1, 1)
 PG_MAX_DATE: Final = days_from_civil(5874897, 12, 31)
 PG_MIN_TIMESTAMP: Final = days_from_civil(-4713, 11, 24) * _MICROS_PER_DAY
 PG_MAX_TIMESTAMP: Final = days_from_civil(294277, 1, 1) * _MICROS_PER_DAY - 1
-_MIN_PY_DATE: Final = date.min.toordinal() - _EPOCH_ORDINAL
-_MAX_PY_DATE: Final = date.max.toordinal() - _EPOCH_ORDINAL
-_MIN_PY_MICROS: Final = _MIN_PY_DATE * _MICROS_PER_DAY
-_MAX_PY_MICROS: Final = (_MAX_PY_DATE + 1) * _MICROS_PER_DAY - 1
 
 # Debezium 3.6 can't carry date 'infinity': it sends these day numbers, all outside
 # PostgreSQL's range (seen on the real chain: snapshot reads, then streamed changes). Any other
@@ -476,19 +475,11 @@ def _require_int(value: Any, label: str) -> int:
     return int(value)
 
 
-def date_from_days(days: int) -> date | FarDate:
-    """A date from days since 1970-01-01: ``datetime.date`` when it can hold it, else
-    :class:`~cdc.model.FarDate` (BC, after 9999, ±infinity)."""
-    if _MIN_PY_DATE <= days <= _MAX_PY_DATE:
-        return date.fromordinal(_EPOCH_ORDINAL + days)
-    return FarDate(days)
-
-
 def decode_date(value: Any, placeholder: str) -> date | FarDate:
     """io.debezium.time.Date / connect Date: int32 days since 1970-01-01 (may be negative)."""
     days = _require_int(value, "int32 days")
     if PG_MIN_DATE <= days <= PG_MAX_DATE:
-        return date_from_days(days)
+        return date_value(days)
     infinite = _DATE_SENTINELS.get(days)
     if infinite is not None:
         return FarDate(infinite)
@@ -497,14 +488,9 @@ def decode_date(value: Any, placeholder: str) -> date | FarDate:
 
 def time_from_micros(micros: int) -> Any:
     """Time of day from microseconds past midnight; 24:00:00 is :data:`END_OF_DAY`."""
-    if micros == _MICROS_PER_DAY:
-        return END_OF_DAY
-    if not 0 <= micros < _MICROS_PER_DAY:
+    if not 0 <= micros <= _MICROS_PER_DAY:
         raise DecodeError(f"time of day {micros}us is out of range")
-    seconds, us = divmod(micros, 1_000_000)
-    minutes, s = divmod(seconds, 60)
-    h, m = divmod(minutes, 60)
-    return time(h, m, s, us)
+    return time_value(micros)
 
 
 def decode_time_millis(value: Any, placeholder: str) -> Any:
@@ -525,11 +511,8 @@ def decode_nano_time(value: Any, placeholder: str) -> Any:
 def timestamp_from_micros(micros: int, *, zoned: bool = False) -> datetime | FarTimestamp:
     """A timestamp from µs since the epoch (UTC when ``zoned``): ``datetime`` when it can hold
     it, else :class:`~cdc.model.FarTimestamp`. Outside PostgreSQL's range: DecodeError."""
-    if _MIN_PY_MICROS <= micros <= _MAX_PY_MICROS:
-        moment = _EPOCH + timedelta(microseconds=micros)
-        return moment.replace(tzinfo=UTC) if zoned else moment
     if abs(micros) == TIMESTAMP_INFINITY or PG_MIN_TIMESTAMP <= micros <= PG_MAX_TIMESTAMP:
-        return FarTimestamp(micros, zoned)
+        return timestamp_value(micros, zoned=zoned)
     raise DecodeError(f"timestamp {micros}us from epoch is outside PostgreSQL's range")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from cdc.config import Config
+from cdc.names import include_regex
 
 __all__ = [
     "CONNECTOR_CLASS",
@@ -38,10 +39,10 @@ _SECRET_KEY = re.compile(r"password|secret|sasl\.jaas", re.IGNORECASE)
 
 
 def table_include_list(config: Config) -> str:
-    """Debezium ``table.include.list``: the configured tables as regexes (dots escaped)."""
-    return ",".join(
-        rf"{re.escape(t.source.schema)}\.{re.escape(t.source.name)}" for t in config.tables
-    )
+    """Debezium ``table.include.list``: each configured table as a regex matching exactly its
+    raw ``schema.table`` (case-sensitive; every character other than a letter or digit
+    escaped, so commas, spaces and quotes in names are safe: cdc.names.include_regex)."""
+    return ",".join(include_regex(t.source) for t in config.tables)
 
 
 def notification_topic(config: Config) -> str:
@@ -63,8 +64,10 @@ def debezium_properties(
 ) -> dict[str, str]:
     """Connector properties for ``runtime``; ``offsets_file`` is required for ``embedded``.
 
-    Types are kept lossless (``decimal.handling.mode=precise``, microsecond times, intervals as
-    ISO strings, bytea as bytes, hstore as JSON, source column types propagated); deletes are
+    Types are kept lossless (``decimal.handling.mode=string``: numerics as their digits, NaN
+    and ±Infinity included; microsecond times, intervals as ISO strings, bytea as bytes,
+    hstore as JSON, source column types propagated, types Debezium has no converter for as
+    their text); deletes are
     followed by tombstones; heartbeats keep the slot moving (with an action query writing a
     logical message, so the slot moves even while this database is idle and others write).
     ``source.debezium`` extras are applied last and win over everything derived here.
@@ -90,12 +93,16 @@ def debezium_properties(
         "publication.autocreate.mode": "filtered",
         "table.include.list": table_include_list(config),
         "snapshot.mode": source.snapshot_mode,
-        "decimal.handling.mode": "precise",
+        # string: NaN and ±Infinity numerics arrive (precise sends them as NULL), exactly
+        "decimal.handling.mode": "string",
         "time.precision.mode": "adaptive_time_microseconds",
         "interval.handling.mode": "string",
         "binary.handling.mode": "bytes",
         "hstore.handling.mode": "json",
         "column.propagate.source.type": ".*",
+        # types without a Debezium converter (composites, multiranges, geometric types,
+        # tsquery, pg_lsn...) arrive as their text instead of being left out of the events
+        "include.unknown.datatypes": "true",
         "tombstones.on.delete": "true",
         "heartbeat.interval.ms": str(source.heartbeat_interval_ms),
         "provide.transaction.metadata": "false",

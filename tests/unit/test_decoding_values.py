@@ -276,7 +276,7 @@ def test_bit_varying_is_refused_because_debezium_drops_its_length() -> None:
     decoding can be exact: the column is refused with the reason, never decoded."""
     for params in ({"length": "2147483647", **src("VARBIT", "2147483647")}, src("VARBIT", "8")):
         column = col("v", "bytes", "io.debezium.data.Bits", params=params)
-        with pytest.raises(DecodeError, match="bit varying|varbit"):
+        with pytest.raises(DecodeError, match="type varbit"):
             type_of(column)
         with pytest.raises(DecodeError, match="bit length"):
             decode_one(column, b64(b"\x05"))
