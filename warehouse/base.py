@@ -30,6 +30,14 @@ class Capabilities:
     max_decimal_precision: int
     # True when other processes can read while `cdc run` is replicating (between batches).
     concurrent_readers: bool
+    # What dates, timestamps and times the engine holds exactly (cdc.consumer.fitting
+    # quarantines other values): 'infinity' / '-infinity', the years of DATE and of TIMESTAMP
+    # (astronomical numbering: 0 = 1 BC), and TIME '24:00:00'. The defaults cover every
+    # PostgreSQL value but timestamps of 294247 AD and later (DuckDB's range).
+    infinite_dates: bool = True
+    date_years: tuple[int, int] = (-4713, 5874897)
+    timestamp_years: tuple[int, int] = (-4713, 294246)
+    end_of_day_time: bool = True
 
 
 @dataclass(frozen=True, slots=True)

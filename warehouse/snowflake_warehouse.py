@@ -333,7 +333,15 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
     """A Snowflake schema as the warehouse (mirror tables; see the module docstring)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        transactional_ddl=False, max_decimal_precision=38, concurrent_readers=True
+        transactional_ddl=False,
+        max_decimal_precision=38,
+        concurrent_readers=True,
+        # Snowflake has no infinite dates or timestamps, no TIME 24:00:00, and documents years
+        # 1 to 9999 (recommending 1582 and later: the Gregorian calendar's start)
+        infinite_dates=False,
+        date_years=(1, 9999),
+        timestamp_years=(1, 9999),
+        end_of_day_time=False,
     )
     checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]] = "snowflake"
 

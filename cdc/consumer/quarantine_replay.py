@@ -9,14 +9,22 @@ later changes stay in quarantine, in order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cdc.config import Config
+from cdc.consumer.fitting import fit_batch, override_type
 from cdc.contracts import ContractError, Validator
 from cdc.decoding import DecodeError, Skip, decode_message
-from cdc.model import ChangeEvent
-from warehouse.base import QuarantinedChange, QuarantineRow, TableBatch, TableTarget, Warehouse
+from cdc.model import ChangeEvent, ColumnType
+from warehouse.base import (
+    Capabilities,
+    QuarantinedChange,
+    QuarantineRow,
+    TableBatch,
+    TableTarget,
+    Warehouse,
+)
 
 
 @dataclass
@@ -40,12 +48,35 @@ def _decode(row: QuarantineRow) -> ChangeEvent | str:
 
 
 def plan_replay(
-    rows: Sequence[QuarantinedChange], validator: Validator | None, target: TableTarget
+    rows: Sequence[QuarantinedChange],
+    validator: Validator | None,
+    target: TableTarget,
+    overrides: Mapping[str, ColumnType] | None = None,
+    caps: Capabilities | None = None,
 ) -> tuple[list[tuple[QuarantineRow, ChangeEvent]], dict[str, str]]:
-    """Which rows to apply now (origin order), and why each blocked key still waits."""
+    """Which rows to apply now (origin order), and why each blocked key still waits. With
+    ``caps``, values are fitted to the warehouse first (after the column ``overrides``): a
+    value that still doesn't fit keeps its key waiting."""
     decoded = [(c.row, _decode(c.row)) for c in rows]
-    events = [(r, e) for r, e in decoded if not isinstance(e, str)]
     failing: dict[int, tuple[str, ...]] = {}
+    if caps is not None:
+        changes = [e for _, e in decoded if not isinstance(e, str)]
+        if changes:
+            fitted, unfit = fit_batch(
+                TableBatch(target, changes[-1].schema, changes), overrides or {}, caps
+            )
+            by_id = dict(zip(map(id, changes), fitted.events, strict=True))
+            reasons = {id(changes[u.index]): u.reasons for u in unfit}
+            for i, (row, event) in enumerate(decoded):
+                if isinstance(event, str):
+                    continue
+                why = reasons.get(id(event))
+                fitted_event = by_id[id(event)]
+                decoded[i] = (
+                    row,
+                    f"still can't be stored: {'; '.join(why)}" if why else fitted_event,
+                )
+    events = [(r, e) for r, e in decoded if not isinstance(e, str)]
     if validator is not None and events:
         batch_events = [e for _, e in events]
         target_batch = TableBatch(target, batch_events[-1].schema, batch_events)
@@ -84,7 +115,14 @@ def replay_quarantine(
         if not rows:
             continue
         contract = config.contract_for(table)
-        ready, blocked = plan_replay(rows, Validator(contract) if contract else None, target)
+        overrides = {name: override_type(o.type) for name, o in table.columns.items()}
+        ready, blocked = plan_replay(
+            rows,
+            Validator(contract) if contract else None,
+            target,
+            overrides,
+            warehouse.capabilities,
+        )
         if ready:
             events = [e for _, e in ready]
             batch = TableBatch(target, events[-1].schema, events)

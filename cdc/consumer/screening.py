@@ -8,11 +8,12 @@ failed checks in a header), or stop the run (nothing applied, offsets unchanged)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from cdc.consumer.fitting import fit_batch
 from cdc.contracts import ContractError, Validator
-from cdc.model import ChangeEvent
-from warehouse.base import QuarantineRow, TableBatch
+from cdc.model import ChangeEvent, ColumnType
+from warehouse.base import Capabilities, QuarantineRow, TableBatch
 from warehouse.quarantine import key_text, quarantine_row
 
 
@@ -36,9 +37,58 @@ class Screened:
     failed_checks: dict[str, int] = field(default_factory=dict)  # "table: check" -> rows
 
 
-def screen(batches: Sequence[TableBatch], validators: Mapping[str, Validator]) -> Screened:
-    """Split every batch into the events that pass their table's checks and the rest."""
+UNFIT_CHECK = "type"
+"""The check name of values the warehouse column can't hold (cdc.consumer.fitting)."""
+
+
+def fit(
+    batches: Sequence[TableBatch],
+    overrides: Mapping[str, Mapping[str, ColumnType]],
+    caps: Capabilities,
+    holding: set[str],
+    out: Screened,
+) -> list[TableBatch]:
+    """Apply the column overrides and quarantine the events holding a value their column
+    can't hold (always quarantine, whatever ``on_violation`` says: it is not a data contract).
+    A table with such an event holds its keys' later changes from then on (``holding``)."""
+    fitted: list[TableBatch] = []
+    for batch in batches:
+        table = batch.target.name
+        batch, unfit = fit_batch(batch, overrides.get(table, {}), caps)
+        if unfit:
+            holding.add(table)
+            bad = {u.index: u.reasons for u in unfit}
+            for i, reasons in bad.items():
+                checks = tuple(f"{UNFIT_CHECK}: {r}" for r in reasons)
+                out.quarantine.append(
+                    quarantine_row(batch.events[i], table, batch.schema, checks, "violation")
+                )
+                name = f"{table}: {UNFIT_CHECK}"
+                out.failed_checks[name] = out.failed_checks.get(name, 0) + 1
+            keep = [e for i, e in enumerate(batch.events) if i not in bad]
+            batch = TableBatch(batch.target, batch.schema, keep)
+        if table in holding and not batch.target.quarantine:
+            batch = TableBatch(replace(batch.target, quarantine=True), batch.schema, batch.events)
+        fitted.append(batch)
+    return fitted
+
+
+def screen(
+    batches: Sequence[TableBatch],
+    validators: Mapping[str, Validator],
+    *,
+    overrides: Mapping[str, Mapping[str, ColumnType]] | None = None,
+    caps: Capabilities | None = None,
+    holding: set[str] | None = None,
+) -> Screened:
+    """Split every batch into the events that pass their table's checks and the rest: first
+    the values the warehouse can't hold (with ``caps``, after the column ``overrides``), then
+    the data contracts."""
     out = Screened(batches=[])
+    if caps is not None:
+        batches = fit(
+            batches, overrides or {}, caps, holding if holding is not None else set(), out
+        )
     for batch in batches:
         validator = validators.get(batch.target.name)
         if validator is None:
