@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 import struct
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
@@ -22,10 +23,26 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
-from psycopg.types.datetime import TimetzLoader
+from psycopg.types.datetime import (
+    DateLoader,
+    TimeLoader,
+    TimestampLoader,
+    TimestamptzLoader,
+    TimetzLoader,
+)
 
 from cdc.decoding.values import parse_interval
-from cdc.model import TableId
+from cdc.model import (
+    DATE_INFINITY,
+    END_OF_DAY,
+    TIMESTAMP_INFINITY,
+    FarDate,
+    FarTimestamp,
+    TableId,
+    date_value,
+    days_from_civil,
+    timestamp_value,
+)
 
 
 class _TextLoader(Loader):
@@ -52,12 +69,95 @@ class _UtcTimetzLoader(TimetzLoader):
 
 Buffer = bytes | bytearray | memoryview
 
+_PG_DATE = re.compile(r"(\d{4,7})-(\d\d)-(\d\d)")
+_PG_TIMESTAMP = re.compile(
+    r"(\d{4,7})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:([+-]\d\d)(?::(\d\d))?)?( BC)?"
+)
+
+
+def _far_days(text: str) -> int:
+    bc = text.endswith(" BC")
+    match = _PG_DATE.fullmatch(text.removesuffix(" BC"))
+    if match is None:
+        raise ValueError(f"unexpected date {text!r}")
+    year, month, day = (int(g) for g in match.groups())
+    return days_from_civil(1 - year if bc else year, month, day)
+
+
+class _FarDateLoader(DateLoader):
+    """Dates ``datetime.date`` can't hold (BC, after 9999, ±infinity) as FarDate."""
+
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data).decode()
+        if text in ("infinity", "-infinity"):
+            return FarDate(DATE_INFINITY if text == "infinity" else -DATE_INFINITY)
+        if len(text) == 10:
+            return super().load(data)
+        return date_value(_far_days(text))
+
+
+def _far_timestamp(text: str, zoned: bool) -> Any:
+    if text in ("infinity", "-infinity"):
+        return FarTimestamp(
+            TIMESTAMP_INFINITY if text == "infinity" else -TIMESTAMP_INFINITY, zoned
+        )
+    match = _PG_TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError(f"unexpected timestamp {text!r}")
+    y, mo, d, h, mi, sec, frac, oh, om, bc = match.groups()
+    days = days_from_civil(1 - int(y) if bc else int(y), int(mo), int(d))
+    micros = days * 86_400_000_000 + ((int(h) * 60 + int(mi)) * 60 + int(sec)) * 1_000_000
+    micros += int((frac or "0").ljust(6, "0"))
+    if oh is not None:
+        offset = int(oh) * 3600 + (int(om or 0) * 60) * (-1 if oh.startswith("-") else 1)
+        micros -= offset * 1_000_000
+    return timestamp_value(micros, zoned=zoned)
+
+
+class _FarTimestampLoader(TimestampLoader):
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data).decode()
+        if len(text) <= 26 and text[0].isdigit() and text[4] == "-" and not text.endswith("BC"):
+            return super().load(data)
+        return _far_timestamp(text, False)
+
+
+class _FarTimestamptzLoader(TimestamptzLoader):
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data).decode()
+        if len(text) <= 32 and text[0].isdigit() and text[4] == "-" and not text.endswith("BC"):
+            return super().load(data)
+        return _far_timestamp(text, True)
+
+
+class _TimeLoader(TimeLoader):
+    """24:00:00 as END_OF_DAY."""
+
+    def load(self, data: Buffer) -> Any:
+        if bytes(data) == b"24:00:00":
+            return END_OF_DAY
+        return super().load(data)
+
+
+class _MoneyLoader(Loader):
+    """money in the C locale (``$1,234.56``) as a Decimal."""
+
+    def load(self, data: Buffer) -> Any:
+        return decimal.Decimal(bytes(data).decode().replace("$", "").replace(",", ""))
+
 
 def source_connection(url: str) -> psycopg.Connection[Any]:
     """A connection whose loaders produce the ``cdc.model`` representation."""
     conn = psycopg.connect(url, autocommit=True)
     conn.execute("SET TIME ZONE 'UTC'")
     conn.execute("SET intervalstyle = 'iso_8601'")
+    conn.execute("SET datestyle = 'ISO, YMD'")
+    conn.execute("SET lc_monetary = 'C'")
+    conn.adapters.register_loader("date", _FarDateLoader)
+    conn.adapters.register_loader("timestamp", _FarTimestampLoader)
+    conn.adapters.register_loader("timestamptz", _FarTimestamptzLoader)
+    conn.adapters.register_loader("time", _TimeLoader)
+    conn.adapters.register_loader("money", _MoneyLoader)
     for name in ("json", "jsonb", "inet", "cidr", "macaddr"):
         conn.adapters.register_loader(name, _TextLoader)
     conn.adapters.register_loader("interval", _IntervalLoader)
@@ -73,6 +173,10 @@ def normalise(value: Any, pg_type: str = "") -> Any:
     """One value in the canonical form both sides are compared in."""
     if value is None:
         return None
+    if isinstance(value, decimal.Decimal) and value.is_nan():
+        return "NaN"  # NaN is unequal to itself; the same NaN on both sides is equal
+    if isinstance(value, float) and value != value:
+        return "NaN"
     if isinstance(value, list):
         return [normalise(v, pg_type.removesuffix("[]")) for v in value]
     if isinstance(value, float):
@@ -117,11 +221,12 @@ def source_rows(
     conn: psycopg.Connection[Any], table: TableId
 ) -> tuple[list[str], dict[str, str], list[dict[str, Any]]]:
     """(key columns, column -> type name, rows) of a source table."""
+    regclass = psycopg.sql.Identifier(table.schema, table.name).as_string(conn)
     types = dict(
         conn.execute(
             "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
             "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-            (f'"{table.schema}"."{table.name}"',),
+            (regclass,),
         ).fetchall()
     )
     key = [
@@ -130,11 +235,14 @@ def source_rows(
             "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
             "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary "
             "ORDER BY array_position(i.indkey, a.attnum)",
-            (f'"{table.schema}"."{table.name}"',),
+            (regclass,),
         ).fetchall()
     ]
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        rows = cur.execute(f'SELECT * FROM "{table.schema}"."{table.name}"').fetchall()
+        query = psycopg.sql.SQL("SELECT * FROM {}").format(
+            psycopg.sql.Identifier(table.schema, table.name)
+        )
+        rows = cur.execute(query).fetchall()
     return key, types, rows
 
 

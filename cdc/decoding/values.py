@@ -816,13 +816,34 @@ def decode_text_bytes(value: Any, placeholder: str) -> Any:
 
 
 def pg_float(value: float) -> str:
-    """A float as PostgreSQL prints it (shortest round-trip digits, no trailing ``.0``)."""
+    """A float as PostgreSQL prints it: the shortest digits that read back exactly, plain
+    for exponents -4 to 14 and ``1.5e+15`` style beyond (float8out), NaN, ±Infinity."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
+    number = decimal.Decimal(repr(value)).normalize()
+    exponent = number.adjusted()
+    if -4 <= exponent < 15:
+        return format(number, "f")
+    sign, digits, _ = number.as_tuple()
+    mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+
+
+_FLOAT_TOKEN: Final = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|-?Infinity|NaN")
+_GEOMETRIC: Final = frozenset({"BOX", "LSEG", "PATH", "POLYGON", "CIRCLE", "LINE"})
+
+
+def _geometric_text(text: str) -> str:
+    """A geometric value's numbers as PostgreSQL prints them: a snapshot read renders them
+    through the JDBC driver's objects (``1.0``), a streamed change as PostgreSQL (``1``)."""
+    return _FLOAT_TOKEN.sub(lambda m: pg_float(float(m.group())), text)
+
+
+def _geometric_decoder(value: Any, placeholder: str) -> Any:
+    text = decode_text_bytes(value, placeholder)
+    return text if text is UNCHANGED_TOAST else _geometric_text(text)
 
 
 def decode_point(value: Any, placeholder: str) -> str:
@@ -866,6 +887,8 @@ def special_field(schema: Mapping[str, Any]) -> tuple[ColumnType, Decoder] | Non
         if not 0 < length <= _MAX_BITS:
             raise DecodeError(f"bit({length}) has no valid length")
         return ColumnType(Kind.TEXT, source_type=stype), _bits_decoder(length)
+    if name is None and typ == "bytes" and upper in _GEOMETRIC:
+        return ColumnType(Kind.TEXT, source_type=stype), _geometric_decoder
     if name is None and typ == "bytes" and upper is not None and upper != "BYTEA":
         return ColumnType(Kind.TEXT, source_type=stype), decode_text_bytes
     if name == "io.debezium.data.geometry.Point":
