@@ -46,6 +46,7 @@ from pydantic_core.core_schema import ErrorType
 
 from cdc.contracts.spec import CheckSpec, TableContract, check_name
 from cdc.model import TableId
+from cdc.names import BadNameError, display, parse_table, topic_name, warehouse_key
 from warehouse.base import MetadataColumns, Scd2Options, TableTarget
 
 __all__ = [
@@ -212,13 +213,20 @@ class _Model(BaseModel):
 
 
 def _qualified_table(value: str, error: str, alternative: str = "") -> str:
-    """``schema.table`` from ``schema.table`` or ``table`` (``public``), plain identifiers."""
-    parts = value.split(".")
-    if len(parts) > 2 or not all(_PG_IDENT_RE.fullmatch(p) for p in parts):
+    """The canonical ``schema.table`` (cdc.names.display) of ``schema.table`` or ``table``
+    (``public``); parts are plain identifiers or PostgreSQL's quoted form."""
+    try:
+        return display(parse_table(value))
+    except BadNameError as exc:
+        raise PydanticCustomError(error, f"{exc}{alternative}") from None
+
+
+def _check_warehouse_name(value: str) -> str:
+    if not value or "\x00" in value or len(value) > 200:
         raise PydanticCustomError(
-            error, f"must be 'schema.table' or 'table' (plain PostgreSQL identifiers){alternative}"
+            "warehouse_name", "must be 1 to 200 characters (any, but no NUL character)"
         )
-    return value if len(parts) == 2 else f"public.{value}"
+    return value
 
 
 class SourceConfig(_Model):
@@ -314,15 +322,14 @@ class SourceConfig(_Model):
     def _signal_table(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        return _qualified_table(value, "signal_table", ", or null")
+        return _qualified_table(value, "signal_table", " (or null)")
 
     @property
     def signal_table_id(self) -> TableId | None:
         """The signal table, or None when signals are disabled."""
         if self.signal_table is None:
             return None
-        schema, _, name = self.signal_table.partition(".")
-        return TableId(schema, name)
+        return parse_table(self.signal_table)
 
     @field_validator("debezium")
     @classmethod
@@ -928,7 +935,21 @@ class TableConfig(_Model):
     """One replicated table."""
 
     name: str = Field(
-        description="Source table as `schema.table` (`table` alone means `public.table`)."
+        description="Source table as `schema.table` (`table` alone means `public.table`). "
+        "Plain parts are taken as written; any other name in PostgreSQL's quoted form, e.g. "
+        '`\'"Sales Data"."Order""Items"\'` (a doubled `"` is one). Once loaded it holds the '
+        "canonical form (plain parts bare, others quoted)."
+    )
+    schema_name: str | None = Field(
+        default=None,
+        alias="schema",
+        description="With `table`, in place of `name`: the source schema's raw name, no "
+        "quoting (default `public`).",
+    )
+    table: str | None = Field(
+        default=None,
+        description="In place of `name`: the source table's raw name, no quoting "
+        "(any legal PostgreSQL name as it is stored).",
     )
     mode: Literal["mirror", "scd2"] = Field(
         default="mirror",
@@ -955,7 +976,8 @@ class TableConfig(_Model):
     )
     target: str | None = Field(
         default=None,
-        description="Warehouse table name; defaults to the source table's name.",
+        description="Warehouse table name, any name as it is (quoted in SQL); defaults to the "
+        "source table's name. Names equal ignoring case are one warehouse table.",
     )
     tiering: TablePolicyConfig | None = Field(
         default=None,
@@ -967,6 +989,23 @@ class TableConfig(_Model):
         "(e.g. `amount: {type: decimal(38,18)}` or `ratio: {type: text}`).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_and_table(cls, data: Any) -> Any:
+        """``schema:`` + ``table:`` (raw names) in place of ``name:``."""
+        if not isinstance(data, dict) or ("schema" not in data and "table" not in data):
+            return data
+        if "name" in data:
+            raise PydanticCustomError(
+                "table_name", "give either `name` or `schema` + `table`, not both"
+            )
+        schema, table = data.get("schema", "public"), data.get("table")
+        if not isinstance(table, str) or not isinstance(schema, str):
+            raise PydanticCustomError(
+                "table_name", "`table` (and `schema`, if given) must be strings: raw names"
+            )
+        return {**data, "name": display(TableId(schema, table))}
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -975,7 +1014,7 @@ class TableConfig(_Model):
     @field_validator("target")
     @classmethod
     def _target(cls, value: str | None) -> str | None:
-        return None if value is None else _check_pg_identifier(value)
+        return None if value is None else _check_warehouse_name(value)
 
     @model_validator(mode="after")
     def _mode_options(self) -> TableConfig:
@@ -1001,8 +1040,7 @@ class TableConfig(_Model):
     @property
     def source(self) -> TableId:
         """The source table."""
-        schema, _, name = self.name.partition(".")
-        return TableId(schema, name)
+        return parse_table(self.name)
 
     @property
     def target_name(self) -> str:
@@ -1106,19 +1144,26 @@ class Config(_Model):
         return self._config_dir
 
     def table(self, source_name: str | TableId) -> TableConfig:
-        """The configured table ``schema.table`` (or ``table`` in ``public``)."""
-        wanted = str(source_name) if isinstance(source_name, TableId) else source_name
-        if "." not in wanted:
-            wanted = f"public.{wanted}"
+        """The configured table ``schema.table`` (or ``table`` in ``public``; PostgreSQL's
+        quoted form for other names, see cdc.names), or a TableId."""
+        if isinstance(source_name, TableId):
+            wanted = source_name
+        else:
+            try:
+                wanted = parse_table(source_name)
+            except BadNameError as exc:
+                raise KeyError(f"table {source_name!r}: {exc}") from None
         for table in self.tables:
-            if table.name == wanted:
+            if table.source == wanted:
                 return table
         known = ", ".join(t.name for t in self.tables)
-        raise KeyError(f"table {wanted!r} is not configured (configured: {known})")
+        raise KeyError(f"table {display(wanted)!r} is not configured (configured: {known})")
 
     def topic_for(self, table: TableConfig) -> str:
-        """Kafka topic Debezium writes the table's changes to: ``<prefix>.<schema>.<table>``."""
-        return f"{self.source.topic_prefix}.{table.source.schema}.{table.source.name}"
+        """Kafka topic Debezium writes the table's changes to: ``<prefix>.<schema>.<table>``,
+        sanitised as Debezium does (characters other than ``[A-Za-z0-9._-]`` become ``_``, so
+        two tables may share a topic: the consumer reads the table from each envelope)."""
+        return topic_name(self.source.topic_prefix, table.source)
 
     def where(self, *loc: str | int) -> str:
         """``file:line: key.path`` of a key path (for errors found after loading)."""
@@ -1186,8 +1231,24 @@ def _error_details(exc: ValidationError) -> list[InitErrorDetails]:
     return details
 
 
+def _raw_table(table: dict[str, Any]) -> tuple[str, str, bool] | None:
+    """(canonical name, warehouse name, target given) of a table entry not yet validated."""
+    try:
+        if isinstance(table.get("name"), str):
+            source = parse_table(table["name"])
+        elif isinstance(table.get("table"), str) and isinstance(table.get("schema", ""), str):
+            source = TableId(table.get("schema", "public"), table["table"])
+        else:
+            return None
+    except BadNameError:
+        return None
+    explicit = isinstance(table.get("target"), str)
+    return display(source), table["target"] if explicit else source.name, explicit
+
+
 def _duplicate_tables(tables: Any) -> list[InitErrorDetails]:
-    """Errors for entries repeating an earlier table name or warehouse target."""
+    """Errors for entries repeating an earlier table name or warehouse target (warehouse
+    names equal ignoring case are one name: cdc.names.warehouse_key)."""
     if not isinstance(tables, list):
         return []
     errors: list[InitErrorDetails] = []
@@ -1196,10 +1257,8 @@ def _duplicate_tables(tables: Any) -> list[InitErrorDetails]:
     for index, table in enumerate(tables):
         if isinstance(table, TableConfig):
             name, target, explicit = table.name, table.target_name, table.target is not None
-        elif isinstance(table, dict) and isinstance(table.get("name"), str):
-            name = table["name"] if "." in table["name"] else f"public.{table['name']}"
-            explicit = isinstance(table.get("target"), str)
-            target = table["target"] if explicit else name.partition(".")[2]
+        elif isinstance(table, dict) and (raw := _raw_table(table)) is not None:
+            name, target, explicit = raw
         else:
             continue
         first = seen_names.setdefault(name, index)
@@ -1216,7 +1275,7 @@ def _duplicate_tables(tables: Any) -> list[InitErrorDetails]:
                 )
             )
             continue
-        first = seen_targets.setdefault(target.lower(), index)
+        first = seen_targets.setdefault(warehouse_key(target), index)
         if first != index:
             errors.append(
                 InitErrorDetails(
@@ -1499,6 +1558,10 @@ def _problems(exc: ValidationError, data: Any, reader: _Reader) -> list[Problem]
     problems = []
     for error in exc.errors(include_url=False):
         loc, message = _message(error, _data_loc(error["loc"], data), data, reader.written)
+        first = (error.get("ctx") or {}).get("first")
+        if error["type"] in ("duplicate_table", "duplicate_target") and isinstance(first, int):
+            line = _line_of(("tables", first), reader.lines)
+            message = message.replace(f"tables[{first}]", f"tables[{first}] at line {line}")
         problems.append(Problem(reader.file, _line_of(loc, reader.lines), _dotted(loc), message))
     return problems
 
@@ -1636,10 +1699,13 @@ consumer:
   metadata_prefix: _cdc_        # _cdc_lsn, _cdc_txid, _cdc_op, _cdc_source_ts, ...
 
 tables:
-  - name: public.customers      # source schema.table
+  - name: public.customers      # source schema.table (table alone: public.table)
     mode: mirror                # current rows only
     soft_delete: false          # true: keep deleted rows flagged by _cdc_deleted
     # target: customers         # warehouse table name (default: the table's name)
+  # - name: '"Sales Data"."Order""Items"'  # other names in PostgreSQL's quoted form ("" = ")
+  # - schema: Sales Data        # or the raw names, no quoting
+  #   table: Order"Items
   - name: public.products
     mode: scd2                  # every version, valid_from/valid_to from source commit times
     scd2:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.config import Config
+from cdc.consumer.fitting import override_type
 from cdc.consumer.loop import ReplicatorSettings
 from cdc.metrics import Metrics, MetricsServer, SlotPoller
 from warehouse.base import Warehouse
@@ -54,11 +55,28 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
 
 
-def replicator_settings(config: Config) -> ReplicatorSettings:
+def refused_topics(config: Config) -> dict[str, str]:
+    """Topic -> why its table can't be replicated exactly, read from the source's catalog
+    before any row moves (empty when the source can't be reached: see type_support)."""
+    from cdc.source.type_support import check_source_types
+
+    problems = check_source_types(config) or {}
+    return {
+        config.topic_for(t): f"table {t.name} is refused before any row was read: "
+        + "; ".join(problems[t.name])
+        for t in config.tables
+        if t.name in problems
+    }
+
+
+def replicator_settings(config: Config, *, check_types: bool = False) -> ReplicatorSettings:
+    """The consumer's settings; ``check_types`` reads the source's catalog first and parks
+    the tables whose columns can't be replicated exactly (``cdc run``, the replicate flow)."""
     return ReplicatorSettings(
         bootstrap_servers=config.kafka.bootstrap_servers,
         group_id=config.kafka.group_id,
-        targets={config.topic_for(t): config.table_target(t) for t in config.tables},
+        targets={t.source: config.table_target(t) for t in config.tables},
+        topics=_topics(config),
         batch_size=config.consumer.batch_size,
         linger_ms=config.consumer.linger_ms,
         dlq_suffix=config.kafka.dlq_topic_suffix,
@@ -68,7 +86,23 @@ def replicator_settings(config: Config) -> ReplicatorSettings:
             for t in config.tables
             if (contract := config.contract_for(t)) is not None
         },
+        overrides={
+            t.target_name: {name: override_type(o.type) for name, o in t.columns.items()}
+            for t in config.tables
+            if t.columns
+        },
+        refused=refused_topics(config) if check_types else {},
     )
+
+
+def _topics(config: Config) -> dict[str, tuple[str, ...]]:
+    """Topic -> warehouse names of its tables (several when Debezium's sanitised topic names
+    of two tables are equal)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t in config.tables:
+        topic = config.topic_for(t)
+        out[topic] = (*out.get(topic, ()), t.target_name)
+    return out
 
 
 @dataclass

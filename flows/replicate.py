@@ -29,7 +29,7 @@ def replicate(config: str = "cdc.yaml", minutes: float | None = None) -> dict[st
     """Replicate the tables of ``config`` until caught up, or for ``minutes``."""
     logger = get_run_logger()
     cfg = load_config(config)
-    replicator = Replicator(replicator_settings(cfg), open_warehouse(cfg))
+    replicator = Replicator(replicator_settings(cfg, check_types=True), open_warehouse(cfg))
     stats = replicator.run(
         until_caught_up=minutes is None,
         max_seconds=None if minutes is None else minutes * 60,

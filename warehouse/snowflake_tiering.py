@@ -60,6 +60,7 @@ import snowflake.connector.errors as sf_errors
 from sqlglot import exp, parse_one
 
 from cdc.model import ColumnType, Kind
+from cdc.names import path_segment
 from cdc.tiering.policy import TierFile
 from warehouse.arrow import column_array
 from warehouse.base import TableTarget, TerminalWarehouseError, WarehouseError
@@ -134,7 +135,8 @@ def tier_pattern(table: str) -> str:
     """The regex of a table's tier files under the stage (``<tier>/<table>/month=YYYY-MM/
     <move>.parquet``). Characters of the name other than letters, digits and ``_`` match any
     character: never too narrow, and nothing to escape (the view keeps only the live files)."""
-    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "." for c in table)
+    folder = path_segment(table)
+    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "." for c in folder)
     return f".*(warm|cold)/{name}/month=[0-9]{{4}}-[0-9]{{2}}/[^/]+[.]parquet"
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from cdc.model import ColumnType
+from cdc.names import case_collisions, display
 from warehouse.arrow import Stage
 from warehouse.base import (
     RECONCILE_COLUMNS,
@@ -138,6 +139,17 @@ def target_table(
             table=target.name,
         )
     scd2 = target.scd2 if target.mode == "scd2" else None
+    folded = case_collisions([*source.names, *sorted(reserved_columns(target))])
+    if folded:
+        shown = "; ".join(" and ".join(repr(n) for n in group) for group in folded)
+        raise IncompatibleSchemaChangeError(
+            f"table {target.name!r}: the source table {display(source.table)} has columns "
+            f"whose names differ only in letter case ({shown}); warehouse names are compared "
+            "ignoring case (DuckDB folds case even in quotes), so they would be one column. "
+            "Nothing of the table was applied and it is parked. Rename one of them at the "
+            "source (ALTER TABLE ... RENAME COLUMN), then restart `cdc run`",
+            table=target.name,
+        )
     clash = reserved_columns(target).intersection(source.names)
     if clash:
         raise IncompatibleSchemaChangeError(

@@ -102,7 +102,9 @@ def run(
             raise typer.Exit(2) from None
     metrics = served.metrics if served is not None else None
     try:
-        replicator = Replicator(replicator_settings(cfg), open_warehouse(cfg), metrics=metrics)
+        replicator = Replicator(
+            replicator_settings(cfg, check_types=True), open_warehouse(cfg), metrics=metrics
+        )
         replicator.install_signal_handlers()
         stats = replicator.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     except ReplicationStoppedError as exc:
@@ -370,7 +372,7 @@ def dlq_list(
     from cdc.consumer.dlq import read_dead_letters
 
     cfg = _load(config)
-    topics = [cfg.dlq_topic_for(t) for t in cfg.tables]
+    topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
     letters = list(read_dead_letters(cfg.kafka.client_config(), topics))
     if as_json:
         for letter in letters:
@@ -410,7 +412,7 @@ def dlq_replay(config: ConfigOpt = Path("cdc.yaml")) -> None:
     from cdc.consumer.dlq import replay_dead_letters
 
     cfg = _load(config)
-    topics = [cfg.dlq_topic_for(t) for t in cfg.tables]
+    topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
     sent = replay_dead_letters(
         cfg.kafka.client_config(), topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
     )
@@ -419,9 +421,33 @@ def dlq_replay(config: ConfigOpt = Path("cdc.yaml")) -> None:
 
 # ---------------------------------------------------------------------- config
 @config_app.command("check")
-def config_check(config: ConfigOpt = Path("cdc.yaml")) -> None:
-    """Validate a cdc.yaml; print every problem with its line."""
+def config_check(
+    config: ConfigOpt = Path("cdc.yaml"),
+    source: bool = typer.Option(
+        True,
+        "--source/--no-source",
+        help="Also read the source's catalog: every column of every table must replicate "
+        "exactly (or have a column override); refused ones are listed with what to do.",
+    ),
+) -> None:
+    """Validate a cdc.yaml; print every problem with its line. Exit code 2 on any problem,
+    a refused column included; the source being unreachable is a warning."""
     cfg = _load(config)
+    if source:
+        from cdc.source.type_support import check_source_types
+
+        problems = check_source_types(cfg)
+        if problems is None:
+            console.print("[yellow]the source could not be reached: column types not checked[/]")
+        elif problems:
+            for table, reasons in problems.items():
+                for reason in reasons:
+                    console.print(f"[red]table {table}[/] {reason}", soft_wrap=True)
+            console.print(
+                f"[red]{len(problems)} table(s) can't be replicated exactly[/]: `cdc run` parks "
+                "them before reading any row (the other tables flow)"
+            )
+            raise typer.Exit(2)
     console.print(f"[green]{config} is valid[/]: {len(cfg.tables)} tables")
 
 

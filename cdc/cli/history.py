@@ -38,12 +38,12 @@ class HistoryError(Exception):
 
 
 def find_table(config: Config, name: str) -> TableConfig:
-    """The configured table named ``schema.table``, ``table`` (schema public) or by its
-    warehouse table name."""
-    wanted = name if "." in name else f"public.{name}"
-    for table in config.tables:
-        if table.name == wanted:
-            return table
+    """The configured table named ``schema.table``, ``table`` (schema public; PostgreSQL's
+    quoted form for other names) or by its warehouse table name."""
+    try:
+        return config.table(name)
+    except KeyError:
+        pass
     for table in config.tables:
         if table.target_name == name:
             return table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cdc.model import ChangeEvent, KafkaOrigin
+from cdc.model import ChangeEvent, KafkaOrigin, TableId
 from warehouse.base import OffsetRow, TableBatch, TableTarget
 
 
@@ -37,23 +37,27 @@ def offset_rows(group: str, offsets: Mapping[tuple[str, int], int]) -> list[Offs
 
 
 def group_by_table(
-    events: Sequence[ChangeEvent], targets: Mapping[str, TableTarget]
+    events: Sequence[ChangeEvent], targets: Mapping[TableId, TableTarget]
 ) -> list[TableBatch]:
-    """One TableBatch per topic, events in (partition, offset) order, newest schema last seen.
+    """One TableBatch per source table, events in (topic, partition, offset) order, newest
+    schema last seen.
 
-    A table's topic may have several partitions; a key always maps to one partition, so
-    ordering by (partition, offset) keeps every key's changes in log order.
+    The table is the envelope's (``source.schema``/``source.table``), never the topic's name:
+    Debezium sanitises topic names, so two tables can share a topic. Every event's table must
+    be in ``targets`` (the loop dead-letters the others first). A table's topic may have
+    several partitions; a key always maps to one partition, so ordering by (partition,
+    offset) keeps every key's changes in log order.
     """
-    by_topic: dict[str, list[ChangeEvent]] = {}
+    by_table: dict[TableId, list[ChangeEvent]] = {}
     for event in events:
-        by_topic.setdefault(event.origin.topic, []).append(event)
+        by_table.setdefault(event.schema.table, []).append(event)
     batches = []
-    for topic, evs in by_topic.items():
-        evs.sort(key=lambda e: (e.origin.partition, e.origin.offset))
+    for table, evs in by_table.items():
+        evs.sort(key=lambda e: (e.origin.topic, e.origin.partition, e.origin.offset))
         # a stray keyless message must not decide a keyed table's schema
         keyed = [e for e in evs if e.schema.key] or evs
         newest = max(keyed, key=lambda e: e.position.lsn)
-        batches.append(TableBatch(target=targets[topic], schema=newest.schema, events=evs))
+        batches.append(TableBatch(target=targets[table], schema=newest.schema, events=evs))
     return batches
 
 

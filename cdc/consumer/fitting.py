@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -297,3 +297,22 @@ def fit_batch(
             unfit.append(Unfit(i, tuple(reasons)))
         events.append(event)
     return TableBatch(batch.target, schema, events), unfit
+
+
+def first_unfit(
+    schema: TableSchema, rows: Sequence[Sequence[Any]], caps: Capabilities
+) -> str | None:
+    """The reason the first value of source rows (values in ``schema.columns`` order) that
+    its column can't hold can't be stored, or None when every value fits."""
+    checked = [(i, c) for i, c in enumerate(schema.columns) if _checked(c.type)]
+    for row in rows:
+        for i, column in checked:
+            try:
+                check_value(row[i], column.type, caps)
+            except UnfitValueError as exc:
+                key = [row[schema.names.index(k)] for k in schema.key]
+                return (
+                    f"key {key}: column {column.name!r} ({column.type}): value "
+                    f"{_shown(row[i])} can't be stored exactly: {exc}"
+                )
+    return None

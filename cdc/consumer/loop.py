@@ -41,7 +41,8 @@ from cdc.consumer.partitions import read_to_end
 from cdc.consumer.screening import ContractStopError, Screened, screen
 from cdc.contracts import TableContract, Validator
 from cdc.decoding import DecodeError, Skip, decode_message
-from cdc.model import ChangeEvent, KafkaOrigin, Op
+from cdc.model import ChangeEvent, ColumnType, KafkaOrigin, Op, TableId
+from cdc.names import display
 from warehouse.base import (
     ApplyResult,
     ComputeRow,
@@ -84,7 +85,11 @@ class ReplicationStoppedError(Exception):
 class ReplicatorSettings:
     bootstrap_servers: str
     group_id: str
-    targets: dict[str, TableTarget]  # topic -> where its table lands
+    # source table (the envelope's source.schema/source.table) -> where it lands
+    targets: dict[TableId, TableTarget]
+    # topic -> the warehouse names of its tables (Debezium sanitises topic names: tables may
+    # share one, so a message's table comes from its envelope, never from its topic)
+    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 5000
     linger_ms: int = 500
     dlq_suffix: str = ".dlq"
@@ -93,6 +98,10 @@ class ReplicatorSettings:
     retry_max_seconds: float = 10.0
     retry_give_up_seconds: float | None = None  # None: retry transient errors forever
     contracts: dict[str, TableContract] = field(default_factory=dict)  # table name -> checks
+    # table name -> column -> the type it is stored as (cdc.yaml `columns` overrides)
+    overrides: dict[str, dict[str, ColumnType]] = field(default_factory=dict)
+    # topic -> why its table is refused before any row is read (cdc.source.type_support)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +172,8 @@ class Replicator:
         self._side: Consumer | None = None  # reads the log's last batch (see _log_end)
         self._ends: dict[tuple[str, int], tuple[int, int]] = {}  # (high watermark, real end)
         self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
+        # tables with quarantined unfit values: their keys' later changes wait behind them
+        self._holding: set[str] = set()
         self._compute: dict[str, tuple[float, int]] = {}  # table -> (apply seconds, batches)
         self._compute_flushed = time.monotonic()
 
@@ -219,7 +230,11 @@ class Replicator:
     ) -> RunStats:
         """Replicate until stopped (or caught up / out of time when asked)."""
         self.warehouse.ensure_bookkeeping()
-        topics = sorted(self.settings.targets)
+        for topic, reason in self.settings.refused.items():
+            self.stats.parked[topic] = reason
+            log.error("table refused before any row was read; other tables go on",
+                      topic=topic, error=reason)  # fmt: skip
+        topics = sorted(self.settings.topics)
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("consumer started", group=self.settings.group_id, topics=topics)
         self.until_caught_up = self.until_caught_up or until_caught_up
@@ -420,6 +435,19 @@ class Replicator:
             if isinstance(result, Skip):
                 self.stats.skipped += 1
                 continue
+            if result.schema.table not in self.settings.targets:
+                self._dead_letter(
+                    m,
+                    DecodeError(
+                        f"table {display(result.schema.table)} is not configured: its changes "
+                        f"reached topic {m.origin.topic!r}, shared with a configured table "
+                        "(Debezium replaces characters other than letters, digits, '.', '_' "
+                        "and '-' in topic names by '_'). Add it to `tables`, or narrow "
+                        "`source.debezium.table.include.list`",
+                        field="source.table",
+                    ),
+                )
+                continue
             if result.op is Op.TRUNCATE:
                 self._dead_letter(
                     m, DecodeError("TRUNCATE is not replicated; re-snapshot the table instead")
@@ -445,7 +473,13 @@ class Replicator:
     def _screen(self, batches: list[TableBatch]) -> Screened:
         """Check the batches against their contracts; dead-letter failures of `dlq` tables."""
         try:
-            screened = screen(batches, self.validators)
+            screened = screen(
+                batches,
+                self.validators,
+                overrides=self.settings.overrides,
+                caps=self.warehouse.capabilities,
+                holding=self._holding,
+            )
         except ContractStopError as exc:
             raise ReplicationStoppedError(str(exc)) from exc
         for event, error in screened.dead_letters:
@@ -554,17 +588,17 @@ class Replicator:
         self.metrics.batch_applied(seconds, {s.table: s.events for s in result.tables}, newest)
         pending: dict[str, int] = {}
         for tp in self.consumer.assignment():
-            target = self.settings.targets.get(tp.topic)
+            names = self.settings.topics.get(tp.topic, ())
             applied = self._applied_to.get((tp.topic, tp.partition), -1)
-            if target is None or tp.topic in self.stats.parked or applied < 0:
+            if not names or tp.topic in self.stats.parked or applied < 0:
                 continue
             try:
                 _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
             except KafkaException:  # not known to the client yet
                 continue
             end = max(high, self._received_to.get((tp.topic, tp.partition), high))
-            if end >= 0:
-                pending[target.name] = pending.get(target.name, 0) + max(0, end - applied)
+            for name in names if end >= 0 else ():  # a shared topic's lag counts for each
+                pending[name] = pending.get(name, 0) + max(0, end - applied)
         self.metrics.pending(pending)
 
     def _measure(self, result: ApplyResult) -> None:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from cdc.config import Config, TableConfig
 from cdc.costs.credits import Attribution, QueryRecord, attribute, query_history_sql
 from cdc.costs.report import Measurement, TableMeasure
+from cdc.names import path_segment
 from warehouse.base import ComputeRow, TableStorage, Warehouse
 
 KAFKA_NOTE = (
@@ -55,7 +56,7 @@ def tier_usage(root: str, options: dict[str, Any], table: str) -> tuple[TableSto
         raise CostReportError(f"tier storage {root}: {exc}") from exc
     out = []
     for tier in ("warm", "cold"):
-        folder = f"{base.rstrip('/')}/{tier}/{table}"
+        folder = f"{base.rstrip('/')}/{tier}/{path_segment(table)}"
         try:
             found: dict[str, dict[str, Any]] = fs.find(folder, detail=True)
         except FileNotFoundError:

@@ -86,6 +86,8 @@ class DecodeError(Exception):
 
 
 def _mismatch(expected: str, value: Any) -> DecodeError:
+    if value.__class__ is int and value.bit_length() > 200:  # repr of a huge int is slow
+        return DecodeError(f"expected {expected}, got an int of {value.bit_length()} bits")
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
@@ -141,6 +143,9 @@ MAX_NUMERIC_PRECISION: Final = 1000
 """PostgreSQL's largest declared numeric precision; a larger one is not a declared precision."""
 MAX_NUMERIC_SCALE: Final = 16383
 """PostgreSQL's largest numeric display scale; a scale beyond it is a malformed schema."""
+MAX_NUMERIC_WEIGHT: Final = 131071
+"""PostgreSQL numerics have at most 131072 digits before the decimal point."""
+_MAX_DECIMAL_BYTES: Final = 62_000  # an unscaled value of PostgreSQL's 147455 digits at most
 MONEY_PRECISION: Final = 19
 """``money`` is a 64-bit count of cents: at most 19 digits."""
 SOURCE_TYPE: Final = "__debezium.source.column.type"
@@ -366,12 +371,14 @@ def make_decimal_decoder(scale: int, precision: int | None) -> Decoder:
     def decode_decimal(value: Any, placeholder: str) -> decimal.Decimal:
         if value.__class__ is not str:
             raise _mismatch("base64 Decimal", value)
+        if len(value) > _MAX_DECIMAL_BYTES * 4 // 3 + 4:
+            raise DecodeError("Decimal bytes longer than any PostgreSQL numeric")
         raw = _b64decode(value)
         if not raw:
             raise DecodeError("empty Decimal bytes")
         unscaled = int.from_bytes(raw, "big", signed=True)
         if bound is not None and not -bound < unscaled < bound:
-            raise DecodeError(f"Decimal {unscaled}E-{scale} has more than {precision} digits")
+            raise DecodeError(f"Decimal of scale {scale} has more than {precision} digits")
         return _to_decimal(unscaled, scale)
 
     return decode_decimal
@@ -404,6 +411,9 @@ def make_decimal_text_decoder(scale: int | None, precision: int | None) -> Decod
         if len(value) > _MAX_DECIMAL_TEXT or not _DECIMAL_TEXT.fullmatch(value):
             raise _mismatch("numeric text", value)
         number = decimal.Decimal(value)
+        exponent: Any = number.as_tuple().exponent
+        if exponent < -MAX_NUMERIC_SCALE or number.adjusted() > MAX_NUMERIC_WEIGHT:
+            raise DecodeError(f"numeric {value[:40]} is outside PostgreSQL's numeric range")
         if bound is not None:
             scaled = number.scaleb(scale or 0, _EXACT)
             if scaled != scaled.to_integral_value() or not -bound < scaled < bound:
@@ -428,6 +438,8 @@ def decode_variable_scale_decimal(value: Any, placeholder: str) -> decimal.Decim
         raise _mismatch("base64 value", raw)
     if not -MAX_NUMERIC_SCALE <= scale <= MAX_NUMERIC_SCALE:
         raise DecodeError(f"VariableScaleDecimal scale {scale} is out of range")
+    if len(raw) > _MAX_DECIMAL_BYTES * 4 // 3 + 4:
+        raise DecodeError("VariableScaleDecimal bytes longer than any PostgreSQL numeric")
     data = _b64decode(raw)
     if not data:
         raise DecodeError("empty VariableScaleDecimal bytes")

@@ -86,7 +86,8 @@ def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
 def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) -> None:
     """Create the tables' topics and the signal table (it must exist when the connector
     starts, to be in its publication), then start the embedded connector on the stack."""
-    ensure_topics(stack.bootstrap_servers, [config.topic_for(t) for t in config.tables], partitions)
+    topics = sorted({config.topic_for(t) for t in config.tables})  # tables may share one
+    ensure_topics(stack.bootstrap_servers, topics, partitions)
     ensure_configured_signal_table(config, stack.pg_url(config.source.database))
     props = debezium_properties(config, runtime="embedded", offsets_file=stack.debezium_offsets)
     stack.start_debezium(props, partitions=partitions)
@@ -129,7 +130,9 @@ class ReplicatorThread:
     """`cdc run` in a background thread (no signal handlers), stoppable when caught up."""
 
     def __init__(self, config: Config) -> None:
-        self.replicator = Replicator(replicator_settings(config), open_warehouse(config))
+        self.replicator = Replicator(
+            replicator_settings(config, check_types=True), open_warehouse(config)
+        )
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="replicator", daemon=True)
 

@@ -95,7 +95,8 @@ class WarehouseSide:
 
 def resolve_tables(config: Config, names: Sequence[str] | None) -> list[TableConfig]:
     """The configured tables named (all when None), by source name (``schema.table`` or
-    ``table``) or warehouse name; an unknown name is an error naming the configured ones."""
+    ``table``, PostgreSQL's quoted form for other names) or warehouse name; an unknown name
+    is an error naming the configured ones."""
     if not names:
         return list(config.tables)
     chosen: list[TableConfig] = []
@@ -103,7 +104,10 @@ def resolve_tables(config: Config, names: Sequence[str] | None) -> list[TableCon
     for name in names:
         found = [t for t in config.tables if name in (t.name, t.target_name, t.source.name)]
         if not found:
-            unknown.append(name)
+            try:  # PostgreSQL's quoted form written another way, e.g. "public"."orders"
+                found = [config.table(name)]
+            except KeyError:
+                unknown.append(name)
         chosen += [t for t in found if t not in chosen]
     if unknown:
         known = ", ".join(t.name for t in config.tables)

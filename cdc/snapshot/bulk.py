@@ -39,7 +39,9 @@ import structlog
 from psycopg import sql
 
 from cdc.config import Config, TableConfig
+from cdc.consumer.fitting import first_unfit
 from cdc.model import KafkaOrigin, TableSchema
+from cdc.names import path_segment
 from cdc.snapshot.plan import (
     Chunk,
     SnapshotPlan,
@@ -161,6 +163,12 @@ def check_request(config: Config, tables: Sequence[str], where: str | None = Non
                 schema = reflect_table(conn, table.source)
             except SourceTableError as exc:
                 raise SnapshotError(str(exc)) from None
+            if table.columns:
+                raise SnapshotError(
+                    f"table {table.name} has column type overrides, which the bulk method does "
+                    "not apply: use `cdc snapshot --method incremental` (its rows go through "
+                    "the stream, overrides and quarantine included)"
+                )
             if where:
                 check_where(conn, schema, where)
             out.append(Request(table, schema_with_key_not_null(schema)))
@@ -176,7 +184,7 @@ def state_dir(config: Config, options: BulkOptions) -> Path:
 
 
 def _plan_file(folder: Path, target: str) -> Path:
-    return folder / f"{target}.json"
+    return folder / f"{path_segment(target)}.json"  # any table name is one file name
 
 
 def _save(path: Path, plan: SnapshotPlan) -> None:
@@ -351,6 +359,14 @@ def snapshot_table(
                     inflight.put((nxt, readers.submit(request.schema, nxt, plan.where)))
                 origin = KafkaOrigin(plan.group, chunk.index, 0)
                 if isinstance(rows, list):
+                    unfit = first_unfit(request.schema, rows, warehouse.capabilities)
+                    if unfit is not None:
+                        raise SnapshotError(
+                            f"table {plan.table}: {unfit}. The chunks loaded so far stay; set "
+                            "a column override (`columns: {<name>: {type: text}}`) and use "
+                            "`cdc snapshot --method incremental`, whose rows are quarantined "
+                            "one by one instead"
+                        )
                     chunk_rows = SourceRows(target, request.schema, rows, position, origin)
                 else:
                     chunk_rows = SourceRows(target, request.schema, (), position, origin, rows)

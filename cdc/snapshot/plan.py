@@ -86,6 +86,8 @@ def chunk_query(
         ident = sql.Identifier(c.name)
         if utc_text and c.type.kind is Kind.TIMESTAMPTZ:
             parts.append(sql.SQL("({} AT TIME ZONE 'UTC')").format(ident))
+        elif c.type.source_type == "MONEY":  # its text is locale-formatted ('$1,234.56')
+            parts.append(sql.SQL("({}::numeric)").format(ident))
         else:
             parts.append(ident)
     cond = chunk_predicate(schema.key, chunk)

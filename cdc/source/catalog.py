@@ -11,6 +11,8 @@ declared length of ``varchar(n)``/``char(n)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import psycopg
@@ -18,10 +20,14 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.compare import source_connection
 from cdc.config import SourceConfig
+from cdc.decoding.refusals import REFUSED
+from cdc.decoding.values import MONEY_PRECISION, MONEY_SCALE
 from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
 
 __all__ = [
     "SourceTableError",
+    "column_refusals",
+    "column_type",
     "plan_filter",
     "qualified",
     "reflect_table",
@@ -38,16 +44,6 @@ _KINDS: Final[dict[str, Kind]] = {
     "float4": Kind.FLOAT32,
     "float8": Kind.FLOAT64,
     "bool": Kind.BOOLEAN,
-    "text": Kind.TEXT,
-    "varchar": Kind.TEXT,
-    "bpchar": Kind.TEXT,
-    "name": Kind.TEXT,
-    "citext": Kind.TEXT,
-    "inet": Kind.TEXT,
-    "cidr": Kind.TEXT,
-    "macaddr": Kind.TEXT,
-    "macaddr8": Kind.TEXT,
-    "xml": Kind.TEXT,
     "bytea": Kind.BYTES,
     "date": Kind.DATE,
     "time": Kind.TIME,
@@ -58,17 +54,25 @@ _KINDS: Final[dict[str, Kind]] = {
     "uuid": Kind.UUID,
     "json": Kind.JSON,
     "jsonb": Kind.JSON,
+    "hstore": Kind.JSON,  # hstore.handling.mode=json
 }
+"""Types with a kind of their own; every other type (text, inet, bit(n), ranges, composites,
+geometric types, extension types...) lands as TEXT: its PostgreSQL text form."""
 _LENGTH_TYPES: Final = frozenset({"varchar", "bpchar"})
 
+# Per column: name, type, its kind (b base, d domain, e enum, c composite, r range...), typmod,
+# nullability, the domain's base type (domains resolved, as Debezium resolves them), the array
+# element type, the enum labels, and the declared array dimensions.
 _COLUMNS: Final = """
 SELECT a.attname, t.typname, t.typtype, a.atttypmod, NOT a.attnotnull,
        e.typname, e.typtype,
        CASE WHEN t.typtype = 'e' THEN (SELECT array_agg(enumlabel ORDER BY enumsortorder)
-                                       FROM pg_enum WHERE enumtypid = t.oid) END
+                                       FROM pg_enum WHERE enumtypid = t.oid) END,
+       b.typname, a.attndims
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_type b ON b.oid = t.typbasetype AND t.typtype = 'd'
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -78,6 +82,22 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 WHERE i.indrelid = %s::regclass AND i.indisprimary
 ORDER BY array_position(i.indkey, a.attnum)
 """
+
+
+def column_refusals(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
+    """Why columns of ``table`` can't be replicated exactly (empty: every column can), one
+    message per column naming it, its type and what to do; nothing when it doesn't exist."""
+    name = qualified(table)
+    exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    if exists is None or exists[0] is None:
+        return []
+    out = []
+    for row in conn.execute(_COLUMNS, (name,)):
+        try:
+            column_type(row)
+        except SourceTableError as exc:
+            out.append(f"column {row[0]!r}: {exc}")
+    return out
 
 
 def source_dsn(source: SourceConfig) -> str:
@@ -95,21 +115,55 @@ def qualified(table: TableId) -> str:
     return psycopg.sql.Identifier(table.schema, table.name).as_string(None)
 
 
-def _scalar(typname: str, typtype: str, typmod: int, labels: Any) -> ColumnType:
+def _scalar(typname: str, typtype: str, typmod: int, labels: Any, base: str | None) -> ColumnType:
     source_type = typname.upper()
+    refusal = REFUSED.get(base or typname)
+    if refusal is not None:
+        raise SourceTableError(refusal.message(typname))
     if typtype == "e":
         return ColumnType(Kind.ENUM, enum_values=tuple(labels or ()), source_type=source_type)
+    if typtype == "d" and base is not None:
+        if base in ("numeric", "money"):  # numerics arrive as text: a domain's name hides them
+            return ColumnType(Kind.TEXT, source_type=source_type)
+        return replace(_scalar(base, "b", typmod, None, None), source_type=source_type)
     if typname == "numeric":
         if typmod < 0:
             return ColumnType(Kind.VARDECIMAL, source_type=source_type)
         precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
         return ColumnType(Kind.DECIMAL, precision=precision, scale=scale, source_type=source_type)
-    kind = _KINDS.get(typname)
-    if kind is None:
-        raise SourceTableError(f"type {typname!r} has no lossless mapping")
+    if typname == "money":
+        return ColumnType(
+            Kind.DECIMAL, precision=MONEY_PRECISION, scale=MONEY_SCALE, source_type=source_type
+        )
+    kind = _KINDS.get(typname, Kind.TEXT)
     if typname in _LENGTH_TYPES and typmod > 4:
         return ColumnType(kind, length=typmod - 4, source_type=source_type)
     return ColumnType(kind, source_type=source_type)
+
+
+def column_type(row: Sequence[Any]) -> ColumnType:
+    """The column type of one ``_COLUMNS`` row, as the decoder types the column's values;
+    SourceTableError (the refusal's reason and what to do) for a type that can't replicate."""
+    _, typname, typtype, typmod, _, elem, elem_type, labels, base, ndims = row
+    if elem is None:
+        return _scalar(typname, typtype, typmod, labels, base)
+    refusal = REFUSED.get(typname)
+    if refusal is not None:
+        raise SourceTableError(refusal.message(typname))
+    if (ndims or 0) > 1:
+        raise SourceTableError(
+            f"type {typname} is declared with {ndims} dimensions: Debezium 3.6 sends the "
+            "elements of a multi-dimensional array as NULLs. Store it as text or jsonb at the "
+            "source, or leave the column out (source.debezium: column.exclude.list)"
+        )
+    element = _scalar(elem, elem_type, -1, None, None)
+    if element.kind is Kind.ENUM:
+        element = ColumnType(Kind.TEXT)
+    return ColumnType(
+        Kind.ARRAY,
+        element=ColumnType(element.kind, element.precision, element.scale),
+        source_type=typname.upper(),
+    )
 
 
 def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
@@ -126,24 +180,12 @@ def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
             f"{conn.info.dbname!r}: check the name (schema.table) and the source settings"
         )
     columns: list[Column] = []
-    for attname, typname, typtype, typmod, nullable, elem, elem_type, labels in conn.execute(
-        _COLUMNS, (name,)
-    ):
+    for row in conn.execute(_COLUMNS, (name,)):
         try:
-            if elem is not None:
-                element = _scalar(elem, elem_type, -1, None)
-                if element.kind is Kind.ENUM:
-                    element = ColumnType(Kind.TEXT)
-                ctype = ColumnType(
-                    Kind.ARRAY,
-                    element=ColumnType(element.kind, element.precision, element.scale),
-                    source_type=typname.upper(),
-                )
-            else:
-                ctype = _scalar(typname, typtype, typmod, labels)
+            ctype = column_type(row)
         except SourceTableError as exc:
-            raise SourceTableError(f"{table}.{attname}: {exc}") from None
-        columns.append(Column(attname, ctype, nullable))
+            raise SourceTableError(f"{table} column {row[0]!r}: {exc}") from None
+        columns.append(Column(row[0], ctype, row[4]))
     key = tuple(row[0] for row in conn.execute(_KEY, (name,)))
     if not key:
         raise SourceTableError(

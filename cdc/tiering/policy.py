@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from cdc.names import path_segment
+
 Tier = Literal["warm", "cold"]
 MoveKind = Literal["hot_to_warm", "warm_to_cold", "expire", "restore"]
 
@@ -70,4 +72,5 @@ def move_id(kind: MoveKind, table: str, *parts: object) -> str:
 
 
 def file_path(root: str, tier: Tier, table: str, month: str, move: str) -> str:
-    return f"{root.rstrip('/')}/{tier}/{table}/month={month}/{move}.parquet"
+    folder = path_segment(table)  # any table name is one folder
+    return f"{root.rstrip('/')}/{tier}/{folder}/month={month}/{move}.parquet"

@@ -16,6 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cdc.names import path_segment
 from cdc.tiering.policy import Tier, TierFile
 
 
@@ -126,7 +127,7 @@ class TierStore:
     def files_under(self, table: str) -> Iterator[str]:
         """Every Parquet file of a table in either tier (live or not)."""
         for tier in ("warm", "cold"):
-            base = f"{self.root}/{tier}/{table}"
+            base = f"{self.root}/{tier}/{path_segment(table)}"
             try:
                 found = self.fs.find(base)
             except FileNotFoundError:

@@ -299,12 +299,14 @@ def test_snowflake_warehouse_needs_exactly_one_way_to_authenticate() -> None:
 def test_duplicate_table_names() -> None:
     text = VALID.replace("  - name: orders\n", "  - name: customers\n")
     assert errors_of(text) == [
-        "cdc.yaml:38: tables[1].name: duplicate table 'public.customers' (already tables[0])"
+        "cdc.yaml:38: tables[1].name: duplicate table 'public.customers' "
+        "(already tables[0] at line 34)"
     ]
     # reported even when another table entry is invalid
     text = VALID.replace("  - name: orders\n", "  - name: customers\n    mode: x\n")
     assert errors_of(text) == [
-        "cdc.yaml:38: tables[1].name: duplicate table 'public.customers' (already tables[0])",
+        "cdc.yaml:38: tables[1].name: duplicate table 'public.customers' "
+        "(already tables[0] at line 34)",
         "cdc.yaml:39: tables[1].mode: Input should be 'mirror' or 'scd2' (got 'x')",
     ]
 
@@ -312,7 +314,8 @@ def test_duplicate_table_names() -> None:
 def test_duplicate_targets() -> None:
     text = VALID.replace("    target: lines", "    target: Orders")
     assert errors_of(text) == [
-        "cdc.yaml:41: tables[2].target: warehouse table 'Orders' is already the target of tables[1]"
+        "cdc.yaml:41: tables[2].target: warehouse table 'Orders' is already the target of "
+        "tables[1] at line 38"
     ]
 
 

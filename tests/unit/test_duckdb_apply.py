@@ -471,7 +471,7 @@ def test_a_keyless_message_on_a_keyed_table_is_a_data_error_of_that_table(
         position=SourcePosition(2, 2, 1_700_000_000_000_002, False),
         origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
     )
-    [grouped] = group_by_table([good, stray], {"pg.public.items": ITEMS})
+    [grouped] = group_by_table([good, stray], {SCHEMA.table: ITEMS})
     assert grouped.schema.key == ("id",)  # the stray message does not decide the schema
     with pytest.raises(DataError, match="lacks key column 'id'") as e:
         wh.apply([grouped], [])

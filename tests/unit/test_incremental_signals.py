@@ -126,8 +126,9 @@ def test_signal_table_setting() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(config_text("  signal_table: a.b.c\n"))
     assert str(info.value) == (
-        "cdc.yaml:5: source.signal_table: must be 'schema.table' or 'table' (plain PostgreSQL "
-        "identifiers), or null (got 'a.b.c')"
+        "cdc.yaml:5: source.signal_table: 'a.b.c' must be 'schema.table' or 'table'; a name "
+        'holding a dot, a space or a quote is written quoted: "Sales Data"."a.b" (or null) '
+        "(got 'a.b.c')"
     )
 
 

@@ -14,6 +14,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from cdc.names import path_segment
+from cdc.tiering.policy import file_path
 from warehouse.base import TerminalWarehouseError
 from warehouse.snowflake import number, time6, timestamp_ntz6, timestamp_tz6
 from warehouse.snowflake_tiering import (
@@ -82,10 +84,10 @@ def test_external_table_over_the_stage_root_with_the_tables_files_only() -> None
 def test_the_pattern_matches_the_tables_files_and_needs_no_escaping(table: str) -> None:
     pattern = tier_pattern(table)
     assert re.fullmatch(r"[A-Za-z0-9_.*()|/=\[\]{}\-^+]+", pattern), pattern
-    for tier in ("warm", "cold"):
-        path = f"prefix/{tier}/{table}/month=2024-03/hot_to_warm-0123456789abcdef.parquet"
+    for tier in ("warm", "cold"):  # the files' paths, as cdc.tiering.policy.file_path makes them
+        path = file_path("prefix", tier, table, "2024-03", "hot_to_warm-0123456789abcdef")
         assert re.fullmatch(pattern, path)
-    assert not re.fullmatch(pattern, f"warm/{table}/month=2024-03/x.csv")
+    assert not re.fullmatch(pattern, f"warm/{path_segment(table)}/month=2024-03/x.csv")
     text = create_external_table(TIERS, "tiers", table)
     assert text.count("'") == 2  # the pattern is the only literal, and holds no quote
 

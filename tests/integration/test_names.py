@@ -1,0 +1,105 @@
+"""Any legal PostgreSQL name replicates (issue 17, point 5): a schema with a space, a table
+with a double quote, columns with a dot, a space, mixed case, a reserved word, unicode and a
+quote; plus a plain table whose Debezium topic name is the same as the odd table's (Debezium
+replaces characters other than [A-Za-z0-9._-] by '_'), so the consumer must take the table
+from each envelope. Snapshot, streamed insert/update/delete, `cdc reconcile` and
+`cdc snapshot --method bulk` on the real chain, into DuckDB and into Snowflake (fakesnow)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from stack_support import snowflake_warehouse_section
+
+from cdc.model import TableId
+from cdc.reconcile.run import ReconcileSettings, reconcile
+from cdc.runtime import open_warehouse
+from cdc.snapshot.bulk import BulkOptions, bulk_snapshot
+
+if TYPE_CHECKING:
+    from stack_support import Pipeline
+
+pytestmark = pytest.mark.integration
+
+FAST = ReconcileSettings(leaf_rows=64, fanout=8, lag_timeout=30)
+ODD = '"Sales Data"."Order""Items"'  # as cdc.yaml and the command line write it
+
+DDL = """
+CREATE SCHEMA "Sales Data";
+CREATE TABLE "Sales Data"."Order""Items" (
+    "Id" int PRIMARY KEY,
+    "Mixed Col" text,
+    "select" int,
+    "a.b" numeric(12, 3),
+    "ünï" text,
+    "it""s" text
+);
+CREATE SCHEMA "Sales_Data";
+CREATE TABLE "Sales_Data"."Order_Items" (id int PRIMARY KEY, v text);
+CREATE TABLE plain (id int PRIMARY KEY, v text);
+INSERT INTO "Sales Data"."Order""Items"
+    SELECT g, 'm' || g, g * 2, g / 8.0, 'ü' || g, 'q"' || g FROM generate_series(1, 300) g;
+INSERT INTO "Sales_Data"."Order_Items" SELECT g, 'o' || g FROM generate_series(1, 50) g;
+INSERT INTO plain SELECT g, 'p' || g FROM generate_series(1, 50) g;
+"""
+
+CHANGES = """
+INSERT INTO "Sales Data"."Order""Items" VALUES (1001, 'new', 1, 0.5, 'ñ', 'x"y');
+UPDATE "Sales Data"."Order""Items" SET "Mixed Col" = 'changed', "select" = -1 WHERE "Id" <= 20;
+DELETE FROM "Sales Data"."Order""Items" WHERE "Id" BETWEEN 21 AND 30;
+INSERT INTO "Sales_Data"."Order_Items" VALUES (1001, 'shared topic');
+UPDATE "Sales_Data"."Order_Items" SET v = 'u' WHERE id <= 5;
+DELETE FROM "Sales_Data"."Order_Items" WHERE id = 6;
+INSERT INTO plain VALUES (1001, 'new');
+DELETE FROM plain WHERE id = 1;
+"""
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"])
+def test_odd_names_replicate_reconcile_and_snapshot(
+    pipeline: Pipeline, warehouse: str, request: pytest.FixtureRequest
+) -> None:
+    pipeline.sql(DDL)
+    extra: dict[str, Any] = {}
+    if warehouse == "snowflake":
+        server = request.getfixturevalue("fakesnow_server")
+        database = f"CDC_{pipeline.name.upper()}"
+        extra["warehouse"] = snowflake_warehouse_section(server, database)
+    config = pipeline.configure(
+        [{"name": ODD}, {"schema": "Sales_Data", "table": "Order_Items"}, "plain"], **extra
+    )
+    odd, shared, _plain = config.tables
+    assert odd.source == TableId("Sales Data", 'Order"Items') and odd.name == ODD
+    assert odd.target_name == 'Order"Items'
+    assert shared.source == TableId("Sales_Data", "Order_Items")
+    # Debezium's sanitised topic names are equal: the envelope says which table it is
+    assert (
+        config.topic_for(odd)
+        == config.topic_for(shared)
+        == f"{pipeline.name}.Sales_Data.Order_Items"
+    )
+
+    pipeline.start_debezium()
+    run = pipeline.replicate_until_caught_up()  # Debezium's initial snapshot
+    assert run.dead_letters == 0 and not run.parked, run
+    pipeline.assert_equal_to_source()
+
+    pipeline.sql(CHANGES)
+    run = pipeline.replicate_until_caught_up()
+    assert run.dead_letters == 0 and not run.parked, run
+    pipeline.assert_equal_to_source()
+
+    report = reconcile(config, settings=FAST)
+    assert [t.status for t in report.tables] == ["ok", "ok", "ok"], report.to_json()
+    assert sum(t.left for t in report.tables) == 0
+
+    wh = open_warehouse(config)
+    try:
+        (result,) = bulk_snapshot(config, wh, [ODD], BulkOptions(rows_per_chunk=100))
+    finally:
+        wh.close()
+    assert result.rows == 291 and result.chunks >= 2
+    pipeline.assert_equal_to_source()
+    report = reconcile(config, [ODD], settings=FAST)
+    assert [t.status for t in report.tables] == ["ok"], report.to_json()
