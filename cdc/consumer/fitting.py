@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from cdc.decoding.special import pg_float
 from cdc.model import (
     DATE_INFINITY,
     END_OF_DAY,
@@ -96,12 +97,6 @@ def _time_text(value: dt.time) -> str:
     return text + "+00" if value.tzinfo is not None else text
 
 
-def _float_text(value: float) -> str:
-    from cdc.decoding.values import pg_float
-
-    return pg_float(value)
-
-
 def pg_text(value: Any) -> str:
     """A model value as PostgreSQL prints it (timestamps with zones in UTC, ``+00``)."""
     if isinstance(value, bool):
@@ -109,7 +104,7 @@ def pg_text(value: Any) -> str:
     if isinstance(value, decimal.Decimal):
         return numeric_text(value)
     if isinstance(value, float):
-        return _float_text(value)
+        return pg_float(value)
     if isinstance(value, dt.datetime):
         text = value.replace(tzinfo=None).isoformat(sep=" ")
         return text + "+00" if value.tzinfo is not None else text
