@@ -5,6 +5,7 @@ history of ``scd2`` tables."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from cdc.compare import TableDiff, compare_rows, source_connection, source_rows
-from cdc.config import Config, load_config
+from cdc.config import Config, TableConfig, load_config
+from cdc.consumer.fitting import UnfitValueError, convert, override_type
 from cdc.consumer.loop import Replicator, RunStats
 from cdc.local.stack import LocalStack
 from cdc.runtime import open_warehouse, replicator_settings
@@ -176,6 +178,22 @@ class ReplicatorThread:
         return self.replicator.stats
 
 
+def overridden_rows(rows: list[dict[str, Any]], table: TableConfig) -> list[dict[str, Any]]:
+    """Source rows with the table's overridden columns in the form the warehouse stores them
+    (PostgreSQL's text; a decimal that doesn't fit stays as it is, to show as different)."""
+    if not table.columns:
+        return rows
+    targets = {name: override_type(o.type) for name, o in table.columns.items()}
+    out = []
+    for row in rows:
+        changed = dict(row)
+        for name, target in targets.items():
+            with contextlib.suppress(UnfitValueError):
+                changed[name] = convert(row.get(name), target)
+        out.append(changed)
+    return out
+
+
 def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> list[TableDiff]:
     """Source vs warehouse, every configured table, every column. With ``skip_quarantined``,
     keys with open quarantined changes are left out (``TableDiff.excluded``): the warehouse
@@ -186,6 +204,7 @@ def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> 
         with source_connection(url) as conn:
             for table in config.tables:
                 key, types, rows = source_rows(conn, table.source)
+                rows = overridden_rows(rows, table)
                 target = config.table_target(table)
                 held = (
                     {c.row.key for c in warehouse.list_quarantine(target.name)}
