@@ -33,6 +33,7 @@ __all__ = [
     "display_ident",
     "include_regex",
     "parse_table",
+    "signal_collection",
     "path_segment",
     "quote_ident",
     "topic_name",
@@ -157,6 +158,81 @@ def include_regex(table: TableId) -> str:
     """One entry of Debezium's ``table.include.list``: exactly ``schema.table``, case
     included (Debezium compiles the list case-insensitively; ``(?-i:...)`` undoes that)."""
     return f"(?-i:{_java_literal(table.schema)}\\.{_java_literal(table.name)})"
+
+
+# Debezium's TableIdParser: quoting characters, and the doublings it undoes in every part
+# (in this order, whichever quote the part used).
+_DBZ_QUOTES = ('"', "`", "'")
+_DBZ_UNDOUBLE = ("'", '"', "`")
+# Regex syntax on which Java's Pattern and Python's re may disagree: a collection written with
+# one of these is not sent (see signal_collection).
+_JAVA_REGEX_UNSURE = re.compile(r"[\\\[\]{}]|\(\?")
+
+
+def _dbz_undouble(token: str) -> str:
+    for q in _DBZ_UNDOUBLE:
+        token = token.replace(q + q, q)
+    return token
+
+
+def _dbz_plain_ok(part: str) -> bool:
+    """Debezium's TableIdParser reads ``part`` unquoted as itself."""
+    return (
+        part[0] not in _DBZ_QUOTES
+        and "." not in part
+        and not any(ch.isspace() for ch in part)
+        and _dbz_undouble(part) == part
+    )
+
+
+def _dbz_quoted(part: str) -> str | None:
+    """``part`` quoted so that Debezium's TableIdParser reads it back as itself, or None."""
+    for q in _DBZ_QUOTES:
+        if _dbz_undouble(part.replace(q, q + q)) == part:
+            return q + part.replace(q, q + q) + q
+    return None
+
+
+def signal_collection(table: TableId, known: Iterable[TableId] = ()) -> tuple[str, str]:
+    """How an ``execute-snapshot`` signal names ``table`` exactly: its ``data-collections``
+    entry, and the regex of its ``additional-conditions`` ``data-collection``.
+
+    Debezium (3.6, ``AbstractIncrementalSnapshotChangeEventSource``) compiles each
+    data-collections entry as a case-sensitive Java regex and full-matches it against the raw
+    ``schema.table`` of every table it knows; the matches (or, when none matches, the entry
+    itself) are then read by ``TableId.parse``, which splits on dots and whitespace outside
+    quotes and undoes doubled quotes. An additional condition's ``data-collection`` is a
+    case-insensitive regex matched against that same string. So:
+
+    - when ``schema.table`` reads back as the table, the entry is :func:`include_regex`
+      (matches exactly that table, like ``table.include.list``);
+    - otherwise (a dot, a space, a leading or doubled quote) it is the quoted form, which must
+      match none of the ``known`` tables as a regex (a quoted form starts with a quote, a raw
+      name rarely does) so that Debezium parses it as written.
+
+    Raises BadNameError for a name Debezium can't be sent exactly (a quoted form holding
+    ``\\``, ``[``, ``]``, ``{``, ``}`` or ``(?``, where Java and Python regexes differ, or one
+    matching another table).
+    """
+    if _dbz_plain_ok(table.schema) and _dbz_plain_ok(table.name):
+        exact = include_regex(table)
+        return exact, exact
+    schema, name = _dbz_quoted(table.schema), _dbz_quoted(table.name)
+    if schema is not None and name is not None:
+        entry = f"{schema}.{name}"
+        if not _JAVA_REGEX_UNSURE.search(entry):
+            try:
+                pattern = re.compile(entry)
+            except re.error:
+                pattern = None
+            if pattern is not None and not any(
+                pattern.fullmatch(f"{t.schema}.{t.name}") for t in (table, *known)
+            ):
+                return entry, f"(?-i:{_java_literal(entry)})"
+    raise BadNameError(
+        f"{display(table)} can't be named exactly in a Debezium signal (its name as a Java "
+        "regex is unsafe or matches another table): snapshot it with the bulk method"
+    )
 
 
 def warehouse_key(name: str) -> str:

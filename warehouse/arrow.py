@@ -477,6 +477,8 @@ def python_values(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
 
 
 def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
+    if pa.types.is_time(values.type):  # to_pylist turns 24:00:00 into 00:00:00 silently
+        return _temporal_values(values)
     try:
         out: list[Any] = values.to_pylist()
     except (ValueError, OverflowError):  # a far date or timestamp (BC, ±infinity), 24:00:00

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -442,6 +442,8 @@ class Warehouse(abc.ABC):
     capabilities: ClassVar[Capabilities]
     # the SQL dialect of warehouse.checksum's renderings for this engine (reconciliation)
     checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]]
+    # True once the caller wants to stop (SIGTERM): an engine's waits (a held file) end early
+    interrupted: Callable[[], bool] = staticmethod(lambda: False)
 
     @abc.abstractmethod
     def ensure_bookkeeping(self) -> None:

@@ -14,18 +14,21 @@ Canonical text per :class:`~cdc.model.Kind` (the same on PostgreSQL, DuckDB and 
 Kind           canonical text                              note
 =============  ==========================================  ======================================
 INT16/32/64    the decimal number
-DECIMAL(p,s)   the number cast to DECIMAL(38, s)           ``1.50`` for numeric(12,2), exact
-VARDECIMAL     the number cast to DECIMAL(38, 10)          the warehouse's type for it
+DECIMAL(p,s)   the number cast to DECIMAL(38, s)           ``1.50`` for numeric(12,2), exact;
+                                                           PostgreSQL: a value that doesn't fit
+                                                           it (NaN, ±Infinity, more digits) is
+                                                           ``!<text>``, never rounded
+VARDECIMAL     the number cast to DECIMAL(38, 10)          the warehouse's type for it (same)
 FLOAT64        the shortest round-trip text                as PostgreSQL ≥ 12 prints it (no
                                                            ``.0`` on an integral value)
 FLOAT32        the value as a double, shortest text        Snowflake stores it as a double
 BOOLEAN        ``t`` / ``f``
 TEXT, ENUM     ``<length>:<text>``                         enum as its label, char(n) padded
 BYTES          lower-case hex
-DATE           days since 1970-01-01
-TIME           µs since midnight
+DATE           days since 1970-01-01 (negative BC)         ``infinity`` / ``-infinity``
+TIME           µs since midnight                           24:00:00 is 86400000000
 TIMETZ         µs since midnight in UTC                    the warehouse keeps it in UTC
-TIMESTAMP(TZ)  µs since 1970-01-01 (UTC for TZ)
+TIMESTAMP(TZ)  µs since 1970-01-01 (UTC for TZ)            ``infinity`` / ``-infinity``
 INTERVAL       ``<months>:<days>:<µs>``                    the three parts, none folded
 UUID           the canonical lower-case text
 JSON           ``<length>:<text>`` as PostgreSQL prints     **Snowflake: NULL-ness only** (its
@@ -37,6 +40,11 @@ ARRAY          int/text/boolean elements: ``<length>:``    other elements: **the
 The two weaker renderings (marked bold) are documented limits: a difference there is not seen by
 the checksum. Rows that are fetched anyway (differing ranges) are compared in full in Python
 (``cdc.compare``), so such a difference is found whenever its range differs for another reason.
+
+The PostgreSQL side reads each column in the form the warehouse stores it (``cdc.reconcile.source``:
+a column override's type, PostgreSQL's printed text of types stored as TEXT, money as numeric),
+so the renderings above apply to both sides alike. Infinite dates and timestamps exist on
+PostgreSQL and DuckDB only (Snowflake can't hold them: such values are quarantined).
 
 Key ranges are half-open ``[lo, hi)`` over the key columns in lexicographic order; text keys
 compare by code point on every engine (``COLLATE "C"`` on PostgreSQL), so a range holds the
@@ -61,6 +69,7 @@ NULL_TEXT = "~"
 _X = "__x__"
 
 # value -> canonical text, per dialect ("__x__" stands for the column)
+_DAYS = "CAST(__x__ - CAST('1970-01-01' AS DATE) AS VARCHAR)"
 _COMMON: dict[Kind, str] = {
     Kind.INT16: "CAST(__x__ AS VARCHAR)",
     Kind.INT32: "CAST(__x__ AS VARCHAR)",
@@ -72,18 +81,21 @@ _COMMON: dict[Kind, str] = {
     Kind.ENUM: "CAST(__x__ AS VARCHAR)",
     Kind.UUID: "CAST(__x__ AS VARCHAR)",
     Kind.JSON: "CAST(__x__ AS VARCHAR)",
-    Kind.DATE: "CAST(__x__ - CAST('1970-01-01' AS DATE) AS VARCHAR)",
+    Kind.DATE: _DAYS,
 }
 # DuckDB prints an integral double as "1.0", PostgreSQL as "1"
 _NO_POINT_ZERO = "REGEXP_REPLACE({}, '[.]0$', '')"
 _PG_EPOCH_US = "CAST(CAST(EXTRACT(EPOCH FROM {}) * 1000000 AS BIGINT) AS VARCHAR)"
+# 'infinity' / '-infinity' as the engine prints them (days and epochs overflow or fail on them)
+_FINITE = "CASE WHEN ISFINITE(__x__) THEN {} ELSE CAST(__x__ AS VARCHAR) END"
 _BY_DIALECT: dict[str, dict[Kind, str]] = {
     "postgres": {
         Kind.BYTES: "ENCODE(__x__, 'hex')",
         Kind.TIME: _PG_EPOCH_US.format("__x__"),
         Kind.TIMETZ: _PG_EPOCH_US.format("CAST(__x__ AT TIME ZONE 'UTC' AS TIME)"),
-        Kind.TIMESTAMP: _PG_EPOCH_US.format("__x__"),
-        Kind.TIMESTAMPTZ: _PG_EPOCH_US.format("__x__"),
+        Kind.DATE: _FINITE.format(_DAYS),
+        Kind.TIMESTAMP: _FINITE.format(_PG_EPOCH_US.format("__x__")),
+        Kind.TIMESTAMPTZ: _FINITE.format(_PG_EPOCH_US.format("__x__")),
         Kind.INTERVAL: "CAST(CAST(EXTRACT(YEAR FROM __x__) * 12 + EXTRACT(MONTH FROM __x__) AS "
         "BIGINT) AS VARCHAR) || ':' || CAST(CAST(EXTRACT(DAY FROM __x__) AS BIGINT) AS VARCHAR)"
         " || ':' || CAST(CAST(EXTRACT(HOUR FROM __x__) * 3600000000 + EXTRACT(MINUTE FROM __x__)"
@@ -95,8 +107,9 @@ _BY_DIALECT: dict[str, dict[Kind, str]] = {
         Kind.BYTES: "LOWER(HEX(__x__))",
         Kind.TIME: "CAST(EPOCH_US(__x__) AS VARCHAR)",
         Kind.TIMETZ: "CAST(EPOCH_US(CAST(__x__ AS TIME)) AS VARCHAR)",
-        Kind.TIMESTAMP: "CAST(EPOCH_US(__x__) AS VARCHAR)",
-        Kind.TIMESTAMPTZ: "CAST(EPOCH_US(__x__) AS VARCHAR)",
+        Kind.DATE: _FINITE.format(_DAYS),
+        Kind.TIMESTAMP: _FINITE.format("CAST(EPOCH_US(__x__) AS VARCHAR)"),
+        Kind.TIMESTAMPTZ: _FINITE.format("CAST(EPOCH_US(__x__) AS VARCHAR)"),
         Kind.INTERVAL: "CAST(DATE_PART('year', __x__) * 12 + DATE_PART('month', __x__) AS VARCHAR)"
         " || ':' || CAST(DATE_PART('day', __x__) AS VARCHAR) || ':' || CAST(CAST(DATE_PART('hour',"
         " __x__) AS BIGINT) * 3600000000 + CAST(DATE_PART('minute', __x__) AS BIGINT) * 60000000"
@@ -124,6 +137,14 @@ _ARRAY_SIZE = {
     "duckdb": "CAST(LENGTH(__x__) AS VARCHAR)",
     "snowflake": "CAST(ARRAY_SIZE(__x__) AS VARCHAR)",
 }
+# PostgreSQL: a numeric DECIMAL(38, s) can't hold exactly (NaN, ±Infinity, more digits) is
+# '!' and its text (a CAST would round it or fail with "numeric field overflow"); a warehouse
+# DECIMAL always holds its value, so its side needs no guard
+_PG_DECIMAL = (
+    "CASE WHEN CAST(__x__ AS NUMERIC) = ROUND(CAST(__x__ AS NUMERIC), {scale}) AND "
+    "ABS(CAST(__x__ AS NUMERIC)) < {limit} THEN CAST(CAST(__x__ AS DECIMAL(38, {scale})) AS "
+    "VARCHAR) ELSE '!' || CAST(CAST(__x__ AS NUMERIC) AS VARCHAR) END"
+)
 _JSON_ELEMENTS = frozenset({Kind.INT16, Kind.INT32, Kind.INT64, Kind.TEXT, Kind.BOOLEAN})
 _PREFIXED = frozenset({Kind.TEXT, Kind.ENUM, Kind.JSON, Kind.ARRAY})
 
@@ -172,13 +193,16 @@ def canonical(
         text = _fill((_JSON_ARRAY if json_elements else _ARRAY_SIZE)[dialect], dialect, value)
     elif kind is Kind.BYTES and dialect == "snowflake":
         text = _hex_bytes(value, dialect)
-    elif kind is Kind.TEXT and dialect == "postgres" and ct.source_type == "BPCHAR":
-        # char(n): a cast to text drops the padding Debezium sends; CONCAT keeps it
-        text = exp.Anonymous(this="CONCAT", expressions=[value])
     elif kind in (Kind.DECIMAL, Kind.VARDECIMAL):
-        scale = ct.scale if kind is Kind.DECIMAL and ct.precision is not None else 10
-        as_decimal = exp.DataType.build(f"DECIMAL(38, {scale or 0})")
-        text = exp.Cast(this=exp.Cast(this=value, to=as_decimal), to=exp.DataType.build("VARCHAR"))
+        scale = (ct.scale or 0) if kind is Kind.DECIMAL and ct.precision is not None else 10
+        if dialect == "postgres":
+            limit = "1" + "0" * (38 - scale)
+            text = _fill(_PG_DECIMAL.format(scale=scale, limit=limit), dialect, value)
+        else:
+            as_decimal = exp.DataType.build(f"DECIMAL(38, {scale})")
+            text = exp.Cast(
+                this=exp.Cast(this=value, to=as_decimal), to=exp.DataType.build("VARCHAR")
+            )
     else:
         template = _BY_DIALECT[dialect].get(kind) or _COMMON[kind]
         text = _fill(template, dialect, value)
@@ -323,13 +347,22 @@ def live_condition(target: TableTarget, present: set[str]) -> exp.Expr | None:
     return None
 
 
+Relation = TableRef | exp.Subquery
+"""What the statements read: a table, or an aliased subquery standing for one (the source side
+reads its table shaped as the warehouse stores it)."""
+
+
+def _relation(ref: Relation) -> exp.Expr:
+    return ref.expr() if isinstance(ref, TableRef) else ref.copy()
+
+
 def _where(query: exp.Select, *conds: exp.Expr | None) -> exp.Select:
     real = [c for c in conds if c is not None]
     return query.where(exp.and_(*real)) if real else query
 
 
 def checksum_query(
-    ref: TableRef,
+    ref: Relation,
     columns: Sequence[Column],
     key: Sequence[str],
     ranges: Sequence[KeyRange],
@@ -347,7 +380,9 @@ def checksum_query(
     params: list[Any] = []
     for i, rng in enumerate(ranges):
         cond, p = range_condition(keys, rng)
-        inner = _where(exp.select(exp.alias_(md5.copy(), ident("h"))).from_(ref.expr()), live, cond)
+        inner = _where(
+            exp.select(exp.alias_(md5.copy(), ident("h"))).from_(_relation(ref)), live, cond
+        )
         params += p
         parts.append(
             exp.select(
@@ -363,7 +398,7 @@ def checksum_query(
 
 
 def range_rows_query(
-    ref: TableRef,
+    ref: Relation,
     projections: Sequence[exp.Expr],
     key_columns: Sequence[Column],
     rng: KeyRange,
@@ -374,11 +409,11 @@ def range_rows_query(
     """``projections`` of the rows in a key range, and the binds."""
     keys = [key_expr(c, dialect) for c in key_columns]
     cond, params = range_condition(keys, rng)
-    return _where(exp.select(*projections).from_(ref.expr()), live, cond), params
+    return _where(exp.select(*projections).from_(_relation(ref)), live, cond), params
 
 
 def keys_rows_query(
-    ref: TableRef,
+    ref: Relation,
     projections: Sequence[exp.Expr],
     key: Sequence[str],
     count: int,
@@ -388,11 +423,11 @@ def keys_rows_query(
     """``projections`` of the rows of ``count`` keys (bound: each key's values in turn)."""
     one = exp.and_(*[exp.EQ(this=col(k), expression=exp.Placeholder()) for k in key])
     anyof = exp.or_(*[exp.paren(one.copy()) for _ in range(count)])
-    return _where(exp.select(*projections).from_(ref.expr()), live, exp.paren(anyof))
+    return _where(exp.select(*projections).from_(_relation(ref)), live, exp.paren(anyof))
 
 
 def split_query(
-    ref: TableRef,
+    ref: Relation,
     key_columns: Sequence[Column],
     rng: KeyRange,
     step: int,
@@ -409,7 +444,7 @@ def split_query(
     inner = exp.select(
         *[exp.alias_(col(c.name), ident(c.name)) for c in key_columns],
         exp.alias_(number, ident("_rn")),
-    ).from_(ref.expr())
+    ).from_(_relation(ref))
     inner = _where(inner, live, cond)
     rn = col("_rn", "q")
     picked = exp.EQ(

@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -29,7 +29,15 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import ParseError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_any,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
 
 from cdc import failpoints
 from cdc.model import Column, TableSchema
@@ -149,7 +157,7 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
     def _open(self) -> duckdb.DuckDBPyConnection:
         retrying = Retrying(
             retry=retry_if_exception_type(duckdb.IOException),
-            stop=stop_after_delay(self.lock_timeout_s),
+            stop=stop_any(stop_after_delay(self.lock_timeout_s), _StopWhen(self.interrupted)),
             wait=wait_exponential(multiplier=0.01, min=0.01, max=1.0),
             reraise=True,
         )
@@ -1057,6 +1065,16 @@ def _qualified(ref: TableRef) -> str:
 # python_arrow_scan does not exist"), so connects and closes take turns within the process
 # (a reconcile or a status read next to `cdc run`'s thread, as in the tests).
 _INSTANCE_LOCK = threading.Lock()
+
+
+class _StopWhen(stop_base):
+    """Stop retrying once ``interrupted()`` says so (SIGTERM while a file is held)."""
+
+    def __init__(self, interrupted: Callable[[], bool]) -> None:
+        self.interrupted = interrupted
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return bool(self.interrupted())
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:

@@ -81,6 +81,11 @@ class ReplicationStoppedError(Exception):
     """The loop stopped on a terminal error; the message says what to do."""
 
 
+class _StopDuringRetryError(Exception):
+    """A stop was requested while the warehouse was unavailable: the batch is left
+    uncommitted (its offsets don't move) and the loop ends."""
+
+
 @dataclass(frozen=True)
 class ReplicatorSettings:
     bootstrap_servers: str
@@ -172,6 +177,7 @@ class Replicator:
         self._side: Consumer | None = None  # reads the log's last batch (see _log_end)
         self._ends: dict[tuple[str, int], tuple[int, int]] = {}  # (high watermark, real end)
         self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
+        warehouse.interrupted = lambda: self._stop  # a held file's wait ends on SIGTERM
         # tables with quarantined unfit values: their keys' later changes wait behind them
         self._holding: set[str] = set()
         self._compute: dict[str, tuple[float, int]] = {}  # table -> (apply seconds, batches)
@@ -262,6 +268,11 @@ class Replicator:
                     self.caught_up_event.set()
                     if self.until_caught_up:
                         break
+        except _StopDuringRetryError:
+            log.warning(
+                "stopped while the warehouse was unavailable: the batch was not committed, "
+                "its offsets did not move, it is read again on restart"
+            )
         finally:
             if self.metrics is not None:
                 self.metrics.stopping()
@@ -719,11 +730,15 @@ class Replicator:
                         "Nothing past the last applied batch was committed; fix the "
                         "warehouse and start `cdc run` again."
                     ) from exc
+                if self._stop:
+                    raise _StopDuringRetryError from exc
                 self.stats.retries += 1
                 if self.metrics is not None:
                     self.metrics.retried()
                 log.warning("warehouse unavailable; retrying", error=str(exc), in_s=delay)
-                time.sleep(delay)
+                until = time.monotonic() + delay
+                while not self._stop and time.monotonic() < until:
+                    time.sleep(min(0.2, delay))
                 delay = min(delay * 2, self.settings.retry_max_seconds)
             except TerminalWarehouseError as exc:
                 raise ReplicationStoppedError(

@@ -191,9 +191,11 @@ def decode_zoned_time(value: Any, placeholder: str) -> time:
     return parsed.replace(tzinfo=UTC)
 
 
+# every part at most 19 digits: a PostgreSQL interval's parts are 32- and 64-bit integers
 _INTERVAL_RE: Final = re.compile(
-    r"P(?:([+-]?\d+)Y)?(?:([+-]?\d+)M)?(?:([+-]?\d+)W)?(?:([+-]?\d+)D)?"
-    r"(?:T(?:([+-]?\d+)H)?(?:([+-]?\d+)M)?(?:([+-]?(?:\d+(?:\.\d*)?|\.\d+))S)?)?"
+    r"P(?:([+-]?\d{1,19})Y)?(?:([+-]?\d{1,19})M)?(?:([+-]?\d{1,19})W)?(?:([+-]?\d{1,19})D)?"
+    r"(?:T(?:([+-]?\d{1,19})H)?(?:([+-]?\d{1,19})M)?"
+    r"(?:([+-]?(?:\d{1,19}(?:\.\d{0,19})?|\.\d{1,19}))S)?)?"
 )
 
 

@@ -444,7 +444,7 @@ _KIND_ITEMS: Final[dict[Kind, dict[str, str]]] = {
 def decoder_for_type(column_type: ColumnType) -> Decoder:
     """The decoder for a value of ``column_type`` as Debezium would encode it without schema."""
     if column_type.kind is Kind.DECIMAL:
-        return make_decimal_decoder(column_type.scale or 0, column_type.precision or 38)
+        return make_decimal_decoder(column_type.scale or 0, column_type.precision)
     if column_type.kind is Kind.ARRAY:
         if column_type.element is None:
             raise DecodeError("array type without element type")

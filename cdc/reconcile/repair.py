@@ -15,18 +15,31 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdc.compare import normalise
-from cdc.model import ChangeEvent, ColumnType, KafkaOrigin, Kind, Op, SourcePosition, TableSchema
+from cdc.model import (
+    END_OF_DAY,
+    ChangeEvent,
+    ColumnType,
+    FarDate,
+    FarTimestamp,
+    KafkaOrigin,
+    Kind,
+    Op,
+    SourcePosition,
+    TableSchema,
+)
 from warehouse.base import SourceRows, TableBatch, TableTarget
 
 Key = tuple[Any, ...]
 ORIGIN_TOPIC = "cdc.reconcile"
+_FAR = (FarDate, FarTimestamp, type(END_OF_DAY))
 
 
 def model_value(ct: ColumnType, value: Any) -> Any:
     """A source value (``source_connection``) in the form the apply path stages: times with a
-    zone in UTC (a TIMETZ with ``tzinfo=UTC``, as Debezium sends it), lists element-wise."""
-    if value is None:
-        return None
+    zone in UTC (a TIMETZ with ``tzinfo=UTC``, as Debezium sends it), lists element-wise;
+    far dates and timestamps (BC, ±infinity) and 24:00:00 as they are."""
+    if value is None or value.__class__ in _FAR:
+        return value
     if ct.kind is Kind.ARRAY and ct.element is not None:
         return [model_value(ct.element, v) for v in value]
     if ct.kind is Kind.TIMETZ:

@@ -25,6 +25,7 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.compare import key_text as quarantine_key_text
 from cdc.config import Config, TableConfig
+from cdc.consumer.fitting import fit_batch, override_type
 from cdc.model import TableSchema
 from cdc.reconcile.bisect import bisect
 from cdc.reconcile.lag import LagProbe, settle
@@ -37,6 +38,7 @@ from warehouse.base import (
     ComputeRow,
     KeyRange,
     RangeChecksum,
+    TableBatch,
     TableTarget,
     Warehouse,
     WarehouseError,
@@ -171,11 +173,17 @@ class Reconciler:
               warehouse: list[tuple[dict[str, Any], int]]) -> RowsDiff:  # fmt: skip
         return diff_rows(schema, source, warehouse, json_values=self.json_values)
 
-    def table(self, table: TableConfig, schema: TableSchema, repair: bool) -> TableResult:
+    def table(self, table: TableConfig, reflected: TableSchema, repair: bool) -> TableResult:
+        """Compare (and repair) one table; ``reflected``: its source schema. The comparison
+        is in the warehouse's types (the table's column overrides applied)."""
         started = time.perf_counter()
         target = self.config.table_target(table)
         result = TableResult(table.target_name, table.name, table.mode)
-        src = SourceTable(self.conn, schema, peer=self.warehouse.checksum_dialect)
+        overrides = {name: override_type(o.type) for name, o in table.columns.items()}
+        src = SourceTable(
+            self.conn, reflected, peer=self.warehouse.checksum_dialect, overrides=overrides
+        )
+        schema = src.schema
         wh = WarehouseSide(self.warehouse, target, schema)
         s = self.settings
         found = bisect(src, wh, leaf_rows=s.leaf_rows, fanout=s.fanout, pair=self.pair)
@@ -194,7 +202,7 @@ class Reconciler:
                  ranges=found.ranges_checked, leaves=len(found.leaves),
                  rows_fetched=result.rows_fetched, differing=len(pending),
                  seconds=round(time.perf_counter() - started, 3))  # fmt: skip
-        if target.quarantine and pending:
+        if pending:  # values a column can't hold are quarantined whatever the table's checks
             held = {
                 c.row.key for c in wh.timed(lambda: self.warehouse.list_quarantine(target.name))
             }
@@ -256,9 +264,18 @@ class Reconciler:
         lsn = current_lsn(self.conn)  # after the rows were read: newer than the damage
         present = {tuple(r[k] for k in schema.key) for r in rows}
         deletes = [k for k in keys if k not in present]
-        wh.timed(
-            lambda: self.warehouse.apply([repair_batch(target, schema, rows, deletes, lsn)], [])
+        # rows already in the warehouse's types (overrides applied): a value the column can't
+        # hold is not written (the stream quarantines it too); its key stays a difference
+        batch, unfit = fit_batch(
+            repair_batch(target, schema, rows, deletes, lsn), {}, self.warehouse.capabilities
         )
+        if unfit:
+            bad = {u.index for u in unfit}
+            log.warning("repair left out unfit rows", table=target.name, rows=len(bad),
+                        reason=unfit[0].reasons[0])  # fmt: skip
+            kept = [e for i, e in enumerate(batch.events) if i not in bad]
+            batch = TableBatch(batch.target, batch.schema, kept)
+        wh.timed(lambda: self.warehouse.apply([batch], []))
         after = self._diff(schema, src.key_rows(keys), wh.key_rows(keys))
         result.remaining = len(after.keys & set(keys))
         result.repaired = len(keys) - result.remaining

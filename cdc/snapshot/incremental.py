@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cdc.config import Config
+from cdc.names import display
 from cdc.snapshot.bulk import SnapshotError
 from cdc.source.signals import (
     IncrementalSnapshotProgress,
@@ -36,11 +37,14 @@ def run_incremental(
     except SignalError as exc:
         raise SnapshotError(str(exc)) from None
     result = wait_configured_snapshot(config, signal_id, timeout, on_progress=on_progress)
+    # Debezium names a table by its raw `schema.table` (ambiguous when a name holds a dot):
+    # shown as cdc.yaml writes it, via the configured tables
+    shown = {f"{t.source.schema}.{t.source.name}": display(t.source) for t in config.tables}
     outcome: dict[str, Any] = {
         "method": "incremental",
         "signal": signal_id,
         "tables": [
-            {"table": t, "status": s, "rows": result.rows.get(t, 0)}
+            {"table": shown.get(t, t), "status": s, "rows": result.rows.get(t, 0)}
             for t, s in sorted(result.tables.items())
         ],
         "chunks": result.chunks,

@@ -33,6 +33,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from psycopg import sql
 
+from cdc import names
 from cdc.config import Config
 from cdc.model import TableId
 from cdc.source.catalog import plan_filter, source_dsn
@@ -122,32 +123,44 @@ class IncrementalSnapshotResult:
 
 
 def parse_table(name: TableId | str) -> TableId:
-    """``schema.table`` or ``table`` (in ``public``) as a TableId; a plain identifier each."""
+    """``schema.table`` or ``table`` (in ``public``) as a TableId; PostgreSQL's quoted form
+    for other names (``"Sales Data"."Order""Items"``, :func:`cdc.names.parse_table`)."""
     if isinstance(name, TableId):
         return name
-    parts = name.split(".")
-    if len(parts) == 1:
-        parts = ["public", parts[0]]
-    if len(parts) != 2 or not all(parts):
-        raise UnknownTableError(f"{name!r} is not a table name: expected 'schema.table'")
-    return TableId(parts[0], parts[1])
+    try:
+        return names.parse_table(name)
+    except names.BadNameError as exc:
+        raise UnknownTableError(f"{name!r} is not a table name: {exc}") from None
 
 
 def _ident(table: TableId) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
 
 
-def signal_payload(tables: Sequence[TableId], where: str | None = None) -> dict[str, Any]:
-    """The ``data`` of an ``execute-snapshot`` signal: an incremental snapshot of ``tables``,
-    each restricted to ``where`` when given (``additional-conditions``, in parentheses so it
-    stays one condition inside Debezium's chunk query)."""
+def signal_payload(
+    tables: Sequence[TableId], where: str | None = None, known: Collection[TableId] = ()
+) -> dict[str, Any]:
+    """The ``data`` of an ``execute-snapshot`` signal: an incremental snapshot of exactly
+    ``tables``, each restricted to ``where`` when given (``additional-conditions``, in
+    parentheses so it stays one condition inside Debezium's chunk query).
+
+    Debezium reads each data-collections entry as a regex over ``schema.table`` and the result
+    with its own identifier parser: :func:`cdc.names.signal_collection` says how each table is
+    written so that it names that table and no other (``known``: the other tables the
+    connector captures). Raises :class:`SignalError` for a name that can't be."""
+    entries: list[tuple[str, str]] = []
+    for table in tables:
+        try:
+            entries.append(names.signal_collection(table, known))
+        except names.BadNameError as exc:
+            raise SignalError(str(exc)) from None
     payload: dict[str, Any] = {
         "type": "incremental",
-        "data-collections": [str(t) for t in tables],
+        "data-collections": [entry for entry, _ in entries],
     }
     if where is not None:
         payload["additional-conditions"] = [
-            {"data-collection": str(t), "filter": f"({where})"} for t in tables
+            {"data-collection": condition, "filter": f"({where})"} for _, condition in entries
         ]
     return payload
 
@@ -204,7 +217,7 @@ def _check_filter(conn: psycopg.Connection[Any], table: TableId, where: str) -> 
     except psycopg.Error as exc:
         detail = exc.diag.message_primary or str(exc).strip()
         raise InvalidFilterError(
-            f"the filter {where!r} is not a valid condition on {table}: {detail} "
+            f"the filter {where!r} is not a valid condition on {names.display(table)}: {detail} "
             f"(SQLSTATE {exc.sqlstate}); it must be an SQL boolean expression over the "
             "table's columns, e.g. \"id > 100 AND status = 'open'\""
         ) from None
@@ -237,25 +250,28 @@ def request_incremental_snapshot(
         raise InvalidFilterError("the filter is empty: leave it out to snapshot every row")
     wanted = list(dict.fromkeys(parse_table(t) for t in tables))
     signals = parse_table(signal_table)
+    known: set[TableId] = set()
     if captured is not None:
         known = {parse_table(t) for t in captured}
         missing = [t for t in wanted if t not in known]
         if missing:
-            names = ", ".join(str(t) for t in missing)
-            listed = ", ".join(sorted(str(t) for t in known)) or "none"
+            absent = ", ".join(names.display(t) for t in missing)
+            listed = ", ".join(sorted(names.display(t) for t in known)) or "none"
             raise TableNotCapturedError(
-                f"the connector doesn't capture {names} (it captures: {listed}); add the "
+                f"the connector doesn't capture {absent} (it captures: {listed}); add the "
                 "table to `tables` in cdc.yaml and restart the connector first"
             )
+    payload = signal_payload(wanted, where, known | {signals})
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         for table in wanted:
             if not _exists(conn, table):
                 raise UnknownTableError(
-                    f"table {table} does not exist in the source database {conn.info.dbname!r}"
+                    f"table {names.display(table)} does not exist in the source database "
+                    f"{conn.info.dbname!r}"
                 )
             if not _has_primary_key(conn, table):
                 raise NoPrimaryKeyError(
-                    f"table {table} has no primary key: Debezium's incremental snapshot reads "
+                    f"table {names.display(table)} has no primary key: Debezium's incremental snapshot reads "
                     "it in key-ordered chunks; add a primary key or use the bulk method"
                 )
             if where is not None:
@@ -270,17 +286,24 @@ def request_incremental_snapshot(
         if not _published(conn, signals):
             state = "was missing and has just been created" if created else "exists"
             raise SignalTableNotPublishedError(
-                f"the signal table {signals} {state} but is in no publication, so the "
+                f"the signal table {names.display(signals)} {state} but is in no publication, so the "
                 "connector can't see signals: restart the connector (Debezium adds the signal "
                 "table to its publication when it starts), then request the snapshot again"
             )
         signal_id = str(uuid.uuid4())
-        conn.execute(
-            sql.SQL("INSERT INTO {} (id, type, data) VALUES (%s, 'execute-snapshot', %s)").format(
-                _ident(signals)
-            ),
-            (signal_id, json.dumps(signal_payload(wanted, where))),
-        )
+        data = json.dumps(payload)
+        try:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (id, type, data) VALUES (%s, 'execute-snapshot', %s)"
+                ).format(_ident(signals)),
+                (signal_id, data),
+            )
+        except psycopg.errors.StringDataRightTruncation:
+            raise SignalError(
+                f"the signal ({len(data)} characters) is too long for the data column of "
+                f"{names.display(signals)}: request fewer tables at a time"
+            ) from None
     return signal_id
 
 

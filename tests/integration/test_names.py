@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from stack_support import snowflake_warehouse_section
 
+from cdc.local.pipeline import compare_all
 from cdc.model import TableId
 from cdc.reconcile.run import ReconcileSettings, reconcile
 from cdc.runtime import open_warehouse
 from cdc.snapshot.bulk import BulkOptions, bulk_snapshot
+from cdc.snapshot.incremental import run_incremental
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -103,3 +105,72 @@ def test_odd_names_replicate_reconcile_and_snapshot(
     pipeline.assert_equal_to_source()
     report = reconcile(config, [ODD], settings=FAST)
     assert [t.status for t in report.tables] == ["ok"], report.to_json()
+
+
+INCREMENTAL_DDL = """
+CREATE SCHEMA "Sales Data";
+CREATE TABLE "Sales Data"."Order""Items" ("Id" int PRIMARY KEY, "Mixed Col" text, "a.b" int);
+CREATE TABLE "x.y" (id int PRIMARY KEY, v text);
+CREATE TABLE "a+b" (id int PRIMARY KEY, v text);
+CREATE TABLE "MiXed" (id int PRIMARY KEY, v text);
+CREATE TABLE xzy (id int PRIMARY KEY, v text);
+INSERT INTO "Sales Data"."Order""Items" SELECT g, 'm' || g, g FROM generate_series(1, 300) g;
+INSERT INTO "x.y" SELECT g, 'x' || g FROM generate_series(1, 120) g;
+INSERT INTO "a+b" SELECT g, 'a' || g FROM generate_series(1, 80) g;
+INSERT INTO "MiXed" SELECT g, 'c' || g FROM generate_series(1, 30) g;
+INSERT INTO xzy SELECT g, 'z' || g FROM generate_series(1, 40) g;
+"""
+
+
+def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: Pipeline) -> None:
+    """`snapshot_mode: no_data`, so only the incremental snapshot brings the old rows: of a
+    schema with a space and a table with a quote, of a table whose name holds a dot (its raw
+    `public.x.y` is a regex matching `public.xzy` too, and Debezium's identifier parser reads
+    it as catalog.schema.table), one with a regex character and one in mixed case. The
+    snapshot scans exactly those tables (not `xzy`) and the warehouse equals the source."""
+    pipeline.sql(INCREMENTAL_DDL)
+    names = [ODD, 'public."x.y"', '"a+b"', '"MiXed"']
+    config = pipeline.configure(
+        [*names, "xzy"],
+        source_options={
+            "snapshot_mode": "no_data",
+            "debezium": {"incremental.snapshot.chunk.size": "100"},
+        },
+    )
+    pipeline.start_debezium()
+    pipeline.wait_published()
+    # one streamed change per table: the warehouse tables exist before the snapshot
+    pipeline.sql(
+        'UPDATE "Sales Data"."Order""Items" SET "Mixed Col" = \'s\' WHERE "Id" = 1;'
+        "UPDATE \"x.y\" SET v = 's' WHERE id = 1; UPDATE \"a+b\" SET v = 's' WHERE id = 1;"
+        "UPDATE \"MiXed\" SET v = 's' WHERE id = 1; UPDATE xzy SET v = 's' WHERE id = 1;"
+    )
+    run = pipeline.replicate_until_caught_up()
+    assert run.dead_letters == 0 and not run.parked, run
+
+    outcome = run_incremental(config, names, timeout=240)
+    assert {t["table"]: (t["status"], t["rows"]) for t in outcome["tables"]} == {
+        ODD: ("SUCCEEDED", 300),
+        'public."x.y"': ("SUCCEEDED", 120),
+        'public."a+b"': ("SUCCEEDED", 80),
+        'public."MiXed"': ("SUCCEEDED", 30),
+    }, outcome
+    run = pipeline.replicate_until_caught_up()
+    assert run.dead_letters == 0 and not run.parked, run
+
+    diffs = {d.name: d for d in compare_all(config, pipeline.url)}
+    assert diffs.pop("xzy").source_rows == 40  # not snapshotted: still only the streamed row
+    bad = {name: d.describe() for name, d in diffs.items() if d.diffs}
+    assert not bad, bad
+    assert {name: d.source_rows for name, d in diffs.items()} == {
+        'Order"Items': 300,
+        "x.y": 120,
+        "a+b": 80,
+        "MiXed": 30,
+    }
+    wh = open_warehouse(config)
+    try:
+        xzy = wh.fetch_table(config.table_target(config.table("xzy")))
+    finally:
+        wh.close()
+    assert len(xzy) == 1

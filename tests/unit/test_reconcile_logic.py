@@ -11,13 +11,13 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
+from cdc.model import Column, ColumnType, Kind, TableId, TableSchema, days_from_civil
 from cdc.reconcile.bisect import bisect, split_range
 from cdc.reconcile.lag import settle
 from cdc.reconcile.report import RunReport, TableResult, last_result_text
 from cdc.reconcile.rows import diff_rows
 from warehouse.base import HistoryReport, KeyRange, RangeChecksum
-from warehouse.checksum import weak
+from warehouse.checksum import canonical, weak
 
 Key = tuple[int, ...]
 
@@ -215,3 +215,62 @@ def test_weak_renderings_are_the_documented_ones() -> None:
         if k not in (Kind.JSON, Kind.ARRAY)
         for d in ("postgres", "duckdb", "snowflake")
     )
+
+
+def _duckdb_canonical(kind: Kind, literal: str, **type_args: int) -> str:
+    import duckdb
+
+    from warehouse.sql import col, render
+
+    text = canonical(ColumnType(kind, **type_args), col("v"), "duckdb")  # type: ignore[arg-type]
+    row = duckdb.connect().execute(f"SELECT {render(text)} FROM (SELECT {literal} AS v)").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_far_values_render_the_same_as_on_postgresql() -> None:
+    """DuckDB's canonical text of infinite, BC and far dates and timestamps and of 24:00:00
+    (PostgreSQL's renders the same: tests/integration/test_reconcile_types.py)."""
+    assert _duckdb_canonical(Kind.DATE, "DATE 'infinity'") == "infinity"
+    assert _duckdb_canonical(Kind.DATE, "DATE '-infinity'") == "-infinity"
+    assert _duckdb_canonical(Kind.DATE, "DATE '0044-03-15 (BC)'") == str(
+        days_from_civil(-43, 3, 15)
+    )
+    assert _duckdb_canonical(Kind.TIMESTAMP, "TIMESTAMP '-infinity'") == "-infinity"
+    assert _duckdb_canonical(Kind.TIMESTAMPTZ, "TIMESTAMPTZ 'infinity'") == "infinity"
+    far = days_from_civil(20000, 1, 1) * 86_400_000_000
+    assert _duckdb_canonical(Kind.TIMESTAMP, "TIMESTAMP '20000-01-01'") == str(far)
+    assert _duckdb_canonical(Kind.TIME, "TIME '24:00:00'") == "86400000000"
+    assert _duckdb_canonical(
+        Kind.DECIMAL, "CAST(1.5 AS DECIMAL(19, 2))", precision=19, scale=2
+    ) == ("1.50")
+
+
+def test_postgresql_guards_numerics_a_decimal_cant_hold_and_reads_the_stored_form() -> None:
+    from cdc.consumer.fitting import override_type
+    from cdc.reconcile.source import SourceTable, pg_text
+    from warehouse.sql import col
+
+    rendered = pg_text(canonical(ColumnType(Kind.VARDECIMAL), col("n"), "postgres"))
+    assert 'ROUND(CAST("n" AS DECIMAL), 10)' in rendered and "'!' ||" in rendered
+    schema = TableSchema(
+        TableId("public", "t"),
+        (
+            Column("id", ColumnType(Kind.INT32)),
+            Column("n", ColumnType(Kind.VARDECIMAL)),
+            Column("m", ColumnType(Kind.DECIMAL, 19, 2, source_type="MONEY")),
+            Column("b", ColumnType(Kind.TEXT, source_type="BOX")),
+            Column("c", ColumnType(Kind.TEXT, length=3, source_type="BPCHAR")),
+            Column("s", ColumnType(Kind.TEXT, source_type="VARCHAR")),
+        ),
+        ("id",),
+    )
+    side = SourceTable(None, schema, overrides={"n": override_type("text")})  # type: ignore[arg-type]
+    assert side.schema.column("n").type == ColumnType(Kind.TEXT)
+    assert side.schema.column("m").type == schema.column("m").type
+    shaped = pg_text(side.ref)  # type: ignore[arg-type]
+    assert 'CASE WHEN "n" IS NULL THEN NULL ELSE CONCAT("n") END AS "n"' in shaped
+    assert 'CAST("m" AS DECIMAL) AS "m"' in shaped
+    assert 'CONCAT("b")' in shaped and 'CONCAT("c")' in shaped and '"s" AS "s"' in shaped
+    plain = SourceTable(None, TableSchema(schema.table, schema.columns[:1], ("id",)))  # type: ignore[arg-type]
+    assert pg_text(plain.ref.expr()) == '"public"."t"'  # type: ignore[union-attr]
