@@ -144,12 +144,33 @@ class _DecimalDoesNotFitError(ValueError):
 def _check_decimal(ct: ColumnType) -> Convert:
     precision, scale = decimal_shape(ct)
 
+    quantum = decimal.Decimal(1).scaleb(-scale)
+
     def check(value: Any) -> Any:
         if not isinstance(value, decimal.Decimal) or not _decimal_fits(value, precision, scale):
             raise _DecimalDoesNotFitError(f"does not fit decimal({precision},{scale}) exactly")
+        exponent: Any = value.as_tuple().exponent
+        if exponent < -scale:  # trailing zeros only (it fits): drop them, exactly
+            return value.quantize(quantum, context=_EXACT)
         return value
 
     return check
+
+
+def _plain_decimals(values: Sequence[Any], scale: int) -> bool:
+    """Whether every value is a Decimal (or None) with at most ``scale`` fractional digits:
+    pyarrow 26 turns a Decimal with ~200 trailing fractional zeros into 0 (seen: 5.000...0
+    staged as decimal128(38,10) read back 0E-10), so such values go through ``_check_decimal``
+    (which quantizes them exactly) instead of straight to ``pa.array``."""
+    for v in values:
+        if v is None:
+            continue
+        if v.__class__ is not decimal.Decimal:
+            return False
+        exponent: Any = v.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -scale:
+            return False
+    return True
 
 
 _TEMPORAL = (Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.TIME)
@@ -172,7 +193,7 @@ def column_array(ct: ColumnType, values: Sequence[Any], *, table: str, column: s
     """Stage one column's values as an Arrow array; a value that can't be held is a DataError."""
     atype = arrow_type(ct)
     convert = _converter(ct)
-    if ct.kind in _DECIMALS and all(v is None or v.__class__ is decimal.Decimal for v in values):
+    if ct.kind in _DECIMALS and _plain_decimals(values, decimal_shape(ct)[1]):
         # Arrow itself refuses a value that doesn't fit exactly (precision, scale, NaN): only
         # when it does is each value checked, to name the first that doesn't fit
         with contextlib.suppress(pa.ArrowInvalid):

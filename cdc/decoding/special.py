@@ -57,6 +57,19 @@ def _bits_decoder(length: int) -> Decoder:
     return decode_bits
 
 
+def signed_scale(scale: int) -> int:
+    """A numeric's scale as PostgreSQL declares it: the JDBC driver reports a negative scale
+    (numeric(5,-2), PostgreSQL 15+) as its 11-bit two's complement (2046)."""
+    return scale - 2048 if 1000 < scale < 2048 else scale
+
+
+def _bit1_decoder(value: Any, placeholder: str) -> str:
+    """bit(1) (Debezium sends it as a boolean) -> PostgreSQL's text, '0' or '1'."""
+    if value.__class__ is not bool:
+        raise mismatch("boolean bit", value)
+    return "1" if value else "0"
+
+
 def decode_text_bytes(value: Any, placeholder: str) -> Any:
     """A type Debezium doesn't know (``include.unknown.datatypes``): its PostgreSQL text form,
     sent as base64 bytes -> the text."""
@@ -116,6 +129,21 @@ def decode_vector(value: Any, placeholder: str) -> Any:
     return "[" + ",".join(pg_float(decode_float(v, placeholder)) for v in value) + "]"
 
 
+def decode_sparse_vector(value: Any, placeholder: str) -> str:
+    """io.debezium.data.SparseDoubleVector ``{dimensions, vector: {index: value}}`` (pgvector's
+    sparsevec) -> its text form ``{1:1.5,3:-2}/5``."""
+    if value.__class__ is not dict:
+        raise mismatch("SparseDoubleVector struct", value)
+    dimensions, entries = value.get("dimensions"), value.get("vector")
+    if dimensions.__class__ is not int or entries.__class__ is not dict:
+        raise mismatch("SparseDoubleVector struct", value)
+    try:
+        items = sorted((int(k), decode_float(v, placeholder)) for k, v in entries.items())
+    except ValueError:
+        raise DecodeError("SparseDoubleVector index is not an integer") from None
+    return "{" + ",".join(f"{i}:{pg_float(x)}" for i, x in items) + f"}}/{dimensions}"
+
+
 def special_field(schema: Mapping[str, Any]) -> tuple[ColumnType, Decoder] | None:
     """Fields read by their propagated source type rather than their Connect type alone:
     refused types, numerics sent as text (``decimal.handling.mode=string``), bit(n) strings,
@@ -129,14 +157,18 @@ def special_field(schema: Mapping[str, Any]) -> tuple[ColumnType, Decoder] | Non
     upper = stype.upper() if stype else None
     if name is None and typ == "string" and upper in _TEXT_DECIMAL_TYPES:
         length = int_param(schema, SOURCE_LENGTH) or 0
-        scale = decimal_scale(schema, SOURCE_SCALE)
+        scale = signed_scale(decimal_scale(schema, SOURCE_SCALE))
         if 0 < length <= MAX_NUMERIC_PRECISION:
-            ctype = ColumnType(Kind.DECIMAL, precision=length, scale=scale, source_type=stype)
+            # numeric(p,-s) (PostgreSQL 15+) holds integers of p+s digits
+            shape = (length, scale) if scale >= 0 else (length - scale, 0)
+            ctype = ColumnType(Kind.DECIMAL, precision=shape[0], scale=shape[1], source_type=stype)
             return ctype, make_decimal_text_decoder(scale, length)
         return ColumnType(Kind.VARDECIMAL, source_type=stype), make_decimal_text_decoder(None, None)
     if name is None and typ == "string" and upper == "MONEY":
         ctype = ColumnType(Kind.DECIMAL, precision=MONEY_PRECISION, scale=MONEY_SCALE)
         return replace(ctype, source_type=stype), make_decimal_text_decoder(None, None)
+    if name is None and typ == "boolean" and upper == "BIT":  # bit(1) arrives as a boolean
+        return ColumnType(Kind.TEXT, source_type=stype), _bit1_decoder
     if name == "io.debezium.data.Bits" and upper == "BIT":
         length = int_param(schema, "length") or int_param(schema, SOURCE_LENGTH) or 0
         if not 0 < length <= _MAX_BITS:
@@ -148,6 +180,8 @@ def special_field(schema: Mapping[str, Any]) -> tuple[ColumnType, Decoder] | Non
         return ColumnType(Kind.TEXT, source_type=stype), decode_text_bytes
     if name == "io.debezium.data.geometry.Point":
         return ColumnType(Kind.TEXT, source_type=stype), decode_point
+    if name == "io.debezium.data.SparseDoubleVector":
+        return ColumnType(Kind.TEXT, source_type=stype), decode_sparse_vector
     if name in ("io.debezium.data.DoubleVector", "io.debezium.data.FloatVector"):
         return ColumnType(Kind.TEXT, source_type=stype), decode_vector
     return None

@@ -129,7 +129,10 @@ def _scalar(typname: str, typtype: str, typmod: int, labels: Any, base: str | No
     if typname == "numeric":
         if typmod < 0:
             return ColumnType(Kind.VARDECIMAL, source_type=source_type)
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0x7FF
+        scale = scale - 0x800 if scale & 0x400 else scale  # 11 bits, signed (PostgreSQL 15+)
+        if scale < 0:  # numeric(p,-s): integers of p+s digits
+            precision, scale = precision - scale, 0
         return ColumnType(Kind.DECIMAL, precision=precision, scale=scale, source_type=source_type)
     if typname == "money":
         return ColumnType(

@@ -147,3 +147,25 @@ def test_types_debezium_loses_are_refused_with_the_reason(source_type: str) -> N
     column = col("v", "array", params=src(source_type), items={"type": "int16", "optional": True})
     with pytest.raises(DecodeError, match="can't be replicated exactly"):
         type_of(column)
+
+
+def test_negative_scale_numerics_are_integers_of_p_plus_s_digits() -> None:
+    """numeric(5,-2) (PostgreSQL 15+): the JDBC driver reports the scale as 2046 (11-bit two's
+    complement) and Debezium sends the value with that many zeros after the point."""
+    column = numeric({**src("NUMERIC", "5"), "__debezium.source.column.scale": "2046"})
+    assert type_of(column) == ColumnType(Kind.DECIMAL, precision=7, scale=0, source_type="NUMERIC")
+    assert decode_one(column, "9999900." + "0" * 2046) == Decimal(9999900)
+    with pytest.raises(DecodeError, match="does not fit"):
+        decode_one(column, "10000000")
+
+
+def test_bit1_arrives_as_a_boolean_and_lands_as_its_bit_string() -> None:
+    column = col("v", "boolean", params=src("BIT", "1"))
+    assert type_of(column) == ColumnType(Kind.TEXT, source_type="BIT")
+    assert [decode_one(column, b) for b in (True, False)] == ["1", "0"]
+
+
+def test_sparse_vectors_as_pgvector_text() -> None:
+    column = col("v", "struct", "io.debezium.data.SparseDoubleVector", params=src("SPARSEVEC"))
+    value = {"dimensions": 5, "vector": {"3": -2.0, "1": 1.5}}
+    assert decode_one(column, value) == "{1:1.5,3:-2}/5"

@@ -178,3 +178,20 @@ def test_override_applies_to_schema_and_values() -> None:
 def test_capabilities_defaults_cover_postgresql() -> None:
     caps = Capabilities(transactional_ddl=True, max_decimal_precision=38, concurrent_readers=True)
     check_value(FarDate(days_from_civil(-4712, 1, 1)), ColumnType(Kind.DATE), caps)
+
+
+def test_decimals_with_many_trailing_zeros_stage_exactly() -> None:
+    """pyarrow 26 stages Decimal('5.000...0') with ~200 fractional zeros as 0 in a
+    decimal128(38,10) column: such values are quantized exactly first."""
+    from warehouse.arrow import column_array
+
+    value = Decimal("5." + "0" * 200)
+    staged = column_array(ColumnType(Kind.VARDECIMAL), [value, None], table="t", column="c")
+    assert staged.to_pylist() == [Decimal("5.0000000000"), None]
+    wide = column_array(
+        ColumnType(Kind.DECIMAL, precision=7, scale=0),
+        [Decimal("9999900." + "0" * 2046)],
+        table="t",
+        column="c",
+    )
+    assert wide.to_pylist() == [Decimal(9999900)]
