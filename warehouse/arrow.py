@@ -498,12 +498,14 @@ def python_values(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
 
 
 def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
+    out: list[Any]
     if pa.types.is_time(values.type):  # to_pylist turns 24:00:00 into 00:00:00 silently
-        return _temporal_values(values)
-    try:
-        out: list[Any] = values.to_pylist()
-    except (ValueError, OverflowError):  # a far date or timestamp (BC, ±infinity), 24:00:00
         out = _temporal_values(values)
+    else:
+        try:
+            out = values.to_pylist()
+        except (ValueError, OverflowError):  # a far date or timestamp (BC, ±infinity)
+            out = _temporal_values(values)
     if needs_python_conversion(dtype):
         out = [python_value(dtype, v) for v in out]
     return out

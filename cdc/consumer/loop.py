@@ -432,6 +432,8 @@ class Replicator:
     def _decode(self, batch: list[Polled]) -> list[ChangeEvent]:
         events: list[ChangeEvent] = []
         for m in batch:
+            if m.origin.topic in self.stats.parked:
+                continue  # not even decoded: its offsets don't move either
             try:
                 result = self.decode(
                     m.key,
