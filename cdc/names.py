@@ -29,13 +29,14 @@ from cdc.model import TableId
 __all__ = [
     "BadNameError",
     "case_collisions",
+    "debezium_carries",
     "display",
     "display_ident",
     "include_regex",
     "parse_table",
-    "signal_collection",
     "path_segment",
     "quote_ident",
+    "signal_collection",
     "topic_name",
     "warehouse_key",
 ]
@@ -160,79 +161,97 @@ def include_regex(table: TableId) -> str:
     return f"(?-i:{_java_literal(table.schema)}\\.{_java_literal(table.name)})"
 
 
-# Debezium's TableIdParser: quoting characters, and the doublings it undoes in every part
-# (in this order, whichever quote the part used).
-_DBZ_QUOTES = ('"', "`", "'")
-_DBZ_UNDOUBLE = ("'", '"', "`")
-# Regex syntax on which Java's Pattern and Python's re may disagree: a collection written with
-# one of these is not sent (see signal_collection).
-_JAVA_REGEX_UNSURE = re.compile(r"[\\\[\]{}]|\(\?")
+_DBZ_QUOTES = "\"'`"
 
 
-def _dbz_undouble(token: str) -> str:
-    for q in _DBZ_UNDOUBLE:
-        token = token.replace(q + q, q)
-    return token
+def debezium_identifier_parts(text: str) -> list[str]:
+    """The parts Debezium's ``TableIdParser`` reads from ``text`` (split on dots outside
+    quotes; ``"``, ``'`` or a backtick quote; whitespace outside quotes ends a part; every
+    part then has ``''``, ``""`` and a doubled backtick undone); ValueError where it fails."""
+    parts: list[str] = []
+    i, n = 0, len(text)
+    expect_part = True
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if not expect_part:
+            if ch != ".":
+                raise ValueError(f"unexpected input {ch!r}")
+            expect_part, i = True, i + 1
+            continue
+        if ch == ".":
+            raise ValueError("unexpected input '.'")
+        if ch in _DBZ_QUOTES:
+            j, buf = i + 1, []
+            while True:
+                if j >= n:
+                    raise ValueError("unterminated quote")
+                if text[j] == ch:
+                    if j + 1 < n and text[j + 1] == ch:
+                        buf.append(ch + ch)
+                        j += 2
+                        continue
+                    break
+                buf.append(text[j])
+                j += 1
+            token, i = "".join(buf), j + 1
+        else:
+            j = i
+            while j < n and text[j] != "." and not text[j].isspace():
+                j += 1
+            token, i = text[i:j], j
+        for q in "'\"`":
+            token = token.replace(q + q, q)
+        parts.append(token)
+        expect_part = False
+    if expect_part:
+        raise ValueError("nothing after '.'" if parts else "empty")
+    return parts
 
 
-def _dbz_plain_ok(part: str) -> bool:
-    """Debezium's TableIdParser reads ``part`` unquoted as itself."""
-    return (
-        part[0] not in _DBZ_QUOTES
-        and "." not in part
-        and not any(ch.isspace() for ch in part)
-        and _dbz_undouble(part) == part
-    )
+def debezium_carries(table: TableId) -> bool:
+    """Whether Debezium's incremental snapshot can name ``table``: it keeps the tables of a
+    running snapshot in its offsets as the raw ``schema.table`` and reads them back with
+    ``TableId.parse``, which must give the same identifier (a name with a space, a leading
+    quote or a doubled quote fails to parse, and the connector stops)."""
+    raw = f"{table.schema}.{table.name}"
+    try:
+        parts = debezium_identifier_parts(raw)
+    except ValueError:
+        return False
+    return 2 <= len(parts) <= 3 and ".".join(p for p in parts if p) == raw
 
 
-def _dbz_quoted(part: str) -> str | None:
-    """``part`` quoted so that Debezium's TableIdParser reads it back as itself, or None."""
-    for q in _DBZ_QUOTES:
-        if _dbz_undouble(part.replace(q, q + q)) == part:
-            return q + part.replace(q, q + q) + q
-    return None
-
-
-def signal_collection(table: TableId, known: Iterable[TableId] = ()) -> tuple[str, str]:
-    """How an ``execute-snapshot`` signal names ``table`` exactly: its ``data-collections``
-    entry, and the regex of its ``additional-conditions`` ``data-collection``.
+def signal_collection(table: TableId, known: Iterable[TableId] = ()) -> str:
+    """The regex naming exactly ``table`` in an ``execute-snapshot`` signal, both as its
+    ``data-collections`` entry and as an ``additional-conditions`` ``data-collection``.
 
     Debezium (3.6, ``AbstractIncrementalSnapshotChangeEventSource``) compiles each
-    data-collections entry as a case-sensitive Java regex and full-matches it against the raw
-    ``schema.table`` of every table it knows; the matches (or, when none matches, the entry
-    itself) are then read by ``TableId.parse``, which splits on dots and whitespace outside
-    quotes and undoes doubled quotes. An additional condition's ``data-collection`` is a
-    case-insensitive regex matched against that same string. So:
+    data-collections entry as a case-sensitive Java regex, full-matches it against the raw
+    ``schema.table`` of every table it captures, and reads the matches with ``TableId.parse``;
+    an additional condition's ``data-collection`` is a case-insensitive regex over that same
+    string. :func:`include_regex` matches exactly one raw ``schema.table``, case included.
 
-    - when ``schema.table`` reads back as the table, the entry is :func:`include_regex`
-      (matches exactly that table, like ``table.include.list``);
-    - otherwise (a dot, a space, a leading or doubled quote) it is the quoted form, which must
-      match none of the ``known`` tables as a regex (a quoted form starts with a quote, a raw
-      name rarely does) so that Debezium parses it as written.
-
-    Raises BadNameError for a name Debezium can't be sent exactly (a quoted form holding
-    ``\\``, ``[``, ``]``, ``{``, ``}`` or ``(?``, where Java and Python regexes differ, or one
-    matching another table).
+    Raises BadNameError when Debezium can't carry the table (:func:`debezium_carries`), or
+    when another of the ``known`` tables has the same raw ``schema.table`` (``a.b`` + ``c``
+    and ``a`` + ``b.c``: one table to Debezium).
     """
-    if _dbz_plain_ok(table.schema) and _dbz_plain_ok(table.name):
-        exact = include_regex(table)
-        return exact, exact
-    schema, name = _dbz_quoted(table.schema), _dbz_quoted(table.name)
-    if schema is not None and name is not None:
-        entry = f"{schema}.{name}"
-        if not _JAVA_REGEX_UNSURE.search(entry):
-            try:
-                pattern = re.compile(entry)
-            except re.error:
-                pattern = None
-            if pattern is not None and not any(
-                pattern.fullmatch(f"{t.schema}.{t.name}") for t in (table, *known)
-            ):
-                return entry, f"(?-i:{_java_literal(entry)})"
-    raise BadNameError(
-        f"{display(table)} can't be named exactly in a Debezium signal (its name as a Java "
-        "regex is unsafe or matches another table): snapshot it with the bulk method"
-    )
+    raw = f"{table.schema}.{table.name}"
+    if not debezium_carries(table):
+        raise BadNameError(
+            f"Debezium's incremental snapshot can't name {display(table)}: it keeps the "
+            f"tables of a snapshot as the raw text {raw!r} and can't read that back (a space, "
+            "a leading or doubled quote), which would stop the connector; use the bulk method"
+        )
+    twins = sorted(display(t) for t in known if t != table and f"{t.schema}.{t.name}" == raw)
+    if twins:
+        raise BadNameError(
+            f"Debezium can't tell {display(table)} from {', '.join(twins)} (both are {raw!r} "
+            "to it): use the bulk method"
+        )
+    return include_regex(table)
 
 
 def warehouse_key(name: str) -> str:

@@ -38,6 +38,11 @@ class Capabilities:
     date_years: tuple[int, int] = (-4713, 5874897)
     timestamp_years: tuple[int, int] = (-4713, 294246)
     end_of_day_time: bool = True
+    # JSON: None when the engine keeps a JSON value's text; else the most digits a number in
+    # it keeps exactly (Snowflake's VARIANT: NUMBER(38,s), larger ones become doubles)
+    json_number_digits: int | None = None
+    # Arrays holding NaN or ±Infinity floats (Snowflake stages arrays as JSON, which has none)
+    special_floats_in_arrays: bool = True
 
 
 @dataclass(frozen=True, slots=True)

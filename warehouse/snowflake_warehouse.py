@@ -342,6 +342,8 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         date_years=(1, 9999),
         timestamp_years=(1, 9999),
         end_of_day_time=False,
+        json_number_digits=38,
+        special_floats_in_arrays=False,
     )
     checksum_dialect: ClassVar[Literal["duckdb", "snowflake"]] = "snowflake"
 

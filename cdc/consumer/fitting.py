@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
+import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -43,7 +46,8 @@ TEXT_OVERRIDABLE: Final = frozenset(
     {
         Kind.INT16, Kind.INT32, Kind.INT64, Kind.DECIMAL, Kind.VARDECIMAL, Kind.FLOAT32,
         Kind.FLOAT64, Kind.BOOLEAN, Kind.TEXT, Kind.ENUM, Kind.DATE, Kind.TIME, Kind.TIMESTAMP,
-        Kind.TIMESTAMPTZ, Kind.UUID, Kind.JSON,
+        Kind.TIMESTAMPTZ, Kind.UUID, Kind.JSON, Kind.TIMETZ, Kind.INTERVAL, Kind.BYTES,
+        Kind.ARRAY,
     }
 )  # fmt: skip
 DECIMAL_OVERRIDABLE: Final = frozenset(
@@ -92,13 +96,81 @@ def numeric_text(value: decimal.Decimal) -> str:
     return format(value, "f")
 
 
+def _clock(value: dt.time | dt.datetime) -> str:
+    """HH:MM:SS[.ffffff] with the fraction's trailing zeros dropped, as PostgreSQL prints it."""
+    text = f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    return text + f".{value.microsecond:06d}".rstrip("0") if value.microsecond else text
+
+
 def _time_text(value: dt.time) -> str:
-    text = value.replace(tzinfo=None).isoformat()
-    return text + "+00" if value.tzinfo is not None else text
+    return _clock(value) + ("+00" if value.tzinfo is not None else "")
+
+
+def float32_text(value: float) -> str:
+    """A ``real`` as PostgreSQL prints it: the shortest digits that read back as the same
+    float32 (the model holds it as the double of that float32)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return pg_float(value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:
+            return pg_float(float(text))
+    return pg_float(value)
+
+
+def interval_text(value: Interval) -> str:
+    """An interval as PostgreSQL prints it with ``IntervalStyle = iso_8601``."""
+    years, months = int(value.months / 12), value.months - int(value.months / 12) * 12
+    micros = value.microseconds
+    sign = -1 if micros < 0 else 1
+    hours, rest = divmod(abs(micros), 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, fraction = divmod(rest, 1_000_000)
+    date_part = "".join(
+        f"{n}{unit}" for n, unit in ((years, "Y"), (months, "M"), (value.days, "D")) if n
+    )
+    clock = [(sign * hours, "H"), (sign * minutes, "M")]
+    time_part = "".join(f"{n}{unit}" for n, unit in clock if n)
+    if seconds or fraction:
+        text = f"{seconds}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
+        time_part += f"{'-' if sign < 0 else ''}{text}S"
+    if not date_part and not time_part:
+        return "PT0S"
+    return f"P{date_part}" + (f"T{time_part}" if time_part else "")
+
+
+_ARRAY_PLAIN: Final = re.compile(r'[^\s{},"\\]+')
+
+
+def array_text(values: list[Any], element: ColumnType | None) -> str:
+    """An array as PostgreSQL prints it: ``{1,NULL,"a b"}`` (elements quoted when needed)."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+            continue
+        if isinstance(value, list):
+            parts.append(array_text(value, element))
+            continue
+        if isinstance(value, bool):
+            text = "t" if value else "f"
+        else:
+            text = convert(value, ColumnType(Kind.TEXT), element)
+        plain = _ARRAY_PLAIN.fullmatch(text) and text.upper() != "NULL"
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(text if plain else f'"{quoted}"')
+    return "{" + ",".join(parts) + "}"
 
 
 def pg_text(value: Any) -> str:
-    """A model value as PostgreSQL prints it (timestamps with zones in UTC, ``+00``)."""
+    """A model value as PostgreSQL prints it (timestamps with zones in UTC, ``+00``; intervals
+    in ISO 8601; bytea as ``\\x`` hex)."""
+    if isinstance(value, Interval):
+        return interval_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, list):
+        return array_text(value, None)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, decimal.Decimal):
@@ -106,7 +178,7 @@ def pg_text(value: Any) -> str:
     if isinstance(value, float):
         return pg_float(value)
     if isinstance(value, dt.datetime):
-        text = value.replace(tzinfo=None).isoformat(sep=" ")
+        text = f"{value.date().isoformat()} {_clock(value)}"
         return text + "+00" if value.tzinfo is not None else text
     if isinstance(value, dt.time):
         return _time_text(value)
@@ -148,11 +220,16 @@ def _check_decimal(value: decimal.Decimal, precision: int, scale: int) -> None:
         )
 
 
-def convert(value: Any, target: ColumnType) -> Any:
-    """``value`` as the override type ``target`` stores it; raises UnfitValueError."""
+def convert(value: Any, target: ColumnType, source: ColumnType | None = None) -> Any:
+    """``value`` (of a column of type ``source``, when known) as the override type ``target``
+    stores it; raises UnfitValueError."""
     if value is None or value is UNCHANGED_TOAST:
         return value
     if target.kind is Kind.TEXT:
+        if source is not None and source.kind is Kind.FLOAT32 and isinstance(value, float):
+            return float32_text(value)
+        if isinstance(value, list):
+            return array_text(value, source.element if source is not None else None)
         return pg_text(value)
     return _to_decimal(value, target.precision or 38, target.scale or 0)
 
@@ -203,9 +280,40 @@ def check_value(value: Any, ct: ColumnType, caps: Capabilities) -> None:
     elif value is END_OF_DAY:
         if not caps.end_of_day_time:
             raise UnfitValueError("the warehouse's TIME has no 24:00:00")
+    elif kind is Kind.JSON and caps.json_number_digits is not None and isinstance(value, str):
+        _check_json_numbers(value, caps.json_number_digits)
     elif kind is Kind.ARRAY and ct.element is not None and isinstance(value, list):
+        floats = ct.element.kind in (Kind.FLOAT32, Kind.FLOAT64)
         for item in value:
+            special = isinstance(item, float) and (item != item or abs(item) == float("inf"))
+            if floats and special and not caps.special_floats_in_arrays:
+                raise UnfitValueError(f"the warehouse's arrays can't hold {pg_text(item)}")
             check_value(item, ct.element, caps)
+
+
+def _check_json_numbers(text: str, digits: int) -> None:
+    """Every number of a JSON text has at most ``digits`` digits (integer and fraction)."""
+    if not any(c.isdigit() for c in text):
+        return
+    try:
+        doc = json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal)
+    except ValueError:
+        return  # not JSON: the engine says so when it loads it
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, decimal.Decimal):
+            exponent: Any = item.as_tuple().exponent
+            total = max(0, item.adjusted() + 1) + max(0, -exponent)
+            if not item.is_finite() or total > digits:
+                raise UnfitValueError(
+                    f"the JSON number {numeric_text(item)[:40]} has more than {digits} digits, "
+                    "which the warehouse's JSON type turns into a double"
+                )
 
 
 def _shown(value: Any) -> str:
@@ -221,13 +329,17 @@ def _shown(value: Any) -> str:
 # ---- a batch --------------------------------------------------------------------------------
 
 _CHECKED: Final = frozenset(
-    {Kind.DECIMAL, Kind.VARDECIMAL, Kind.DATE, Kind.TIME, Kind.TIMESTAMP, Kind.TIMESTAMPTZ}
-)
+    {
+        Kind.DECIMAL, Kind.VARDECIMAL, Kind.DATE, Kind.TIME, Kind.TIMESTAMP, Kind.TIMESTAMPTZ,
+        Kind.JSON,
+    }
+)  # fmt: skip
+_FLOATS: Final = frozenset({Kind.FLOAT32, Kind.FLOAT64})  # checked inside arrays only
 
 
 def _checked(ct: ColumnType) -> bool:
     if ct.kind is Kind.ARRAY and ct.element is not None:
-        return _checked(ct.element)
+        return ct.element.kind in _FLOATS or _checked(ct.element)
     return ct.kind in _CHECKED
 
 
@@ -242,13 +354,16 @@ def overridden_schema(schema: TableSchema, overrides: Mapping[str, ColumnType]) 
     return replace(schema, columns=columns)
 
 
-def _row(values: dict[str, Any] | None, overrides: Mapping[str, ColumnType]) -> Any:
+def _row(
+    values: dict[str, Any] | None, overrides: Mapping[str, ColumnType], schema: TableSchema
+) -> Any:
     if values is None:
         return None
     out = dict(values)
+    sources = {c.name: c.type for c in schema.columns}
     for name, target in overrides.items():
         if name in out:
-            out[name] = convert(out[name], target)
+            out[name] = convert(out[name], target, sources.get(name))
     return out
 
 
@@ -269,9 +384,9 @@ def fit_batch(
                 event = replace(
                     event,
                     schema=overridden_schema(event.schema, overrides),
-                    key=_row(event.key, overrides),
-                    before=_row(event.before, overrides),
-                    after=_row(event.after, overrides),
+                    key=_row(event.key, overrides, event.schema),
+                    before=_row(event.before, overrides, event.schema),
+                    after=_row(event.after, overrides, event.schema),
                 )
         except UnfitValueError as exc:
             reasons.append(f"a column override can't hold a value: {exc}")

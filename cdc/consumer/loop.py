@@ -301,24 +301,40 @@ class Replicator:
         if not assignment:
             return False
         ends: dict[str, tuple[int, int]] = {}
+        tails: list[tuple[tuple[str, int], int, int]] = []  # at the watermark: log end unknown
         for tp in self.consumer.position(assignment):
             tp_key = (tp.topic, tp.partition)
             if tp_key in self._revoked or tp.topic in self.stats.parked:
                 continue
             try:
-                if not self._partition_caught_up(tp, ends):
-                    return False
+                state = self._partition_caught_up(tp, ends)
             except KafkaException as exc:  # the broker out of reach: not caught up, poll on
                 log.warning("the broker did not answer; polling on", partition=tp_key,
                             error=str(exc))  # fmt: skip
+                return False
+            if state is False:
+                return False
+            if state is not True:
+                tails.append(state)
+        if tails:
+            try:
+                self._read_log_ends([(k, high) for k, high, _ in tails])
+            except KafkaException as exc:
+                log.warning("the broker did not answer; polling on", error=str(exc))
+                return False
+            if any(position < self._ends[k][1] for k, _, position in tails):
                 return False
         if not self.caught_up_event.is_set():  # once per idle spell, not every poll
             log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
         return True
 
-    def _partition_caught_up(self, tp: TopicPartition, ends: dict[str, tuple[int, int]]) -> bool:
+    def _partition_caught_up(
+        self, tp: TopicPartition, ends: dict[str, tuple[int, int]]
+    ) -> bool | tuple[tuple[str, int], int, int]:
         """One partition of :meth:`caught_up` (its broker reads may raise KafkaException);
-        records its (position, high watermark) in ``ends``."""
+        records its (position, high watermark) in ``ends``. At the watermark of a log whose end
+        is not known yet: (partition, watermark, position), for one read of every such log's
+        end (:meth:`_read_log_ends`)."""
         tp_key = (tp.topic, tp.partition)
         low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
         applied = self._applied_to.get(tp_key, low)
@@ -334,18 +350,20 @@ class Replicator:
         ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
         if high < 0 or position < high:
             return False
-        return not (high > low and position < self._log_end(tp_key, high))
+        if high <= low:
+            return True
+        cached = self._ends.get(tp_key)
+        if cached is not None and cached[0] == high:
+            return position >= cached[1]
+        return (tp_key, high, position)
 
-    def _log_end(self, tp_key: tuple[str, int], high: int) -> int:
-        """The offset after a partition's last message, read from the log's last batch.
+    def _read_log_ends(self, partitions: Sequence[tuple[tuple[str, int], int]]) -> None:
+        """The offset after each partition's last message, read from the logs' last batches in
+        one pass (cached per watermark in ``_ends``).
 
         A broker's high watermark should be that, but the local stack's (Tansu) reports the
         last record batch's base offset + 1: a position at that watermark can still have
-        messages after it. Read once per watermark seen (cached), only when the loop is idle
-        at the watermark."""
-        cached = self._ends.get(tp_key)
-        if cached is not None and cached[0] == high:
-            return cached[1]
+        messages after it. Read only when the loop is idle at the watermarks."""
         if self._side is None:
             self._side = Consumer(
                 {
@@ -358,12 +376,14 @@ class Replicator:
                     "enable.partition.eof": True,
                 }
             )
-        end = high
-        tail = [TopicPartition(tp_key[0], tp_key[1], max(0, high - 1))]
-        for msg in read_to_end(self._side, tail, timeout=10):
-            end = max(end, (msg.offset() or 0) + 1)
-        self._ends[tp_key] = (high, end)
-        return end
+        found = {key: high for key, high in partitions}
+        tails = [TopicPartition(t, p, max(0, high - 1)) for (t, p), high in partitions]
+        for msg in read_to_end(self._side, tails, timeout=10):
+            key = (msg.topic() or "", msg.partition() or 0)
+            if key in found:
+                found[key] = max(found[key], (msg.offset() or 0) + 1)
+        for key, high in partitions:
+            self._ends[key] = (high, found[key])
 
     def _poll_batch(self) -> list[Polled]:
         """Up to batch_size messages, waiting at most linger_ms after the first one.

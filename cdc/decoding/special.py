@@ -135,12 +135,14 @@ def decode_sparse_vector(value: Any, placeholder: str) -> str:
     if value.__class__ is not dict:
         raise mismatch("SparseDoubleVector struct", value)
     dimensions, entries = value.get("dimensions"), value.get("vector")
-    if dimensions.__class__ is not int or entries.__class__ is not dict:
+    if entries.__class__ is dict:  # a map: JSON object, or [key, value] pairs (int keys)
+        entries = list(entries.items())
+    if dimensions.__class__ is not int or entries.__class__ is not list:
         raise mismatch("SparseDoubleVector struct", value)
     try:
-        items = sorted((int(k), decode_float(v, placeholder)) for k, v in entries.items())
-    except ValueError:
-        raise DecodeError("SparseDoubleVector index is not an integer") from None
+        items = sorted((int(k), decode_float(v, placeholder)) for k, v in entries)
+    except (ValueError, TypeError):
+        raise DecodeError("SparseDoubleVector entries are not [index, value] pairs") from None
     return "{" + ",".join(f"{i}:{pg_float(x)}" for i, x in items) + f"}}/{dimensions}"
 
 

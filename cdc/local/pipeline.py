@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from cdc.config import Config, TableConfig, load_config
 from cdc.consumer.fitting import UnfitValueError, convert, override_type
 from cdc.consumer.loop import Replicator, RunStats
 from cdc.local.stack import LocalStack
+from cdc.model import ColumnType, Kind
 from cdc.runtime import open_warehouse, replicator_settings
 from cdc.source.connector import debezium_properties
 from cdc.source.signals import ensure_configured_signal_table
@@ -178,7 +179,9 @@ class ReplicatorThread:
         return self.replicator.stats
 
 
-def overridden_rows(rows: list[dict[str, Any]], table: TableConfig) -> list[dict[str, Any]]:
+def overridden_rows(
+    rows: list[dict[str, Any]], table: TableConfig, types: Mapping[str, str]
+) -> list[dict[str, Any]]:
     """Source rows with the table's overridden columns in the form the warehouse stores them
     (PostgreSQL's text; a decimal that doesn't fit stays as it is, to show as different)."""
     if not table.columns:
@@ -189,7 +192,9 @@ def overridden_rows(rows: list[dict[str, Any]], table: TableConfig) -> list[dict
         changed = dict(row)
         for name, target in targets.items():
             with contextlib.suppress(UnfitValueError):
-                changed[name] = convert(row.get(name), target)
+                real = types.get(name) == "real"
+                source = ColumnType(Kind.FLOAT32) if real else None
+                changed[name] = convert(row.get(name), target, source)
         out.append(changed)
     return out
 
@@ -204,7 +209,7 @@ def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> 
         with source_connection(url) as conn:
             for table in config.tables:
                 key, types, rows = source_rows(conn, table.source)
-                rows = overridden_rows(rows, table)
+                rows = overridden_rows(rows, table, types)
                 target = config.table_target(table)
                 held = (
                     {c.row.key for c in warehouse.list_quarantine(target.name)}

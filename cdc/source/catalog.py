@@ -84,6 +84,21 @@ ORDER BY array_position(i.indkey, a.attnum)
 """
 
 
+ARRAY_ELEMENTS: Final = frozenset(
+    {
+        "int2", "int4", "int8", "oid", "float4", "float8", "bool", "text", "varchar", "bpchar",
+        "bytea", "date", "timetz", "timestamp", "timestamptz", "uuid", "json", "jsonb", "inet",
+        "cidr", "macaddr", "citext", "ltree", "hstore", "int4range", "int8range", "numrange",
+        "daterange", "tsrange", "tstzrange",
+    }
+)  # fmt: skip
+"""Array element types Debezium 3.6 converts (enums too): arrays of others are refused."""
+TOAST_NULLED: Final = frozenset({"_float4", "_float8", "vector", "halfvec", "sparsevec"})
+"""Types whose unchanged TOASTed value Debezium 3.6 sends as NULL (it fails to build its
+placeholder: "Invalid Java object for schema ARRAY"), unless the table has REPLICA IDENTITY
+FULL (then every change carries the whole row, with no placeholder)."""
+
+
 def column_refusals(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
     """Why columns of ``table`` can't be replicated exactly (empty: every column can), one
     message per column naming it, its type and what to do; nothing when it doesn't exist."""
@@ -91,12 +106,24 @@ def column_refusals(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
     exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
     if exists is None or exists[0] is None:
         return []
+    identity = conn.execute(
+        "SELECT relreplident FROM pg_class WHERE oid = %s::regclass", (name,)
+    ).fetchone()
+    full = identity is not None and identity[0] == "f"
     out = []
     for row in conn.execute(_COLUMNS, (name,)):
         try:
             column_type(row)
         except SourceTableError as exc:
             out.append(f"column {row[0]!r}: {exc}")
+            continue
+        if row[1] in TOAST_NULLED and not full:
+            out.append(
+                f"column {row[0]!r}: type {row[1]} can't be replicated exactly under the "
+                "default REPLICA IDENTITY: Debezium 3.6 sends an unchanged TOASTed value of "
+                "this type (an update that leaves a large value untouched) as NULL. Run "
+                f"ALTER TABLE {name} REPLICA IDENTITY FULL"
+            )
     return out
 
 
@@ -158,6 +185,13 @@ def column_type(row: Sequence[Any]) -> ColumnType:
             f"type {typname} is declared with {ndims} dimensions: Debezium 3.6 sends the "
             "elements of a multi-dimensional array as NULLs. Store it as text or jsonb at the "
             "source, or leave the column out (source.debezium: column.exclude.list)"
+        )
+    if elem not in ARRAY_ELEMENTS and elem_type != "e":
+        raise SourceTableError(
+            f"type {typname} can't be replicated exactly: Debezium 3.6 has no converter for "
+            f"arrays of {elem}: it sends them as text elements that may not be NULL, and an "
+            "array holding a NULL element as NULL. Store it as text[] or jsonb at the source, "
+            "or leave the column out (source.debezium: column.exclude.list)"
         )
     element = _scalar(elem, elem_type, -1, None, None)
     if element.kind is Kind.ENUM:

@@ -144,23 +144,21 @@ def signal_payload(
     ``tables``, each restricted to ``where`` when given (``additional-conditions``, in
     parentheses so it stays one condition inside Debezium's chunk query).
 
-    Debezium reads each data-collections entry as a regex over ``schema.table`` and the result
-    with its own identifier parser: :func:`cdc.names.signal_collection` says how each table is
-    written so that it names that table and no other (``known``: the other tables the
-    connector captures). Raises :class:`SignalError` for a name that can't be."""
-    entries: list[tuple[str, str]] = []
+    Debezium reads each entry as a regex over the raw ``schema.table`` of the tables it
+    captures: :func:`cdc.names.signal_collection` writes one matching that table and no other
+    (``known``: the tables the connector captures). Raises :class:`SignalError` for a table
+    Debezium's incremental snapshot can't name (a space or a quote in a name: use the bulk
+    method)."""
+    entries: list[str] = []
     for table in tables:
         try:
             entries.append(names.signal_collection(table, known))
         except names.BadNameError as exc:
             raise SignalError(str(exc)) from None
-    payload: dict[str, Any] = {
-        "type": "incremental",
-        "data-collections": [entry for entry, _ in entries],
-    }
+    payload: dict[str, Any] = {"type": "incremental", "data-collections": entries}
     if where is not None:
         payload["additional-conditions"] = [
-            {"data-collection": condition, "filter": f"({where})"} for _, condition in entries
+            {"data-collection": entry, "filter": f"({where})"} for entry in entries
         ]
     return payload
 
@@ -271,8 +269,9 @@ def request_incremental_snapshot(
                 )
             if not _has_primary_key(conn, table):
                 raise NoPrimaryKeyError(
-                    f"table {names.display(table)} has no primary key: Debezium's incremental snapshot reads "
-                    "it in key-ordered chunks; add a primary key or use the bulk method"
+                    f"table {names.display(table)} has no primary key: Debezium's incremental "
+                    "snapshot reads it in key-ordered chunks; add a primary key or use the bulk "
+                    "method"
                 )
             if where is not None:
                 _check_filter(conn, table, where)
@@ -286,9 +285,9 @@ def request_incremental_snapshot(
         if not _published(conn, signals):
             state = "was missing and has just been created" if created else "exists"
             raise SignalTableNotPublishedError(
-                f"the signal table {names.display(signals)} {state} but is in no publication, so the "
-                "connector can't see signals: restart the connector (Debezium adds the signal "
-                "table to its publication when it starts), then request the snapshot again"
+                f"the signal table {names.display(signals)} {state} but is in no publication, "
+                "so the connector can't see signals: restart the connector (Debezium adds the "
+                "signal table to its publication when it starts), then request the snapshot again"
             )
         signal_id = str(uuid.uuid4())
         data = json.dumps(payload)

@@ -7,16 +7,25 @@ from each envelope. Snapshot, streamed insert/update/delete, `cdc reconcile` and
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
+import yaml
 from stack_support import snowflake_warehouse_section
 
+from cdc.config import load_config
 from cdc.local.pipeline import compare_all
 from cdc.model import TableId
 from cdc.reconcile.run import ReconcileSettings, reconcile
 from cdc.runtime import open_warehouse
-from cdc.snapshot.bulk import BulkOptions, bulk_snapshot
+from cdc.snapshot.bulk import BulkOptions, SnapshotError, bulk_snapshot
 from cdc.snapshot.incremental import run_incremental
 
 if TYPE_CHECKING:
@@ -124,17 +133,18 @@ INSERT INTO xzy SELECT g, 'z' || g FROM generate_series(1, 40) g;
 
 def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: Pipeline) -> None:
     """`snapshot_mode: no_data`, so only the incremental snapshot brings the old rows: of a
-    schema with a space and a table with a quote, of a table whose name holds a dot (its raw
-    `public.x.y` is a regex matching `public.xzy` too, and Debezium's identifier parser reads
-    it as catalog.schema.table), one with a regex character and one in mixed case. The
-    snapshot scans exactly those tables (not `xzy`) and the warehouse equals the source."""
+    table whose name holds a dot (its raw `public.x.y`, sent as Debezium's regex, also matches
+    `public.xzy`), one with a regex character and one in mixed case. Exactly those tables are
+    scanned (not `xzy`) and the warehouse equals the source. A table Debezium can't carry
+    through an incremental snapshot (a space and a quote: its stored offset would not parse
+    and the connector would stop) is refused before any signal is written."""
     pipeline.sql(INCREMENTAL_DDL)
-    names = [ODD, 'public."x.y"', '"a+b"', '"MiXed"']
+    names = ['public."x.y"', '"a+b"', '"MiXed"']
     config = pipeline.configure(
-        [*names, "xzy"],
+        [ODD, *names, "xzy"],
         source_options={
             "snapshot_mode": "no_data",
-            "debezium": {"incremental.snapshot.chunk.size": "100"},
+            "debezium": {"incremental.snapshot.chunk.size": "50"},
         },
     )
     pipeline.start_debezium()
@@ -148,29 +158,117 @@ def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: 
     run = pipeline.replicate_until_caught_up()
     assert run.dead_letters == 0 and not run.parked, run
 
+    with pytest.raises(SnapshotError, match="bulk method") as refused:
+        run_incremental(config, [ODD, *names], timeout=60)
+    assert ODD in str(refused.value)
+    assert pipeline.sql("SELECT count(*) FROM debezium_signal") == [(0,)]
+
     outcome = run_incremental(config, names, timeout=240)
     assert {t["table"]: (t["status"], t["rows"]) for t in outcome["tables"]} == {
-        ODD: ("SUCCEEDED", 300),
         'public."x.y"': ("SUCCEEDED", 120),
         'public."a+b"': ("SUCCEEDED", 80),
-        'public."MiXed"': ("SUCCEEDED", 30),
+        "public.MiXed": ("SUCCEEDED", 30),
     }, outcome
+    assert outcome["chunks"] >= 5
     run = pipeline.replicate_until_caught_up()
     assert run.dead_letters == 0 and not run.parked, run
 
     diffs = {d.name: d for d in compare_all(config, pipeline.url)}
-    assert diffs.pop("xzy").source_rows == 40  # not snapshotted: still only the streamed row
+    assert diffs.pop("xzy").source_rows == 40  # not snapshotted: only the streamed row
+    assert diffs.pop('Order"Items').source_rows == 300  # refused: only the streamed row
     bad = {name: d.describe() for name, d in diffs.items() if d.diffs}
     assert not bad, bad
     assert {name: d.source_rows for name, d in diffs.items()} == {
-        'Order"Items': 300,
         "x.y": 120,
         "a+b": 80,
         "MiXed": 30,
     }
     wh = open_warehouse(config)
     try:
-        xzy = wh.fetch_table(config.table_target(config.table("xzy")))
+        for table in ("xzy", ODD):
+            rows = wh.fetch_table(config.table_target(config.table(table)))
+            assert len(rows) == 1, (table, rows)
     finally:
         wh.close()
-    assert len(xzy) == 1
+
+
+def _cdc(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdc", *args, "--config", str(config)],
+        env={**os.environ, "COLUMNS": "250", "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def _ok(*args: str, config: Path) -> str:
+    proc = _cdc(*args, config=config)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"cdc {' '.join(args)} failed ({proc.returncode}):\n{out}"
+    return out
+
+
+def test_cli_takes_quoted_names(pipeline: Pipeline) -> None:
+    """`cdc status`, `cdc history`, `cdc tier run`, `cdc snapshot` and `cdc reconcile` as
+    real processes, the table given on the command line in PostgreSQL's quoted form."""
+    pipeline.sql(DDL)
+    pipeline.configure(
+        [
+            {
+                "name": ODD,
+                "mode": "scd2",
+                "tiering": {"hot": "1s", "warm": "2d", "retention": "3d"},
+            },
+            "plain",
+        ]
+    )
+    path = pipeline.workdir / "cdc.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["tiering"] = {"target": str(pipeline.workdir / "tiers")}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    pipeline.config = load_config(path)
+
+    pipeline.start_debezium()
+    pipeline.replicate_until_caught_up()
+    for value, last in (("v2", 10), ("v3", 5)):  # two transactions: two versions
+        pipeline.sql(
+            'UPDATE "Sales Data"."Order""Items" SET "Mixed Col" = %s WHERE "Id" <= %s',
+            (value, last),
+        )
+    run = pipeline.replicate_until_caught_up()
+    assert run.dead_letters == 0 and not run.parked, run
+
+    status = _ok("status", config=path)
+    assert any(
+        line.split("│")[1:3] == [' Order"Items ', " scd2   "] for line in status.splitlines()
+    ), status
+
+    history = _ok("history", ODD, "3", "--json", config=path)
+    versions = [json.loads(line) for line in history.splitlines() if line.startswith("{")]
+    assert [v["Mixed Col"] for v in versions] == ["m3", "v2", "v3"], history
+
+    time.sleep(2)  # the replaced versions closed more than `hot` (1 s) ago
+    tiered = _ok("tier", "run", ODD, "--json", config=path)
+    (moved,) = json.loads(tiered)
+    assert (moved["table"], moved["to warm"]) == ('Order"Items', 15), tiered  # 10 + 5 closed
+    assert list((pipeline.workdir / "tiers").rglob("*.parquet")), tiered
+    # the closed versions left the warehouse table; the <table>_history view still has them
+    history = _ok("history", ODD, "3", "--json", config=path)
+    versions = [json.loads(line) for line in history.splitlines() if line.startswith("{")]
+    assert [v["Mixed Col"] for v in versions] == ["v3"], history
+    with duckdb.connect(str(pipeline.workdir / "warehouse.duckdb")) as con:
+        rows = con.execute(
+            'SELECT "Mixed Col" FROM "Order""Items_history" WHERE "Id" = 3 ORDER BY valid_from'
+        ).fetchall()
+    assert rows == [("m3",), ("v2",), ("v3",)], tiered
+
+    snapshot = _ok("snapshot", ODD, "--rows-per-chunk", "100", "--json", config=path)
+    (loaded,) = json.loads(snapshot)
+    assert (loaded["table"], loaded["rows"]) == (ODD, 300), snapshot
+    refused = _cdc("snapshot", ODD, "--method", "incremental", config=path)
+    assert refused.returncode != 0 and "bulk method" in refused.stdout + refused.stderr
+
+    report = json.loads(_ok("reconcile", ODD, "--json", config=path))
+    assert [(t["source_table"], t["status"]) for t in report["tables"]] == [(ODD, "ok")], report
+    pipeline.assert_equal_to_source()

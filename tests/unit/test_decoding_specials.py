@@ -169,3 +169,6 @@ def test_sparse_vectors_as_pgvector_text() -> None:
     column = col("v", "struct", "io.debezium.data.SparseDoubleVector", params=src("SPARSEVEC"))
     value = {"dimensions": 5, "vector": {"3": -2.0, "1": 1.5}}
     assert decode_one(column, value) == "{1:1.5,3:-2}/5"
+    # what Debezium 3.6 sends: the map as [index, value] pairs
+    pairs = {"dimensions": 5, "vector": [[1, 1.5], [3, -2.0]]}
+    assert decode_one(column, pairs) == "{1:1.5,3:-2}/5"

@@ -58,14 +58,15 @@ def test_payload_of_an_incremental_snapshot() -> None:
     tables = [TableId("public", "customers"), TableId("sales", "orders")]
     assert signal_payload(tables) == {
         "type": "incremental",
-        "data-collections": ["public.customers", "sales.orders"],
+        # Debezium full-matches each entry, as a case-sensitive regex, against `schema.table`
+        "data-collections": ["(?-i:public\\.customers)", "(?-i:sales\\.orders)"],
     }
 
 
 def test_payload_with_a_filter_puts_it_on_every_table_in_parentheses() -> None:
     payload = signal_payload([TableId("public", "customers")], "tier = 'gold' OR id < 5")
     assert payload["additional-conditions"] == [
-        {"data-collection": "public.customers", "filter": "(tier = 'gold' OR id < 5)"}
+        {"data-collection": "(?-i:public\\.customers)", "filter": "(tier = 'gold' OR id < 5)"}
     ]
     assert json.loads(json.dumps(payload)) == payload  # what goes into the data column
 
