@@ -214,17 +214,19 @@ def debezium_identifier_parts(text: str) -> list[str]:
 def debezium_carries(table: TableId) -> bool:
     """Whether Debezium's incremental snapshot can name ``table``: it keeps the tables of a
     running snapshot in its offsets as the raw ``schema.table`` and reads them back with
-    ``TableId.parse``, which must give the same identifier (a name with a space, a leading
-    quote or a doubled quote fails to parse, and the connector stops)."""
-    raw = f"{table.schema}.{table.name}"
+    ``TableId.parse``, which must give back the same schema and table: a name with a space, a
+    leading or doubled quote fails to parse (the connector stops), one with a dot parses as
+    ``catalog.schema.table`` (the snapshot's events then name another table)."""
     try:
-        parts = debezium_identifier_parts(raw)
+        return debezium_identifier_parts(f"{table.schema}.{table.name}") == [
+            table.schema,
+            table.name,
+        ]
     except ValueError:
         return False
-    return 2 <= len(parts) <= 3 and ".".join(p for p in parts if p) == raw
 
 
-def signal_collection(table: TableId, known: Iterable[TableId] = ()) -> str:
+def signal_collection(table: TableId) -> str:
     """The regex naming exactly ``table`` in an ``execute-snapshot`` signal, both as its
     ``data-collections`` entry and as an ``additional-conditions`` ``data-collection``.
 
@@ -234,22 +236,14 @@ def signal_collection(table: TableId, known: Iterable[TableId] = ()) -> str:
     an additional condition's ``data-collection`` is a case-insensitive regex over that same
     string. :func:`include_regex` matches exactly one raw ``schema.table``, case included.
 
-    Raises BadNameError when Debezium can't carry the table (:func:`debezium_carries`), or
-    when another of the ``known`` tables has the same raw ``schema.table`` (``a.b`` + ``c``
-    and ``a`` + ``b.c``: one table to Debezium).
+    Raises BadNameError when Debezium can't carry the table (:func:`debezium_carries`).
     """
-    raw = f"{table.schema}.{table.name}"
     if not debezium_carries(table):
+        raw = f"{table.schema}.{table.name}"
         raise BadNameError(
             f"Debezium's incremental snapshot can't name {display(table)}: it keeps the "
-            f"tables of a snapshot as the raw text {raw!r} and can't read that back (a space, "
-            "a leading or doubled quote), which would stop the connector; use the bulk method"
-        )
-    twins = sorted(display(t) for t in known if t != table and f"{t.schema}.{t.name}" == raw)
-    if twins:
-        raise BadNameError(
-            f"Debezium can't tell {display(table)} from {', '.join(twins)} (both are {raw!r} "
-            "to it): use the bulk method"
+            f"tables of a snapshot as the raw text {raw!r} and reads that back wrong (a dot, a "
+            "space, a leading or doubled quote); use the bulk method"
         )
     return include_regex(table)
 

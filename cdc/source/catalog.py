@@ -92,7 +92,7 @@ ARRAY_ELEMENTS: Final = frozenset(
         "daterange", "tsrange", "tstzrange",
     }
 )  # fmt: skip
-"""Array element types Debezium 3.6 converts (enums too): arrays of others are refused."""
+"""Array element types Debezium 3.6 converts, NULL elements included: others are refused."""
 TOAST_NULLED: Final = frozenset({"_float4", "_float8", "vector", "halfvec", "sparsevec"})
 """Types whose unchanged TOASTed value Debezium 3.6 sends as NULL (it fails to build its
 placeholder: "Invalid Java object for schema ARRAY"), unless the table has REPLICA IDENTITY
@@ -186,7 +186,13 @@ def column_type(row: Sequence[Any]) -> ColumnType:
             "elements of a multi-dimensional array as NULLs. Store it as text or jsonb at the "
             "source, or leave the column out (source.debezium: column.exclude.list)"
         )
-    if elem not in ARRAY_ELEMENTS and elem_type != "e":
+    if elem_type == "e":
+        raise SourceTableError(
+            f"type {typname} can't be replicated exactly: Debezium 3.6 sends an array of enum "
+            "labels holding a NULL element as NULL. Store it as text[] at the source, or leave "
+            "the column out (source.debezium: column.exclude.list)"
+        )
+    if elem not in ARRAY_ELEMENTS:
         raise SourceTableError(
             f"type {typname} can't be replicated exactly: Debezium 3.6 has no converter for "
             f"arrays of {elem}: it sends them as text elements that may not be NULL, and an "

@@ -137,22 +137,19 @@ def _ident(table: TableId) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
 
 
-def signal_payload(
-    tables: Sequence[TableId], where: str | None = None, known: Collection[TableId] = ()
-) -> dict[str, Any]:
+def signal_payload(tables: Sequence[TableId], where: str | None = None) -> dict[str, Any]:
     """The ``data`` of an ``execute-snapshot`` signal: an incremental snapshot of exactly
     ``tables``, each restricted to ``where`` when given (``additional-conditions``, in
     parentheses so it stays one condition inside Debezium's chunk query).
 
     Debezium reads each entry as a regex over the raw ``schema.table`` of the tables it
-    captures: :func:`cdc.names.signal_collection` writes one matching that table and no other
-    (``known``: the tables the connector captures). Raises :class:`SignalError` for a table
-    Debezium's incremental snapshot can't name (a space or a quote in a name: use the bulk
-    method)."""
+    captures: :func:`cdc.names.signal_collection` writes one matching that table and no other.
+    Raises :class:`SignalError` for a table Debezium's incremental snapshot can't name (a dot,
+    a space or a quote in a name: use the bulk method)."""
     entries: list[str] = []
     for table in tables:
         try:
-            entries.append(names.signal_collection(table, known))
+            entries.append(names.signal_collection(table))
         except names.BadNameError as exc:
             raise SignalError(str(exc)) from None
     payload: dict[str, Any] = {"type": "incremental", "data-collections": entries}
@@ -248,7 +245,6 @@ def request_incremental_snapshot(
         raise InvalidFilterError("the filter is empty: leave it out to snapshot every row")
     wanted = list(dict.fromkeys(parse_table(t) for t in tables))
     signals = parse_table(signal_table)
-    known: set[TableId] = set()
     if captured is not None:
         known = {parse_table(t) for t in captured}
         missing = [t for t in wanted if t not in known]
@@ -259,7 +255,7 @@ def request_incremental_snapshot(
                 f"the connector doesn't capture {absent} (it captures: {listed}); add the "
                 "table to `tables` in cdc.yaml and restart the connector first"
             )
-    payload = signal_payload(wanted, where, known | {signals})
+    payload = signal_payload(wanted, where)
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         for table in wanted:
             if not _exists(conn, table):

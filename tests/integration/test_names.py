@@ -120,28 +120,31 @@ INCREMENTAL_DDL = """
 CREATE SCHEMA "Sales Data";
 CREATE TABLE "Sales Data"."Order""Items" ("Id" int PRIMARY KEY, "Mixed Col" text, "a.b" int);
 CREATE TABLE "x.y" (id int PRIMARY KEY, v text);
+CREATE TABLE "a*" (id int PRIMARY KEY, v text);
 CREATE TABLE "a+b" (id int PRIMARY KEY, v text);
 CREATE TABLE "MiXed" (id int PRIMARY KEY, v text);
-CREATE TABLE xzy (id int PRIMARY KEY, v text);
+CREATE TABLE a (id int PRIMARY KEY, v text);
 INSERT INTO "Sales Data"."Order""Items" SELECT g, 'm' || g, g FROM generate_series(1, 300) g;
 INSERT INTO "x.y" SELECT g, 'x' || g FROM generate_series(1, 120) g;
+INSERT INTO "a*" SELECT g, 's' || g FROM generate_series(1, 120) g;
 INSERT INTO "a+b" SELECT g, 'a' || g FROM generate_series(1, 80) g;
 INSERT INTO "MiXed" SELECT g, 'c' || g FROM generate_series(1, 30) g;
-INSERT INTO xzy SELECT g, 'z' || g FROM generate_series(1, 40) g;
+INSERT INTO a SELECT g, 'z' || g FROM generate_series(1, 40) g;
 """
 
 
 def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: Pipeline) -> None:
     """`snapshot_mode: no_data`, so only the incremental snapshot brings the old rows: of a
-    table whose name holds a dot (its raw `public.x.y`, sent as Debezium's regex, also matches
-    `public.xzy`), one with a regex character and one in mixed case. Exactly those tables are
-    scanned (not `xzy`) and the warehouse equals the source. A table Debezium can't carry
-    through an incremental snapshot (a space and a quote: its stored offset would not parse
-    and the connector would stop) is refused before any signal is written."""
+    table named `a*` (its raw `public.a*`, which Debezium reads as a regex, matches `public.a`
+    and not itself), one with another regex character and one in mixed case. Exactly those
+    tables are scanned (not `a`) and the warehouse equals the source. Tables Debezium can't
+    carry through an incremental snapshot (a space and a quote: its stored offset doesn't
+    parse and the connector stops; a dot: the events name schema `x` table `y`) are refused
+    before any signal is written."""
     pipeline.sql(INCREMENTAL_DDL)
-    names = ['public."x.y"', '"a+b"', '"MiXed"']
+    names = ['"a*"', '"a+b"', '"MiXed"']
     config = pipeline.configure(
-        [ODD, *names, "xzy"],
+        [ODD, 'public."x.y"', *names, "a"],
         source_options={
             "snapshot_mode": "no_data",
             "debezium": {"incremental.snapshot.chunk.size": "50"},
@@ -150,22 +153,21 @@ def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: 
     pipeline.start_debezium()
     pipeline.wait_published()
     # one streamed change per table: the warehouse tables exist before the snapshot
-    pipeline.sql(
-        'UPDATE "Sales Data"."Order""Items" SET "Mixed Col" = \'s\' WHERE "Id" = 1;'
-        "UPDATE \"x.y\" SET v = 's' WHERE id = 1; UPDATE \"a+b\" SET v = 's' WHERE id = 1;"
-        "UPDATE \"MiXed\" SET v = 's' WHERE id = 1; UPDATE xzy SET v = 's' WHERE id = 1;"
-    )
+    for table in (ODD, '"x.y"', '"a*"', '"a+b"', '"MiXed"', "a"):
+        key = '"Id"' if table == ODD else "id"
+        pipeline.sql(f"UPDATE {table} SET {key} = -{key} WHERE {key} = 1")
     run = pipeline.replicate_until_caught_up()
     assert run.dead_letters == 0 and not run.parked, run
 
-    with pytest.raises(SnapshotError, match="bulk method") as refused:
-        run_incremental(config, [ODD, *names], timeout=60)
-    assert ODD in str(refused.value)
+    for refused in (ODD, 'public."x.y"'):
+        with pytest.raises(SnapshotError, match="bulk method") as error:
+            run_incremental(config, [refused, *names], timeout=60)
+        assert refused in str(error.value)
     assert pipeline.sql("SELECT count(*) FROM debezium_signal") == [(0,)]
 
     outcome = run_incremental(config, names, timeout=240)
     assert {t["table"]: (t["status"], t["rows"]) for t in outcome["tables"]} == {
-        'public."x.y"': ("SUCCEEDED", 120),
+        'public."a*"': ("SUCCEEDED", 120),
         'public."a+b"': ("SUCCEEDED", 80),
         "public.MiXed": ("SUCCEEDED", 30),
     }, outcome
@@ -174,22 +176,19 @@ def test_incremental_snapshot_of_odd_names_reads_exactly_those_tables(pipeline: 
     assert run.dead_letters == 0 and not run.parked, run
 
     diffs = {d.name: d for d in compare_all(config, pipeline.url)}
-    assert diffs.pop("xzy").source_rows == 40  # not snapshotted: only the streamed row
-    assert diffs.pop('Order"Items').source_rows == 300  # refused: only the streamed row
+    for name in ("a", 'Order"Items', "x.y"):  # not snapshotted: only the streamed row
+        assert len(diffs.pop(name).missing) == diffs_source_rows(name) - 1
     bad = {name: d.describe() for name, d in diffs.items() if d.diffs}
     assert not bad, bad
     assert {name: d.source_rows for name, d in diffs.items()} == {
-        "x.y": 120,
+        "a*": 120,
         "a+b": 80,
         "MiXed": 30,
     }
-    wh = open_warehouse(config)
-    try:
-        for table in ("xzy", ODD):
-            rows = wh.fetch_table(config.table_target(config.table(table)))
-            assert len(rows) == 1, (table, rows)
-    finally:
-        wh.close()
+
+
+def diffs_source_rows(name: str) -> int:
+    return {"a": 40, 'Order"Items': 300, "x.y": 120}[name]
 
 
 def _cdc(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
@@ -206,7 +205,7 @@ def _ok(*args: str, config: Path) -> str:
     proc = _cdc(*args, config=config)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"cdc {' '.join(args)} failed ({proc.returncode}):\n{out}"
-    return out
+    return proc.stdout
 
 
 def test_cli_takes_quoted_names(pipeline: Pipeline) -> None:
@@ -250,7 +249,8 @@ def test_cli_takes_quoted_names(pipeline: Pipeline) -> None:
 
     time.sleep(2)  # the replaced versions closed more than `hot` (1 s) ago
     tiered = _ok("tier", "run", ODD, "--json", config=path)
-    (moved,) = json.loads(tiered)
+    # (structlog's "tier move committed" line goes to stdout before the JSON)
+    (moved,) = json.loads(tiered.splitlines()[-1])
     assert (moved["table"], moved["to warm"]) == ('Order"Items', 15), tiered  # 10 + 5 closed
     assert list((pipeline.workdir / "tiers").rglob("*.parquet")), tiered
     # the closed versions left the warehouse table; the <table>_history view still has them
