@@ -335,6 +335,13 @@ class Judge:
         if text is None:
             row = self._one(f"SELECT v IS NULL FROM {table} WHERE id = %s", [row_id])
             return (row is not None and bool(row[0]), "NULL")
+        if type_ == "hstore[]":  # elements stored as Debezium's JSON of each hstore
+            row = self._one(
+                f"SELECT ARRAY(SELECT hstore_to_json(x)::jsonb FROM unnest(v) x) = "
+                f"ARRAY(SELECT x::jsonb FROM unnest((%s)::text[]) x) FROM {table} WHERE id = %s",
+                [text, row_id],
+            )
+            return (bool(row and row[0]), text)
         if type_ == "hstore":  # stored as Debezium's JSON of it (hstore.handling.mode=json)
             try:
                 row = self._one(
@@ -448,7 +455,7 @@ def debezium_field_type(messages: Iterable[Any]) -> str | None:
                 for col in f.get("fields", []):
                     if col.get("field") == "v":
                         return connect_type(col)
-                return "(no column `v`: dropped by Debezium)"
+                return "(none: Debezium leaves the column out)"
     return None
 
 
@@ -512,7 +519,7 @@ def readme_table(
         obs = [o for o in observations if o.type == t.name]
         cells = [
             f"`{t.display or t.type}`",
-            f"`{connect.get(t.name)}`" if connect.get(t.name) else "—",
+            _code(connect.get(t.name)),
             f"`{columns.get(('duckdb', t.name))}`" if columns.get(("duckdb", t.name)) else "—",
             f"`{columns.get(('snowflake', t.name))}`"
             if columns.get(("snowflake", t.name))
@@ -521,6 +528,12 @@ def readme_table(
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _code(text: str | None) -> str:
+    if not text:
+        return "—"
+    return text if text.startswith("(") else f"`{text}`"
 
 
 def replace_section(readme: str, table: str) -> str:

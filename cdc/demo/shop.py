@@ -79,7 +79,7 @@ CREATE TABLE customers (
     country     char(2),
     tier        customer_tier,
     balance     numeric(12, 2),
-    credit      numeric,                 -- unconstrained: Debezium's VariableScaleDecimal
+    credit      numeric,                 -- unconstrained: sent as its digits, DECIMAL(38,10)
     tags        text[],
     prefs       jsonb,
     last_ip     inet,

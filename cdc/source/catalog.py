@@ -88,7 +88,7 @@ ARRAY_ELEMENTS: Final = frozenset(
     {
         "int2", "int4", "int8", "oid", "float4", "float8", "bool", "text", "varchar", "bpchar",
         "bytea", "date", "timetz", "timestamp", "timestamptz", "uuid", "json", "jsonb", "inet",
-        "cidr", "macaddr", "citext", "ltree", "hstore", "int4range", "int8range", "numrange",
+        "cidr", "macaddr", "citext", "hstore", "int4range", "int8range", "numrange",
         "daterange", "tsrange", "tstzrange",
     }
 )  # fmt: skip

@@ -269,6 +269,6 @@ def test_cli_takes_quoted_names(pipeline: Pipeline) -> None:
     refused = _cdc("snapshot", ODD, "--method", "incremental", config=path)
     assert refused.returncode != 0 and "bulk method" in refused.stdout + refused.stderr
 
-    report = json.loads(_ok("reconcile", ODD, "--json", config=path))
+    report = json.loads(_ok("reconcile", ODD, "--json", config=path).splitlines()[-1])
     assert [(t["source_table"], t["status"]) for t in report["tables"]] == [(ODD, "ok")], report
     pipeline.assert_equal_to_source()
