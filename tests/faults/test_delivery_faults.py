@@ -66,12 +66,18 @@ def test_old_messages_replayed_out_of_order_change_nothing(pipeline: Pipeline) -
     bootstrap = config.kafka.bootstrap_servers
     topics = [config.topic_for(config.table(t)) for t in ("items", "dim")]
     pipeline.start_debezium()
+    # the workload starts once Debezium's snapshot is done: a change committed while the
+    # snapshot runs, yet not in it, closes the snapshot's version at a commit time before the
+    # snapshot's time stamp (an empty validity: README, Limitations). This scenario is about
+    # replays; snapshots under writes have their own tests (test_data_shapes, test_snapshot)
+    pipeline.wait_published()
     with (
         Workload(pipeline.url, "items", rate=40, seed=2),
         Workload(pipeline.url, "dim", rate=40, seed=3, top=150),
     ):
         time.sleep(4)
     pipeline.replicate_until_caught_up()
+    verify(pipeline)  # well formed before the replays
     before = {t: _rows(config, t) for t in ("items", "dim")}
     rng = random.Random(9)
 
