@@ -174,7 +174,7 @@ class Replicator:
         )
         self.dlq = DeadLetterWriter(base, settings.dlq_suffix)
         self._base = base
-        self._side: Consumer | None = None  # reads the log's last batch (see _log_end)
+        self._side: Consumer | None = None  # reads the logs' last batches (see _read_log_ends)
         self._ends: dict[tuple[str, int], tuple[int, int]] = {}  # (high watermark, real end)
         self.validators = {name: Validator(c) for name, c in settings.contracts.items()}
         warehouse.interrupted = lambda: self._stop  # a held file's wait ends on SIGTERM
