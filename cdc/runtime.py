@@ -16,21 +16,20 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
     """The warehouse engine named by ``warehouse.type`` (imported only when chosen)."""
     settings = config.warehouse
     if settings.type == "duckdb":
-        from warehouse.duckdb import DuckDBWarehouse
+        from warehouse.duckdb.adapter import DuckDBWarehouse
 
-        duck = DuckDBWarehouse(
+        return DuckDBWarehouse(
             settings.path,
             schema=settings.schema_name,
             keep_open=keep_open,
             lock_timeout_s=settings.lock_timeout_seconds,
+            tier_filesystems=_tier_filesystems(config),
         )
-        duck.tier_filesystems = _tier_filesystems(config)
-        return duck
     if settings.type == "snowflake":
-        from warehouse.snowflake import SnowflakeSettings
-        from warehouse.snowflake_warehouse import SnowflakeWarehouse
+        from warehouse.snowflake.adapter import SnowflakeWarehouse
+        from warehouse.snowflake.settings import SnowflakeSettings
 
-        snow = SnowflakeWarehouse(
+        return SnowflakeWarehouse(
             SnowflakeSettings(
                 account=settings.account,
                 user=settings.user,
@@ -47,11 +46,10 @@ def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
                 protocol=settings.protocol,
                 network_timeout=settings.network_timeout_seconds,
                 login_timeout=settings.login_timeout_seconds,
-            )
+            ),
+            # read by the tiering mixin (history views over an external stage)
+            tier_stage=config.tiering.snowflake_stage,
         )
-        # read by the tiering mixin (history views over an external stage)
-        snow.tier_stage = config.tiering.snowflake_stage
-        return snow
     raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
 
 

@@ -17,9 +17,9 @@ from stack_support import pipeline, stack
 
 from cdc.local.fakesnow_server import fakesnow_server as start_fakesnow
 from warehouse.base import Warehouse
-from warehouse.duckdb import DuckDBWarehouse
-from warehouse.snowflake import SnowflakeSettings
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
+from warehouse.snowflake.settings import SnowflakeSettings
 
 __all__ = ["pipeline", "stack"]  # the stack's fixtures, for every test directory
 

@@ -84,8 +84,8 @@ def snowflake_credits(
     elsewhere: DuckDB has no credits, fakesnow no ACCOUNT_USAGE)."""
     if config.warehouse.type != "snowflake":
         return None, None
-    from warehouse.snowflake import DIALECT
-    from warehouse.snowflake_warehouse import SnowflakeWarehouse
+    from warehouse.snowflake.adapter import SnowflakeWarehouse
+    from warehouse.snowflake.connection import DIALECT
 
     if not isinstance(warehouse, SnowflakeWarehouse):
         return None, None

@@ -32,7 +32,7 @@ from cdc.model import TableId
 from cdc.reconcile.repair import repair_batch
 from cdc.reconcile.run import ReconcileSettings, reconcile
 from cdc.source.catalog import reflect_table
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 TARGET_ROWS_PER_S = 1_000_000
 TABLE = "bench_recon"

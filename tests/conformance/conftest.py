@@ -12,7 +12,7 @@ import pytest
 import snowflake.connector
 from snowflake.connector import SnowflakeConnection
 
-from warehouse.snowflake import SnowflakeSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 Connect = Callable[..., SnowflakeConnection]
 

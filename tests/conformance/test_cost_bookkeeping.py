@@ -11,8 +11,8 @@ from sample_data import ITEMS, batch, ev
 
 from cdc.model import Op
 from warehouse.base import ComputeRow, CostReportRow, TableStorage, TableTarget, Warehouse
-from warehouse.duckdb import DuckDBWarehouse
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
 
 pytestmark = pytest.mark.conformance
 

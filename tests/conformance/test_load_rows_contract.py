@@ -28,7 +28,7 @@ from sample_data import (
 from cdc.model import KafkaOrigin, Op, SourcePosition
 from warehouse.arrow import column_array
 from warehouse.base import OffsetRow, SourceRows, TableTarget, Warehouse
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 pytestmark = pytest.mark.conformance
 

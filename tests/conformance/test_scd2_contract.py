@@ -36,8 +36,8 @@ from warehouse.base import (
     TableTarget,
     Warehouse,
 )
-from warehouse.duckdb import DuckDBWarehouse
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
 
 pytestmark = pytest.mark.conformance
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from warehouse.snowflake import SnowflakeSettings
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
+from warehouse.snowflake.settings import SnowflakeSettings
 from warehouse.sql import TableRef
 
 pytestmark = pytest.mark.conformance

@@ -68,7 +68,7 @@ from sqlglot import exp
 from cdc.model import ColumnType, Interval, Kind
 from warehouse.arrow import Stage, column_array
 from warehouse.base import DataError, TerminalWarehouseError, TransientWarehouseError
-from warehouse.snowflake import (
+from warehouse.snowflake.connection import (
     DIALECT,
     classify,
     create_stage,

@@ -25,7 +25,7 @@ from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition
 from cdc.tiering.policy import TierFile, file_path, move_id
 from cdc.tiering.storage import TierStore, checksum
 from warehouse.base import TableBatch, TableTarget, Warehouse
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.tiering import Hold, TierChange, TierConflictError, closing_column
 
 pytestmark = pytest.mark.conformance

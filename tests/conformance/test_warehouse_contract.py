@@ -61,9 +61,9 @@ from warehouse.base import (
     Warehouse,
     WarehouseError,
 )
-from warehouse.duckdb import DuckDBWarehouse
-from warehouse.snowflake import SnowflakeSettings
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
+from warehouse.snowflake.settings import SnowflakeSettings
 
 pytestmark = pytest.mark.conformance
 

@@ -24,7 +24,7 @@ from cdc.model import (
     TableSchema,
 )
 from warehouse.base import TableBatch, TableTarget
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 SCHEMA = TableSchema(
     TableId("public", "prop"),

@@ -30,7 +30,7 @@ from cdc.model import (
     TableSchema,
 )
 from warehouse.base import Scd2Options, TableBatch, TableTarget
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 ACCOUNTS = TableSchema(
     TableId("public", "accounts"),

@@ -10,7 +10,7 @@ import pytest
 
 from cdc.consumer.loop import Replicator, ReplicatorSettings
 from warehouse.base import ApplyResult, TableApplyStats
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 
 def test_apply_time_is_split_by_events_and_flushed_at_most_once_a_minute(tmp_path: Path) -> None:

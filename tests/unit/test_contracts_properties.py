@@ -31,7 +31,7 @@ from cdc.contracts import CheckSpec, TableContract, Validator
 from cdc.contracts.spec import check_name
 from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op
 from warehouse.base import OffsetRow, TableBatch
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 TOPIC = "cdc.public.accounts"
 COLUMNS = ("id", "email", "balance", "tier", "price", "born", "note")

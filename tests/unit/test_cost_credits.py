@@ -17,7 +17,7 @@ from cdc.costs.credits import (
     owner,
     query_history_sql,
 )
-from warehouse.snowflake import SnowflakeSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 SAMPLE = Path(__file__).parent / "fixtures" / "snowflake" / "query_history_sample.json"
 

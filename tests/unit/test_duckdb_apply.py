@@ -35,7 +35,7 @@ from warehouse.base import (
     TableTarget,
     TransientWarehouseError,
 )
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 SCHEMA = ITEMS_SCHEMA
 _offset = iter(range(10**9))

@@ -25,7 +25,7 @@ from warehouse.base import (
     TableBatch,
     TableTarget,
 )
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.sql import TableRef, render, upsert_offsets
 
 SCHEMA = KINDS_SCHEMA

@@ -36,8 +36,8 @@ from cdc.model import (
     days_from_civil,
 )
 from warehouse.base import Capabilities, TableBatch, TableTarget
-from warehouse.duckdb import DuckDBWarehouse
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
 
 DUCK = DuckDBWarehouse.capabilities
 SNOW = SnowflakeWarehouse.capabilities

@@ -23,7 +23,7 @@ from cdc.model import (
     TableSchema,
 )
 from warehouse.base import TableBatch, TableTarget
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.key_change import StoredRow, carry_key_changes
 
 SCHEMA = TableSchema(

@@ -32,7 +32,7 @@ from cdc.names import (
 from cdc.runtime import replicator_settings
 from cdc.source.connector import table_include_list
 from warehouse.base import IncompatibleSchemaChangeError, TableBatch, TableTarget
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 
 BASE = """\
 source: {host: db, database: shop, user: u, topic_prefix: cdc}

@@ -44,12 +44,12 @@ from cdc.model import (
     TableSchema,
 )
 from warehouse.base import Granularity, Scd2Options, TableBatch, TableTarget, Warehouse
-from warehouse.duckdb import DuckDBWarehouse
+from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.key_change import StoredRow, carry_key_changes
 from warehouse.mirror import Key
 from warehouse.scd2 import Scd2Plan, StoredTail, Version, plan_scd2
-from warehouse.snowflake import SnowflakeSettings
-from warehouse.snowflake_warehouse import SnowflakeWarehouse
+from warehouse.snowflake.adapter import SnowflakeWarehouse
+from warehouse.snowflake.settings import SnowflakeSettings
 
 SCHEMA = TableSchema(
     TableId("public", "hist"),

@@ -26,8 +26,7 @@ from warehouse.base import (
     TerminalWarehouseError,
     TransientWarehouseError,
 )
-from warehouse.snowflake import (
-    SnowflakeSettings,
+from warehouse.snowflake.connection import (
     classify,
     create_staging_table,
     json_text,
@@ -39,6 +38,7 @@ from warehouse.snowflake import (
     staged_value,
     staging_type,
 )
+from warehouse.snowflake.settings import SnowflakeSettings
 from warehouse.sql import TableRef
 
 SECRET = "hunter2-Sup3r-secret"

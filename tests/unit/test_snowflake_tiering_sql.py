@@ -17,8 +17,8 @@ from sqlglot import exp
 from cdc.names import path_segment
 from cdc.tiering.policy import file_path
 from warehouse.base import TerminalWarehouseError
-from warehouse.snowflake import number, time6, timestamp_ntz6, timestamp_tz6
-from warehouse.snowflake_tiering import (
+from warehouse.snowflake.connection import number, time6, timestamp_ntz6, timestamp_tz6
+from warehouse.snowflake.tiering import (
     create_external_table,
     history_view_sql,
     refresh_external_table,

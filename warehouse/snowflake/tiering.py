@@ -1,6 +1,6 @@
 """Snowflake's side of lifecycle tiering (mixed into
-:class:`warehouse.snowflake_warehouse.SnowflakeWarehouse`); the same methods and semantics as
-:class:`warehouse.duckdb_tiering.DuckDBTiering`.
+:class:`warehouse.snowflake.adapter.SnowflakeWarehouse`); the same methods and semantics as
+:class:`warehouse.duckdb.tiering.DuckDBTiering`.
 
 One move (:meth:`SnowflakeTiering.apply_tier_change`):
 
@@ -64,7 +64,13 @@ from cdc.names import path_segment
 from cdc.tiering.policy import TierFile
 from warehouse.arrow import column_array
 from warehouse.base import TableTarget, TerminalWarehouseError, WarehouseError
-from warehouse.snowflake import DIALECT, number, parquet_ready, staged_value, timestamp_tz6
+from warehouse.snowflake.connection import (
+    DIALECT,
+    number,
+    parquet_ready,
+    staged_value,
+    timestamp_tz6,
+)
 from warehouse.sql import TableRef
 from warehouse.tiering import TierChange, TierConflictError, closing_column, history_view
 from warehouse.types import DT

@@ -106,9 +106,8 @@ from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold, open_keys
 from warehouse.scd2 import Scd2Plan, StoredVersion, plan_scd2, stored_tails
-from warehouse.snowflake import (
+from warehouse.snowflake.connection import (
     DIALECT,
-    SnowflakeSettings,
     create_stage,
     create_staging_table,
     map_error,
@@ -119,7 +118,8 @@ from warehouse.snowflake import (
     staging_columns,
     timestamp_tz6,
 )
-from warehouse.snowflake_tiering import SnowflakeTiering
+from warehouse.snowflake.settings import SnowflakeSettings
+from warehouse.snowflake.tiering import SnowflakeTiering
 from warehouse.sql import TableRef, TargetTable, render
 from warehouse.types import DT, MAX_DECIMAL_PRECISION, widen
 
@@ -354,6 +354,7 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         *,
         job: str = "apply",
         tmpdir: Path | None = None,
+        tier_stage: str | None = None,
     ) -> None:
         self.settings = settings
         self.schema = settings.schema_
@@ -372,7 +373,7 @@ class SnowflakeWarehouse(SnowflakeTiering, Warehouse):
         self.staging_token = uuid.uuid4().hex[:12].upper()
         self._tagged: str | None = None  # the table the statements now work on (QUERY_TAG)
         # lifecycle tiering: the external stage the <table>_history views read tier files from
-        self.tier_stage: str | None = None
+        self.tier_stage = tier_stage
 
     # ---- connection -------------------------------------------------------------------------
 

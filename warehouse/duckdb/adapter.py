@@ -89,7 +89,7 @@ from warehouse.base import (
     reconcile_values,
     registry_json,
 )
-from warehouse.duckdb_tiering import DuckDBTiering
+from warehouse.duckdb.tiering import DuckDBTiering
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold
@@ -140,6 +140,7 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
         *,
         keep_open: bool = False,
         lock_timeout_s: float = 30.0,
+        tier_filesystems: Sequence[Any] = (),
     ) -> None:
         self.path = str(path)
         self.schema = schema
@@ -148,7 +149,8 @@ class DuckDBWarehouse(DuckDBTiering, Warehouse):
         self.lock_timeout_s = lock_timeout_s
         self._held: duckdb.DuckDBPyConnection | None = None
         self._bookkept = False
-        self.tier_filesystems: list[Any] = []  # fsspec filesystems the connections register
+        # fsspec filesystems the connections register (history views reading remote tier files)
+        self.tier_filesystems: list[Any] = list(tier_filesystems)
         # Target name -> (target, schema) whose DDL is known committed; skips catalog reads.
         self._ensured: dict[str, tuple[TableTarget, Any]] = {}
 

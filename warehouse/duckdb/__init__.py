@@ -1,0 +1,1 @@
+"""The duckdb engine: settings, adapter, types, errors, staging and tiering."""

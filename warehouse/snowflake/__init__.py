@@ -1,0 +1,1 @@
+"""The snowflake engine: settings, adapter, types, errors, staging and tiering."""
