@@ -11,9 +11,10 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make demo   - run the demo on the embedded stack (DuckDB)"
 	@echo "make test   - lint, type-check and run every test (real stack included)"
+	@echo "make unit   - the unit tests alone (tests/unit: no server, no stack; under two minutes)"
 	@echo "make faults - the fault suite alone (tests/faults: kills, outages, poison, schema drift...)"
 	@echo "make soak   - the 10-minute soak alone (CDC_SOAK_SECONDS to change its length)"
-	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot, tiering"
+	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot, tiering, DuckDB apply"
 	@echo "make lock   - regenerate requirements/*.lock from pyproject.toml"
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -62,6 +63,8 @@ soak: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
+# tests/unit starts no server (tests/unit/conftest.py refuses one): fakesnow's server is
+# tests/conformance's, Prefect's harness and the local stack tests/integration's.
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
@@ -72,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/run.py $(ARGS)
 	$(BIN)/python tests/bench/snapshot.py $(SNAPSHOT_ARGS)
 	$(BIN)/python tests/bench/tier_bench.py $(TIER_ARGS)
+	$(BIN)/python tests/bench/apply_bench.py $(APPLY_ARGS)
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --generate-hashes --universal --python-version 3.11 --no-header -o requirements/dev.lock

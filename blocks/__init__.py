@@ -10,7 +10,8 @@ in the UI or in code (``PostgresSource(settings=...).save("prod")``), and refere
     warehouse: {block: cdc-snowflake-warehouse/prod}
 
 The CLI, the service and the flows then share one configuration. Blocks describe settings and
-hold no logic.
+hold no logic. Importing this package installs :func:`load_section` as the loader
+``cdc.config`` resolves such references with (``cdc.config.use_section_loader``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,9 @@ from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 
-from cdc.config import (
-    ConnectConfig,
-    DuckDBWarehouseConfig,
-    KafkaConfig,
-    SnowflakeWarehouseConfig,
-    SourceConfig,
-)
+from cdc.config import ConnectConfig, KafkaConfig, SourceConfig, use_section_loader
+from warehouse.duckdb.settings import DuckDBSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 
 class PostgresSource(Block):
@@ -58,7 +55,7 @@ class DuckDBWarehouse(Block):
 
     _block_type_name = "CDC DuckDB warehouse"
     section: ClassVar[str] = "warehouse"
-    settings: DuckDBWarehouseConfig
+    settings: DuckDBSettings
 
 
 class SnowflakeWarehouse(Block):
@@ -67,7 +64,7 @@ class SnowflakeWarehouse(Block):
 
     _block_type_name = "CDC Snowflake warehouse"
     section: ClassVar[str] = "warehouse"
-    settings: SnowflakeWarehouseConfig
+    settings: SnowflakeSettings
 
 
 BLOCKS: tuple[type[Block], ...] = (
@@ -97,3 +94,6 @@ def load_section(section: str, ref: str) -> dict[str, Any]:
         )
     dumped: dict[str, Any] = block.settings.model_dump(by_alias=True)
     return dumped
+
+
+use_section_loader(load_section)

@@ -34,6 +34,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from cdc.source.slot import read_slot
+
 __all__ = ["Metrics", "MetricsServer", "SlotPoller"]
 
 log = structlog.get_logger("cdc.metrics")
@@ -293,8 +295,6 @@ class SlotPoller:
 
     def poll_once(self) -> None:
         import psycopg
-
-        from cdc.status import read_slot
 
         try:
             if self._conn is None or self._conn.closed:

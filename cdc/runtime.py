@@ -1,56 +1,23 @@
-"""Wiring: from a validated Config to the running pieces (warehouse, replicator settings)."""
+"""Wiring: from a validated Config to the running pieces (warehouse, replicator settings,
+metrics). :func:`open_warehouse` lives in :mod:`cdc.warehouses`, below the modules that use it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from cdc.config import Config
 from cdc.consumer.fitting import override_type
-from cdc.consumer.loop import ReplicatorSettings
+from cdc.consumer.settings import ReplicatorSettings
 from cdc.metrics import Metrics, MetricsServer, SlotPoller
-from warehouse.base import Warehouse
+from cdc.warehouses import open_warehouse
 
-
-def open_warehouse(config: Config, *, keep_open: bool = False) -> Warehouse:
-    """The warehouse engine named by ``warehouse.type`` (imported only when chosen)."""
-    settings = config.warehouse
-    if settings.type == "duckdb":
-        from warehouse.duckdb.adapter import DuckDBWarehouse
-
-        return DuckDBWarehouse(
-            settings.path,
-            schema=settings.schema_name,
-            keep_open=keep_open,
-            lock_timeout_s=settings.lock_timeout_seconds,
-            tier_filesystems=_tier_filesystems(config),
-        )
-    if settings.type == "snowflake":
-        from warehouse.snowflake.adapter import SnowflakeWarehouse
-        from warehouse.snowflake.settings import SnowflakeSettings
-
-        return SnowflakeWarehouse(
-            SnowflakeSettings(
-                account=settings.account,
-                user=settings.user,
-                password=settings.password,
-                private_key_path=settings.private_key_path,
-                private_key_passphrase=settings.private_key_passphrase,
-                role=settings.role,
-                warehouse=settings.warehouse,
-                database=settings.database,
-                schema=settings.schema_name,
-                query_tag_prefix=settings.query_tag_prefix,
-                host=settings.host,
-                port=settings.port,
-                protocol=settings.protocol,
-                network_timeout=settings.network_timeout_seconds,
-                login_timeout=settings.login_timeout_seconds,
-            ),
-            # read by the tiering mixin (history views over an external stage)
-            tier_stage=config.tiering.snowflake_stage,
-        )
-    raise ValueError(f"unsupported warehouse type {settings.type!r}")  # pragma: no cover
+__all__ = [
+    "ServedMetrics",
+    "open_warehouse",
+    "refused_topics",
+    "replicator_settings",
+    "serve_metrics",
+]
 
 
 def refused_topics(config: Config) -> dict[str, str]:
@@ -128,23 +95,3 @@ def serve_metrics(config: Config, port: int) -> ServedMetrics:
         interval_seconds=config.metrics.slot_poll_seconds,
     ).start()
     return ServedMetrics(metrics, server, poller)
-
-
-def _tier_filesystems(config: Config) -> list[Any]:
-    """fsspec filesystems of remote tier targets, for DuckDB to read ``<table>_history``."""
-    remote = {
-        config.tiering.resolve(t.tiering.target or config.tiering.target, config.config_dir)
-        for t in config.tables
-        if t.tiering is not None
-    }
-    remote = {r for r in remote if "://" in r and not r.startswith("file://")}
-    if not remote:
-        return []
-    import fsspec
-
-    out: dict[str, Any] = {}
-    for root in sorted(remote):
-        fs, _ = fsspec.core.url_to_fs(root, **config.tiering.options())
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        out.setdefault(protocol, fs)
-    return list(out.values())

@@ -7,7 +7,8 @@ and load time. For the source: the slot's WAL not yet confirmed by Debezium, and
 server retains for it, in bytes, with warnings (:func:`slot_warnings`) when the slot is missing
 or retains more than ``source.max_retained_wal_mb``. The arithmetic is pure
 (:func:`pending_events`, :func:`seconds_behind`, :func:`slot_warnings`); :func:`gather` does the
-reads: the warehouse, the broker's watermarks, ``pg_replication_slots``.
+reads: the warehouse, the logs' ends (:func:`cdc.consumer.partitions.log_ends`) and
+``pg_replication_slots`` (:func:`cdc.source.slot.read_slot`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cdc.config import Config
+from cdc.consumer.partitions import log_ends
 from cdc.reconcile.report import last_result_text
+from cdc.source.slot import SlotStatus, read_slot
+from cdc.warehouses import open_warehouse
+
+__all__ = [
+    "SlotStatus",
+    "StatusReport",
+    "TableStatus",
+    "gather",
+    "pending_events",
+    "seconds_behind",
+    "slot_warnings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +46,6 @@ class TableStatus:
     last_commit: dt.datetime | None
     last_loaded: dt.datetime | None
     last_reconcile: str = "never"  # the newest reconcile_runs row (cdc.reconcile.report)
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStatus:
-    name: str
-    exists: bool
-    active: bool = False
-    lag_bytes: int | None = None  # WAL after the slot's confirmed_flush_lsn
-    retained_bytes: int | None = None  # WAL the server keeps for the slot (after restart_lsn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,66 +108,6 @@ def slot_warnings(slot: SlotStatus, max_retained_wal_mb: int) -> list[str]:
     ]
 
 
-SLOT_QUERY = (
-    "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
-    "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
-    "FROM pg_replication_slots WHERE slot_name = %s"
-)
-
-
-def read_slot(conn: Any, name: str) -> SlotStatus:
-    """The slot's state on an open psycopg connection (autocommit)."""
-    row = conn.execute(SLOT_QUERY, (name,)).fetchone()
-    if row is None:
-        return SlotStatus(name, exists=False)
-    return SlotStatus(
-        name,
-        exists=True,
-        active=bool(row[0]),
-        lag_bytes=None if row[1] is None else int(row[1]),
-        retained_bytes=None if row[2] is None else int(row[2]),
-    )
-
-
-def _watermarks(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
-    """``(low, end)`` per partition of each topic that exists. The end is the offset after the
-    last message, read from the log: the broker's high watermark alone is not enough, as the
-    local stack's broker (Tansu) reports the last record batch's base offset + 1 there."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from cdc.consumer.partitions import read_to_end, watermarks
-
-    consumer = Consumer(
-        {
-            **config.kafka.client_config(),
-            "group.id": f"{config.kafka.group_id}-status",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        found = watermarks(consumer, topics, timeout=10)
-        tail = [TopicPartition(t, p, max(low, high - 1))
-                for (t, p), (low, high) in found.items() if high > low]  # fmt: skip
-        if tail:
-            for msg in read_to_end(consumer, tail, timeout=10):
-                key = (msg.topic() or "", msg.partition() or 0)
-                low, high = found[key]
-                found[key] = (low, max(high, (msg.offset() or 0) + 1))
-        marks: dict[str, dict[int, tuple[int, int]]] = {}
-        for (topic, p), mark in found.items():
-            marks.setdefault(topic, {})[p] = mark
-        return marks
-    finally:
-        consumer.close()
-
-
-def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
-    """``(low, end)`` per partition of each topic that exists (the log's real end; see
-    :func:`_watermarks`). Reconciliation waits for the stored offsets to reach it."""
-    return _watermarks(config, topics)
-
-
 def _slot(config: Config) -> SlotStatus:
     import psycopg
 
@@ -174,11 +119,9 @@ def gather(
     config: Config, now: dt.datetime | None = None, *, max_retained_wal_mb: int | None = None
 ) -> StatusReport:
     """Read everything; ``max_retained_wal_mb`` overrides ``source.max_retained_wal_mb``."""
-    from cdc.runtime import open_warehouse
-
     now = now or dt.datetime.now(dt.UTC)
     topics = {t.target_name: config.topic_for(t) for t in config.tables}
-    marks = _watermarks(config, sorted(set(topics.values())))
+    marks = log_ends(config, sorted(set(topics.values())))
     warehouse = open_warehouse(config)
     try:
         offsets = warehouse.load_offsets(config.kafka.group_id)

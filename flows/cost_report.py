@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from blocks import load_section
 from cdc.config import load_config
 from cdc.costs.run import CostReportResult
 from cdc.costs.run import cost_report as run_cost_report
@@ -17,7 +18,7 @@ from cdc.costs.run import cost_report as run_cost_report
 
 @task(name="measure-and-price")
 def measure(config: str) -> CostReportResult:
-    return run_cost_report(load_config(config))
+    return run_cost_report(load_config(config, load_section=load_section))
 
 
 @task(name="publish-report")

@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from blocks import load_section
 from cdc.config import load_config
 from cdc.reconcile.report import RunReport
 from cdc.reconcile.run import reconcile as run_reconcile
@@ -17,7 +18,7 @@ from cdc.reconcile.run import reconcile as run_reconcile
 
 @task(name="compare-tables")
 def compare(config: str, tables: list[str] | None, repair: bool) -> RunReport:
-    return run_reconcile(load_config(config), tables, repair=repair)
+    return run_reconcile(load_config(config, load_section=load_section), tables, repair=repair)
 
 
 @task(name="publish-report")

@@ -10,8 +10,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from blocks import load_section
 from cdc.config import load_config
-from cdc.consumer.loop import Replicator, RunStats
+from cdc.consumer.loop import Replicator
+from cdc.consumer.settings import RunStats
 from cdc.runtime import open_warehouse, replicator_settings
 
 
@@ -28,7 +30,7 @@ def run_rows(stats: RunStats) -> list[dict[str, Any]]:
 def replicate(config: str = "cdc.yaml", minutes: float | None = None) -> dict[str, Any]:
     """Replicate the tables of ``config`` until caught up, or for ``minutes``."""
     logger = get_run_logger()
-    cfg = load_config(config)
+    cfg = load_config(config, load_section=load_section)
     replicator = Replicator(replicator_settings(cfg, check_types=True), open_warehouse(cfg))
     stats = replicator.run(
         until_caught_up=minutes is None,

@@ -20,6 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from blocks import load_section
 from cdc.config import load_config
 from cdc.runtime import open_warehouse
 from cdc.snapshot.bulk import BulkOptions, ChunkLoaded, TableSnapshot, check_request
@@ -47,7 +48,7 @@ def summary_rows(results: list[TableSnapshot]) -> list[dict[str, Any]]:
 @task(name="bulk-snapshot-table")
 def bulk_table(config: str, table: str, options: dict[str, Any]) -> dict[str, Any]:
     """Bulk-load one table, updating a progress artifact per chunk."""
-    cfg = load_config(config)
+    cfg = load_config(config, load_section=load_section)
     (request,) = check_request(cfg, [table], options.get("where"))
     artifact = create_progress_artifact(
         0.0, key=f"cdc-snapshot-{request.table.target_name}", description=f"snapshot of {table}"
@@ -79,7 +80,7 @@ def snapshot(
 ) -> list[dict[str, Any]]:
     """Snapshot ``tables`` (default: every configured table) of ``config``."""
     logger = get_run_logger()
-    cfg = load_config(config)
+    cfg = load_config(config, load_section=load_section)
     names = tables or [t.name for t in cfg.tables]
     if method == "incremental":
         from cdc.snapshot.incremental import run_incremental

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from blocks import load_section
 from cdc.config import load_config
 from cdc.runtime import open_warehouse
 from cdc.tiering.run import TableTierResult
@@ -17,7 +18,7 @@ from cdc.tiering.run import tier as tier_pass
 
 @task(name="tier-tables")
 def run_pass(config: str, tables: list[str] | None) -> list[TableTierResult]:
-    cfg = load_config(config)
+    cfg = load_config(config, load_section=load_section)
     warehouse = open_warehouse(cfg)
     try:
         return tier_pass(cfg, warehouse, tables)

@@ -1,7 +1,11 @@
 """Test data shared by the suites (importable as ``sample_data``: pytest puts ``tests/`` on the
 path for ``tests/conftest.py``).
 
-- the ``items`` table (id, name, doc) with :func:`ev`, :func:`batch` and :func:`rows`;
+- the ``items`` table (id, name, doc) with :func:`batch` and :func:`rows`;
+- :func:`ev`, the change-event builder of the suites: a change of ``items`` (or of any table
+  given as ``schema``) at an LSN, in its own transaction unless told otherwise (a module with
+  its own conventions wraps it, never copies it); :func:`dated` for a change committed at a
+  given time;
 - a table with a column of every logical type (:data:`ALL_KINDS`), a row holding a value in
   every column (:data:`FULL_ROW`) and one of NULLs (:data:`NULL_ROW`), with :func:`row_event`.
 """
@@ -39,21 +43,63 @@ ITEMS_SCHEMA = TableSchema(
     ("id",),
 )
 ITEMS = TableTarget("items")
+T0_US = 1_700_000_000_000_000  # the commit time of transaction 0, µs since the epoch
 _offset = itertools.count()
+_dated_lsn = itertools.count(1000)
 
 
-def ev(op: Op, key: int, lsn: int, schema: TableSchema = ITEMS_SCHEMA, **after: Any) -> ChangeEvent:
-    """A change of key ``key`` at ``lsn`` (its own transaction, committed at T0 + lsn µs)."""
-    row = None if op is Op.DELETE else {"id": key, **after}
+def ev(
+    op: Op,
+    key: int | dict[str, Any],
+    lsn: int,
+    schema: TableSchema = ITEMS_SCHEMA,
+    *,
+    tx: int | None = None,
+    commit_us: int | None = None,
+    snapshot: bool | None = None,
+    topic: str = "pg.public.items",
+    partition: int = 0,
+    offset: int | None = None,
+    before: dict[str, Any] | None = None,
+    raw_key: bytes | None = None,
+    raw_value: bytes | None = None,
+    **after: Any,
+) -> ChangeEvent:
+    """A change of key ``key`` (the ``id``, or every key column by name) at ``lsn``: the row is
+    the key plus ``after`` (none for a delete).
+
+    By default it is its own transaction (``tx`` = ``lsn``) committed at ``T0_US + tx``, a
+    snapshot read only if ``op`` is a read, at the next offset of partition 0 of ``topic``.
+    """
+    key = {"id": key} if isinstance(key, int) else key
+    tx = lsn if tx is None else tx
     return ChangeEvent(
         op=op,
         schema=schema,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn, lsn, 1_700_000_000_000_000 + lsn, op is Op.READ),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
+        key=key,
+        before=before,
+        after=None if op is Op.DELETE else {**key, **after},
+        position=SourcePosition(
+            lsn,
+            tx,
+            T0_US + tx if commit_us is None else commit_us,
+            op is Op.READ if snapshot is None else snapshot,
+        ),
+        origin=KafkaOrigin(topic, partition, next(_offset) if offset is None else offset),
+        raw_value=raw_value,
+        raw_key=raw_key,
     )
+
+
+def dated(
+    op: Op, key: int, at: dt.datetime, schema: TableSchema = ITEMS_SCHEMA, **after: Any
+) -> ChangeEvent:
+    """A change committed at ``at`` (not a snapshot read), at the next LSN of one counter shared
+    by every dated change (from 1000, so changes made in order are applied in order)."""
+    topic = f"pg.{schema.table.schema}.{schema.table.name}"
+    commit_us = int(at.timestamp() * 1_000_000)
+    lsn = next(_dated_lsn)
+    return ev(op, key, lsn, schema, commit_us=commit_us, snapshot=False, topic=topic, **after)
 
 
 def batch(*events: ChangeEvent, target: TableTarget = ITEMS) -> TableBatch:

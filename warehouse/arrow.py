@@ -1,4 +1,4 @@
-"""Logical values <-> Arrow: staging rows as data, and reading stored rows back.
+"""Logical values -> Arrow: staging rows as data (reading them back: ``warehouse.fetched``).
 
 Staging representation of each :class:`~cdc.model.Kind` (the SQL layer CASTs the staged column
 to the target type): UUID as its text, JSON as text, TIMETZ as ``time64[us]`` in UTC, INTERVAL
@@ -18,31 +18,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlglot import exp
 
 from cdc.model import (
-    END_OF_DAY,
     ColumnType,
-    FarDate,
-    FarTimestamp,
     Interval,
     Kind,
     TableSchema,
-    date_value,
     temporal_number,
-    time_value,
-    timestamp_value,
 )
 from warehouse.base import DataError, IncompatibleSchemaChangeError, QuarantineRow, SourceRows
 from warehouse.mirror import Key, MirrorPlan
-from warehouse.scd2 import Scd2Plan, StoredTail, Version
-from warehouse.scd2 import stored_tails as scd2_tails
+from warehouse.scd2 import Scd2Plan, Version
 from warehouse.types import (
-    DT,
     MAX_DECIMAL_PRECISION,
     VARDECIMAL_PRECISION,
     VARDECIMAL_SCALE,
-    base_type,
 )
 
 _SIMPLE: dict[Kind, pa.DataType] = {
@@ -445,132 +435,3 @@ def scd2_stage(plan: Scd2Plan) -> pa.Table:
     arrays[Stage.deleted] = meta(lambda v: v.deleted, pa.bool_(), False)
     arrays[Stage.values] = meta(lambda v: v.values_changed, pa.bool_(), False)
     return pa.table(arrays)
-
-
-def stored_tails(
-    schema: TableSchema,
-    columns: Sequence[tuple[str, exp.DataType]],
-    versions: pa.Table,
-    markers: pa.Table,
-) -> dict[Key, StoredTail]:
-    """Stored tails from the ``scd2_tail`` and ``scd2_hwm`` query results (Arrow).
-
-    ``columns`` are the data columns of the tail query, in order; metadata columns follow
-    (lsn, txid, op, source_ts, valid_from, valid_to, deleted).
-    """
-    n = len(columns)
-    data = {
-        name: _python_column(versions.column(i), dtype) for i, (name, dtype) in enumerate(columns)
-    }
-    lsn, txid, op, deleted = (versions.column(n + j).to_pylist() for j in (0, 1, 2, 6))
-    source_ts, valid_from, valid_to = (  # TIMESTAMPTZ as µs since the epoch
-        versions.column(n + j).cast(pa.int64()).to_pylist() for j in (3, 4, 5)
-    )
-    rows = (
-        ({name: data[name][r] for name in data}, int(lsn[r]), txid[r], op[r], source_ts[r],
-         valid_from[r], valid_to[r], bool(deleted[r]))
-        for r in range(versions.num_rows)
-    )  # fmt: skip
-    key_types = dict(columns)
-    keys = zip(
-        *(_python_column(markers.column(j), key_types[k]) for j, k in enumerate(schema.key)),
-        strict=True,
-    )
-    marks = zip(keys, markers.column(len(schema.key)).to_pylist(), strict=True)
-    return scd2_tails(schema.key, rows, ((tuple(k), int(m)) for k, m in marks))
-
-
-def stored_rows(
-    schema: TableSchema, columns: Sequence[tuple[str, exp.DataType]], rows: pa.Table
-) -> dict[Key, dict[str, Any]]:
-    """Rows of a ``latest_rows`` query result (Arrow), by key, in the model representation."""
-    data = {name: _python_column(rows.column(i), dtype) for i, (name, dtype) in enumerate(columns)}
-    out: dict[Key, dict[str, Any]] = {}
-    for r in range(rows.num_rows):
-        values = {name: data[name][r] for name in data}
-        out[tuple(values[k] for k in schema.key)] = values
-    return out
-
-
-def python_values(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
-    """A fetched column's values in the model representation."""
-    return _python_column(values, dtype)
-
-
-def _python_column(values: pa.ChunkedArray, dtype: exp.DataType) -> list[Any]:
-    out: list[Any]
-    if pa.types.is_time(values.type):  # to_pylist turns 24:00:00 into 00:00:00 silently
-        out = _temporal_values(values)
-    else:
-        try:
-            out = values.to_pylist()
-        except (ValueError, OverflowError):  # a far date or timestamp (BC, ±infinity)
-            out = _temporal_values(values)
-    if needs_python_conversion(dtype):
-        out = [python_value(dtype, v) for v in out]
-    return out
-
-
-def _temporal_values(values: pa.ChunkedArray | pa.Array) -> list[Any]:
-    """Dates, timestamps and times of day read as numbers, in the model form: what
-    ``to_pylist`` can't return (years outside 1..9999, infinities, 24:00:00)."""
-    atype = values.type
-    if pa.types.is_list(atype):
-        inner = atype.value_type
-        lists = values.cast(pa.list_(_number_type(inner))).to_pylist()
-        return [
-            None if v is None else _temporal_values(pa.array(v, _number_type(inner)).cast(inner))
-            for v in lists
-        ]
-    numbers = values.cast(_number_type(atype)).to_pylist()
-    if pa.types.is_date(atype):
-        return [None if n is None else date_value(n) for n in numbers]
-    if pa.types.is_time(atype):
-        return [None if n is None else time_value(n) for n in numbers]
-    zoned = pa.types.is_timestamp(atype) and atype.tz is not None
-    return [None if n is None else timestamp_value(n, zoned=zoned) for n in numbers]
-
-
-def _number_type(atype: pa.DataType) -> pa.DataType:
-    return pa.int32() if pa.types.is_date32(atype) else pa.int64()
-
-
-def fetched_rows(
-    table: pa.Table, columns: Sequence[tuple[str, exp.DataType]]
-) -> list[dict[str, Any]]:
-    """Fetched Arrow rows as dicts in the ``cdc.model`` value representation."""
-    out = {name: _python_column(table.column(i), dtype) for i, (name, dtype) in enumerate(columns)}
-    return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
-
-
-# ---- reading back -------------------------------------------------------------------------
-
-
-_FAR = (FarDate, FarTimestamp, type(END_OF_DAY))
-
-
-def python_value(dtype: exp.DataType, value: Any) -> Any:
-    """A value read back through Arrow (after ``types.fetch_type``) in the cdc.model form."""
-    if value is None or value.__class__ in _FAR:
-        return value
-    t = base_type(dtype)
-    if t is DT.UUID:
-        return uuid.UUID(value)
-    if t is DT.TIMETZ:
-        return value.replace(tzinfo=dt.UTC)
-    if t is DT.TIMESTAMPTZ:
-        return value.astimezone(dt.UTC)
-    if t is DT.INTERVAL:
-        return Interval(value.months, value.days, value.nanoseconds // 1000)
-    if t is DT.ARRAY:
-        element = dtype.expressions[0]
-        return [python_value(element, x) for x in value]
-    return value
-
-
-def needs_python_conversion(dtype: exp.DataType) -> bool:
-    """Whether ``python_value`` changes values of this type (to skip the loop otherwise)."""
-    t = base_type(dtype)
-    if t is DT.ARRAY:
-        return needs_python_conversion(dtype.expressions[0])
-    return t in (DT.UUID, DT.TIMETZ, DT.TIMESTAMPTZ, DT.INTERVAL)

@@ -62,6 +62,7 @@ from sqlglot import exp, parse_one
 from cdc.model import Column, ColumnType, Kind
 from warehouse.base import KeyRange, TableTarget
 from warehouse.sql import TableRef, col, ident
+from warehouse.sql.clauses import is_null
 
 Dialect = Literal["postgres", "duckdb", "snowflake"]
 HASH_BITS = 60
@@ -186,7 +187,7 @@ def canonical(
     kind = ct.kind
     if kind is Kind.JSON and "snowflake" in (dialect, peer):
         text: exp.Expr = exp.Case(
-            ifs=[exp.If(this=exp.Not(this=_is_null(value)), true=exp.Literal.string("j"))]
+            ifs=[exp.If(this=exp.Not(this=is_null(value)), true=exp.Literal.string("j"))]
         )
     elif kind is Kind.ARRAY:
         json_elements = ct.element is not None and ct.element.kind in _JSON_ELEMENTS
@@ -212,10 +213,6 @@ def canonical(
             this=exp.DPipe(this=length, expression=exp.Literal.string(":")), expression=text
         )
     return text
-
-
-def _is_null(e: exp.Expr) -> exp.Expr:
-    return exp.Is(this=e, expression=exp.Null())
 
 
 def row_text(
@@ -289,7 +286,7 @@ def key_expr(c: Column, dialect: Dialect) -> exp.Expr:
     """A key column as compared in ranges: text by code point on every engine."""
     if dialect == "postgres" and c.type.kind in (Kind.TEXT, Kind.ENUM):
         as_text = exp.Cast(this=col(c.name), to=exp.DataType.build("TEXT"))
-        return exp.Collate(this=as_text, expression=exp.Identifier(this="C", quoted=True))
+        return exp.Collate(this=as_text, expression=ident("C"))
     return col(c.name)
 
 

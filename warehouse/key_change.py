@@ -47,6 +47,9 @@ class Source:
     the batch: only the stored row knows). The stored row of ``key`` wins over that when it is
     newer than ``lsn`` — a batch may replay older changes — but not newer than ``until``, the
     key change that took the value (a stored row from after it is a later life of the key).
+    A stored row *at* ``lsn`` is that very change, applied by an earlier batch (the batch
+    replays it), with the value it carried then: it stands in when ``inner`` knows none (its
+    own older key may since have moved on to a later life).
     """
 
     key: Key
@@ -63,16 +66,18 @@ class Source:
     def resolve(self, stored: Mapping[Key, StoredRow], column: str) -> Any:
         """The value (``_NOTHING`` if none is known)."""
         row = stored.get(self.key)
-        if (
+        usable = (
             row is not None
             and column in row.values
-            and row.lsn > self.lsn
+            and row.lsn >= self.lsn
             and (self.until is None or row.lsn <= self.until)
-        ):
+        )
+        if usable and row is not None and row.lsn > self.lsn:
             return row.values[column]
-        if isinstance(self.inner, Source):
-            return self.inner.resolve(stored, column)
-        return self.inner
+        inner = self.inner.resolve(stored, column) if isinstance(self.inner, Source) else self.inner
+        if inner is _NOTHING and usable and row is not None:
+            return row.values[column]  # the replayed change itself, as stored
+        return inner
 
     @property
     def in_batch(self) -> bool:

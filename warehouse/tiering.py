@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from cdc import failpoints
-from cdc.tiering.policy import MoveKind, TierFile
 from warehouse.base import TableTarget
+from warehouse.tier_files import MoveKind, TierFile
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,16 @@ from cdc.cli.cost import cost_report_command
 from cdc.cli.options import ConfigOpt
 from cdc.cli.quarantine import app as quarantine_app
 from cdc.cli.reconcile import reconcile_command
+from cdc.cli.saved_sections import load_block_section
 from cdc.cli.snapshot import snapshot as snapshot_command
 from cdc.cli.tier import app as tier_app
-from cdc.config import Config, ConfigError, dump_example_config, load_config
+from cdc.config import (
+    Config,
+    ConfigError,
+    dump_example_config,
+    load_config,
+    use_section_loader,
+)
 
 app = typer.Typer(
     help="Change-data-capture replication: PostgreSQL -> Debezium -> Kafka -> warehouse.",
@@ -39,6 +46,8 @@ app.add_typer(tier_app, name="tier")
 app.command("reconcile")(reconcile_command)
 app.command("cost-report")(cost_report_command)
 app.command("snapshot")(snapshot_command)
+
+use_section_loader(load_block_section)  # sections of cdc.yaml saved as Prefect blocks
 
 console = Console()
 err = Console(stderr=True)
@@ -232,7 +241,8 @@ def demo(
 ) -> None:
     """Replicate a random shop workload end to end on the embedded stack, then compare
     every table source vs warehouse row by row. Stops everything it started."""
-    from cdc.demo.runner import SNOWFLAKE_LOCAL, print_summary, result_json, run_demo
+    from cdc.demo.runner import SNOWFLAKE_LOCAL, run_demo
+    from cdc.demo.summary import print_summary, result_json
     from cdc.logs import configure_logging
 
     configure_logging(log_level)

@@ -11,6 +11,12 @@ Order of effects per batch (the exactly-once argument, architecture.md §4.1):
 A crash between any two steps re-delivers the batch; the warehouse's position guard makes the
 re-delivery a no-op. Transient warehouse errors are retried with backoff while every partition
 is paused (offsets never move past unapplied data); terminal errors stop the loop with a message.
+
+The :class:`Replicator`'s parts: batch assembly (:mod:`cdc.consumer.polling`), decoding and
+screening (:mod:`cdc.consumer.intake`), the partitions' progress and the side reads of the logs'
+ends (:mod:`cdc.consumer.progress`), the retry policy (:mod:`cdc.consumer.retry`), its settings
+and counters (:mod:`cdc.consumer.settings`) and the metrics hooks it calls
+(:class:`cdc.consumer.observer.LoopMetrics`).
 """
 
 from __future__ import annotations
@@ -20,29 +26,29 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import structlog
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cdc import failpoints
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
 from cdc.consumer.dlq import DeadLetterWriter
-from cdc.consumer.partitions import read_to_end
-from cdc.consumer.screening import ContractStopError, Screened, screen
-from cdc.contracts import TableContract, Validator
-from cdc.decoding import DecodeError, Skip, decode_message
-from cdc.model import ChangeEvent, ColumnType, KafkaOrigin, Op, TableId
-from cdc.names import display
+from cdc.consumer.intake import IntakeMixin
+from cdc.consumer.observer import LoopMetrics
+from cdc.consumer.polling import PollingMixin
+from cdc.consumer.progress import ProgressMixin
+from cdc.consumer.retry import StopDuringRetryError, with_retry
+from cdc.consumer.settings import (
+    GROUP_TIMEOUTS,
+    ReplicationStoppedError,
+    ReplicatorSettings,
+    RunStats,
+)
+from cdc.contracts import Validator
+from cdc.decoding import Skip, decode_message
+from cdc.model import ChangeEvent
 from warehouse.base import (
     ApplyResult,
     ComputeRow,
@@ -51,84 +57,22 @@ from warehouse.base import (
     OffsetRow,
     QuarantineRow,
     TableBatch,
-    TableTarget,
-    TerminalWarehouseError,
-    TransientWarehouseError,
     Warehouse,
     WarehouseError,
 )
 
-if TYPE_CHECKING:
-    from cdc.metrics import Metrics
-
 log = structlog.get_logger("cdc.consumer")
 
-# Both consumers' group timeouts, before the user's kafka.client settings (which win)
-GROUP_TIMEOUTS: dict[str, Any] = {
-    "session.timeout.ms": 6000,
-    "heartbeat.interval.ms": 1000,
-    "max.poll.interval.ms": 300000,
-}
+__all__ = [
+    "GROUP_TIMEOUTS",
+    "ReplicationStoppedError",
+    "Replicator",
+    "ReplicatorSettings",
+    "RunStats",
+]
 
 
-def _may_be_half_a_key_change(m: Polled) -> bool:
-    """A tombstone or a delete envelope (Debezium's compact JSON): maybe a key change's first
-    half. Cheap bytes test, no decoding; a false positive only waits 50 ms."""
-    return m.value is None or b'"op":"d"' in m.value
-
-
-class ReplicationStoppedError(Exception):
-    """The loop stopped on a terminal error; the message says what to do."""
-
-
-class _StopDuringRetryError(Exception):
-    """A stop was requested while the warehouse was unavailable: the batch is left
-    uncommitted (its offsets don't move) and the loop ends."""
-
-
-@dataclass(frozen=True)
-class ReplicatorSettings:
-    bootstrap_servers: str
-    group_id: str
-    # source table (the envelope's source.schema/source.table) -> where it lands
-    targets: dict[TableId, TableTarget]
-    # topic -> the warehouse names of its tables (Debezium sanitises topic names: tables may
-    # share one, so a message's table comes from its envelope, never from its topic)
-    topics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    batch_size: int = 5000
-    linger_ms: int = 500
-    dlq_suffix: str = ".dlq"
-    kafka: dict[str, Any] = field(default_factory=dict)  # extra librdkafka settings
-    retry_initial_seconds: float = 0.2
-    retry_max_seconds: float = 10.0
-    retry_give_up_seconds: float | None = None  # None: retry transient errors forever
-    contracts: dict[str, TableContract] = field(default_factory=dict)  # table name -> checks
-    # table name -> column -> the type it is stored as (cdc.yaml `columns` overrides)
-    overrides: dict[str, dict[str, ColumnType]] = field(default_factory=dict)
-    # topic -> why its table is refused before any row is read (cdc.source.type_support)
-    refused: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class RunStats:
-    batches: int = 0
-    events: int = 0
-    skipped: int = 0
-    dead_letters: int = 0
-    retries: int = 0
-    per_table: dict[str, int] = field(default_factory=dict)
-    latencies_s: list[float] = field(default_factory=list)  # source commit -> warehouse commit
-    apply_seconds: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    first_batch_at: float | None = None
-    last_batch_at: float | None = None
-    parked: dict[str, str] = field(default_factory=dict)  # topic -> reason
-    failed_checks: dict[str, int] = field(default_factory=dict)  # "table: check" -> rows
-    quarantined: int = 0  # rows that failed checks, kept in the quarantine table
-    held: int = 0  # later changes of quarantined keys, kept there behind them
-
-
-class Replicator:
+class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
     """A consumer-group member applying its partitions to one warehouse."""
 
     # measured apply time is stored (Warehouse.record_compute) at most this often, and at close
@@ -140,7 +84,7 @@ class Replicator:
         warehouse: Warehouse,
         *,
         decoder: Callable[..., ChangeEvent | Skip] = decode_message,
-        metrics: Metrics | None = None,
+        metrics: LoopMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics  # None: nothing measured
@@ -268,7 +212,7 @@ class Replicator:
                     self.caught_up_event.set()
                     if self.until_caught_up:
                         break
-        except _StopDuringRetryError:
+        except StopDuringRetryError:
             log.warning(
                 "stopped while the warehouse was unavailable: the batch was not committed, "
                 "its offsets did not move, it is read again on restart"
@@ -289,245 +233,7 @@ class Replicator:
         finally:
             self.warehouse.close()
 
-    def caught_up(self) -> bool:
-        """True when the warehouse holds every message of every assigned partition.
-
-        Per partition: everything received since the assignment is applied, and the position
-        reached the high watermark. The position is the client's once this assignment
-        delivered a message (it steps over offset gaps in the log), else the offset applied up
-        to (the stored offset at assignment; no stored offset: the log's start). A watermark
-        the broker can't tell (negative) is not caught up."""
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return False
-        ends: dict[str, tuple[int, int]] = {}
-        tails: list[tuple[tuple[str, int], int, int]] = []  # at the watermark: log end unknown
-        for tp in self.consumer.position(assignment):
-            tp_key = (tp.topic, tp.partition)
-            if tp_key in self._revoked or tp.topic in self.stats.parked:
-                continue
-            try:
-                state = self._partition_caught_up(tp, ends)
-            except KafkaException as exc:  # the broker out of reach: not caught up, poll on
-                log.warning("the broker did not answer; polling on", partition=tp_key,
-                            error=str(exc))  # fmt: skip
-                return False
-            if state is False:
-                return False
-            if state is not True:
-                tails.append(state)
-        if tails:
-            try:
-                self._read_log_ends([(k, high) for k, high, _ in tails])
-            except KafkaException as exc:
-                log.warning("the broker did not answer; polling on", error=str(exc))
-                return False
-            if any(position < self._ends[k][1] for k, _, position in tails):
-                return False
-        if not self.caught_up_event.is_set():  # once per idle spell, not every poll
-            log.info("caught up", partitions={k: f"{a}/{h}" for k, (a, h) in ends.items()})
-        return True
-
-    def _partition_caught_up(
-        self, tp: TopicPartition, ends: dict[str, tuple[int, int]]
-    ) -> bool | tuple[tuple[str, int], int, int]:
-        """One partition of :meth:`caught_up` (its broker reads may raise KafkaException);
-        records its (position, high watermark) in ``ends``. At the watermark of a log whose end
-        is not known yet: (partition, watermark, position), for one read of every such log's
-        end (:meth:`_read_log_ends`)."""
-        tp_key = (tp.topic, tp.partition)
-        low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-        applied = self._applied_to.get(tp_key, low)
-        if applied < 0:  # OFFSET_BEGINNING: nothing stored, nothing applied yet
-            applied = low
-        received = self._received_to.get(tp_key)
-        if received is None:
-            position = applied
-        else:
-            if applied < received:
-                return False
-            position = tp.offset if tp.offset >= 0 else received
-        ends[f"{tp.topic}[{tp.partition}]"] = (position, high)
-        if high < 0 or position < high:
-            return False
-        if high <= low:
-            return True
-        cached = self._ends.get(tp_key)
-        if cached is not None and cached[0] == high:
-            return position >= cached[1]
-        return (tp_key, high, position)
-
-    def _read_log_ends(self, partitions: Sequence[tuple[tuple[str, int], int]]) -> None:
-        """The offset after each partition's last message, read from the logs' last batches in
-        one pass (cached per watermark in ``_ends``).
-
-        A broker's high watermark should be that, but the local stack's (Tansu) reports the
-        last record batch's base offset + 1: a position at that watermark can still have
-        messages after it. Read only when the loop is idle at the watermarks."""
-        if self._side is None:
-            self._side = Consumer(
-                {
-                    # before the user's settings: a max.poll.interval.ms of theirs below
-                    # librdkafka's default session.timeout.ms (45 s) must be valid here too
-                    **GROUP_TIMEOUTS,
-                    **self._base,
-                    "group.id": f"{self.settings.group_id}-log-end",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                }
-            )
-        found = {key: high for key, high in partitions}
-        tails = [TopicPartition(t, p, max(0, high - 1)) for (t, p), high in partitions]
-        for msg in read_to_end(self._side, tails, timeout=10):
-            key = (msg.topic() or "", msg.partition() or 0)
-            if key in found:
-                found[key] = max(found[key], (msg.offset() or 0) + 1)
-        for key, high in partitions:
-            self._ends[key] = (high, found[key])
-
-    def _poll_batch(self) -> list[Polled]:
-        """Up to batch_size messages, waiting at most linger_ms after the first one.
-
-        The first message is awaited with ``poll`` (returns as soon as one arrives); the rest
-        with ``consume``, which returns when the batch is full or the linger time is over.
-        """
-        out: list[Polled] = []
-        first = self.consumer.poll(0.5)
-        if first is None:
-            return out
-        self._keep(first, out)
-        deadline = time.monotonic() + self.settings.linger_ms / 1000
-        while len(out) < self.settings.batch_size and not self._stop:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            msgs: list[Message] = self.consumer.consume(
-                num_messages=min(self.settings.batch_size - len(out), 10000), timeout=timeout
-            )
-            for m in msgs:
-                self._keep(m, out)
-        self._complete_key_changes(out)
-        if self._revoked:
-            out = [m for m in out if (m.origin.topic, m.origin.partition) not in self._revoked]
-        for tp_key, nxt in next_offsets(out).items():
-            self._received_to[tp_key] = max(nxt, self._received_to.get(tp_key, nxt))
-        return out
-
-    def _complete_key_changes(self, out: list[Polled]) -> None:
-        """Don't end a batch between the two halves of a primary-key change.
-
-        Debezium sends a key change as a delete of the old key (then its tombstone) and a create
-        of the new key, one after the other on a single-partition topic. The create may lack an
-        unchanged TOASTed value that only the old key's row holds, and a hard-deleted mirror row
-        is gone after its batch commits: while a partition's batch ends with a delete or a
-        tombstone, take the messages that follow it (a short wait, a few rounds at most)."""
-        for _ in range(4):
-            last: dict[tuple[str, int], Polled] = {}
-            for p in out:
-                last[(p.origin.topic, p.origin.partition)] = p
-            if not any(_may_be_half_a_key_change(p) for p in last.values()) or self._stop:
-                return
-            more: list[Message] = self.consumer.consume(num_messages=100, timeout=0.05)
-            if not more:
-                return
-            for m in more:
-                self._keep(m, out)
-
-    @staticmethod
-    def _keep(m: Message, out: list[Polled]) -> None:
-        err = m.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("kafka error", error=str(err))
-            return
-        out.append(
-            Polled(
-                KafkaOrigin(m.topic() or "", m.partition() or 0, m.offset() or 0),
-                m.key(),
-                m.value(),
-            )
-        )
-
     # --------------------------------------------------------------- a batch
-    def _decode(self, batch: list[Polled]) -> list[ChangeEvent]:
-        events: list[ChangeEvent] = []
-        for m in batch:
-            if m.origin.topic in self.stats.parked:
-                continue  # not even decoded: its offsets don't move either
-            try:
-                result = self.decode(
-                    m.key,
-                    m.value,
-                    topic=m.origin.topic,
-                    partition=m.origin.partition,
-                    offset=m.origin.offset,
-                )
-            except DecodeError as exc:
-                self._dead_letter(m, exc)
-                continue
-            if isinstance(result, Skip):
-                self.stats.skipped += 1
-                continue
-            if result.schema.table not in self.settings.targets:
-                self._dead_letter(
-                    m,
-                    DecodeError(
-                        f"table {display(result.schema.table)} is not configured: its changes "
-                        f"reached topic {m.origin.topic!r}, shared with a configured table "
-                        "(Debezium replaces characters other than letters, digits, '.', '_' "
-                        "and '-' in topic names by '_'). Add it to `tables`, or narrow "
-                        "`source.debezium.table.include.list`",
-                        field="source.table",
-                    ),
-                )
-                continue
-            if result.op is Op.TRUNCATE:
-                self._dead_letter(
-                    m, DecodeError("TRUNCATE is not replicated; re-snapshot the table instead")
-                )
-                continue
-            events.append(result)
-        return events
-
-    def _dead_letter(self, message: Polled, error: BaseException) -> None:
-        log.warning(
-            "dead-lettered a message",
-            topic=message.origin.topic,
-            partition=message.origin.partition,
-            offset=message.origin.offset,
-            error_class=type(error).__name__,
-            error=str(error)[:500],
-        )
-        self.dlq.send(message, error)
-        self.stats.dead_letters += 1
-        if self.metrics is not None:
-            self.metrics.dead_lettered()
-
-    def _screen(self, batches: list[TableBatch]) -> Screened:
-        """Check the batches against their contracts; dead-letter failures of `dlq` tables."""
-        try:
-            screened = screen(
-                batches,
-                self.validators,
-                overrides=self.settings.overrides,
-                caps=self.warehouse.capabilities,
-                holding=self._holding,
-            )
-        except ContractStopError as exc:
-            raise ReplicationStoppedError(str(exc)) from exc
-        for event, error in screened.dead_letters:
-            self._dead_letter(Polled(event.origin, event.raw_key, event.raw_value), error)
-        for name, count in screened.failed_checks.items():
-            self.stats.failed_checks[name] = self.stats.failed_checks.get(name, 0) + count
-        if screened.failed_checks:
-            log.warning(
-                "rows failed their checks",
-                failed=screened.failed_checks,
-                quarantined=len(screened.quarantine),
-                dead_lettered=len(screened.dead_letters),
-            )
-        return screened
-
     def _process(self, batch: list[Polled]) -> None:
         events = self._decode(batch)
         offsets = next_offsets(batch)
@@ -604,35 +310,6 @@ class Replicator:
                 offsets=[TopicPartition(r.topic, r.partition, r.next_offset) for r in rows],
                 asynchronous=True,
             )
-
-    def _report(self, result: ApplyResult, batches: Sequence[TableBatch], seconds: float) -> None:
-        """Update the metrics after a committed batch: events per table, apply time, the
-        newest applied source commit per table, and what is left per table: the log's end as
-        the client knows it (its cached high watermark, or what it received if further) minus
-        the applied offset, with no broker round trip. The local broker (Tansu) reports the
-        last record batch's base offset + 1 as the watermark, so there it can count up to one
-        record batch too few; the caught-up check sets 0 once the real end is reached."""
-        assert self.metrics is not None
-        newest: dict[str, float] = {}
-        for b in batches:
-            if b.events:
-                ts = max(e.position.commit_ts_us for e in b.events) / 1e6
-                newest[b.target.name] = max(ts, newest.get(b.target.name, ts))
-        self.metrics.batch_applied(seconds, {s.table: s.events for s in result.tables}, newest)
-        pending: dict[str, int] = {}
-        for tp in self.consumer.assignment():
-            names = self.settings.topics.get(tp.topic, ())
-            applied = self._applied_to.get((tp.topic, tp.partition), -1)
-            if not names or tp.topic in self.stats.parked or applied < 0:
-                continue
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
-            except KafkaException:  # not known to the client yet
-                continue
-            end = max(high, self._received_to.get((tp.topic, tp.partition), high))
-            for name in names if end >= 0 else ():  # a shared topic's lag counts for each
-                pending[name] = pending.get(name, 0) + max(0, end - applied)
-        self.metrics.pending(pending)
 
     def _measure(self, result: ApplyResult) -> None:
         """Add the batch's measured apply time to each table's share (by its events), and
@@ -731,39 +408,11 @@ class Replicator:
         return [b for b in batches if b not in parked]
 
     def _with_retry(self, fn: Callable[[], Any], *, in_callback: bool = False) -> Any:
-        """Run ``fn``; on transient warehouse errors wait with exponential backoff and retry.
-
-        Nothing is consumed meanwhile (the loop is single-threaded), so no offset can move
-        past unapplied data. An outage longer than max.poll.interval.ms makes the broker
-        rebalance us out; on return the consumer rejoins and seeks to the warehouse offsets.
-        """
+        """Run ``fn`` under the retry policy (:func:`cdc.consumer.retry.with_retry`)."""
         del in_callback  # the wait is a sleep either way: polling here could drop messages
-        delay = self.settings.retry_initial_seconds
-        started = time.monotonic()
-        while True:
-            try:
-                return fn()
-            except TransientWarehouseError as exc:
-                waited = time.monotonic() - started
-                limit = self.settings.retry_give_up_seconds
-                if limit is not None and waited >= limit:
-                    raise ReplicationStoppedError(
-                        f"the warehouse stayed unavailable for {waited:.0f} s: {exc}. "
-                        "Nothing past the last applied batch was committed; fix the "
-                        "warehouse and start `cdc run` again."
-                    ) from exc
-                if self._stop:
-                    raise _StopDuringRetryError from exc
-                self.stats.retries += 1
-                if self.metrics is not None:
-                    self.metrics.retried()
-                log.warning("warehouse unavailable; retrying", error=str(exc), in_s=delay)
-                until = time.monotonic() + delay
-                while not self._stop and time.monotonic() < until:
-                    time.sleep(min(0.2, delay))
-                delay = min(delay * 2, self.settings.retry_max_seconds)
-            except TerminalWarehouseError as exc:
-                raise ReplicationStoppedError(
-                    f"the warehouse refused the batch: {exc}. Nothing of this batch was "
-                    "committed; fix the cause and start `cdc run` again."
-                ) from exc
+        return with_retry(fn, self.settings, stopped=lambda: self._stop, on_retry=self._retried)
+
+    def _retried(self) -> None:
+        self.stats.retries += 1
+        if self.metrics is not None:
+            self.metrics.retried()

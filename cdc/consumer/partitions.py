@@ -1,6 +1,6 @@
 """Reading topics to their end: watermarks of the partitions that exist, and every message of
 assigned partitions until each reports end-of-partition (``enable.partition.eof``). Used by
-the dead-letter reader and replay, and by ``cdc status``."""
+the dead-letter reader and replay, by ``cdc status`` and by reconciliation (:func:`log_ends`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from cdc.config import Config
 
 
 def watermarks(
@@ -49,3 +51,34 @@ def read_to_end(
         if idle:
             deadline = time.monotonic() + timeout
         yield msg
+
+
+def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+    """``(low, end)`` per partition of each topic that exists. The end is the offset after the
+    last message, read from the log: the broker's high watermark alone is not enough, as the
+    local stack's broker (Tansu) reports the last record batch's base offset + 1 there.
+    ``cdc status`` counts pending events with it; reconciliation waits for the stored offsets
+    to reach it."""
+    consumer = Consumer(
+        {
+            **config.kafka.client_config(),
+            "group.id": f"{config.kafka.group_id}-status",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        found = watermarks(consumer, topics, timeout=10)
+        tail = [TopicPartition(t, p, max(low, high - 1))
+                for (t, p), (low, high) in found.items() if high > low]  # fmt: skip
+        if tail:
+            for msg in read_to_end(consumer, tail, timeout=10):
+                key = (msg.topic() or "", msg.partition() or 0)
+                low, high = found[key]
+                found[key] = (low, max(high, (msg.offset() or 0) + 1))
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        for (topic, p), mark in found.items():
+            marks.setdefault(topic, {})[p] = mark
+        return marks
+    finally:
+        consumer.close()

@@ -13,9 +13,9 @@ Queries whose tag is missing, not JSON, or from another app are counted as *unat
 (their credits too). A query without a warehouse size (it ran in cloud services only) has
 no warehouse credits; one with a size we don't know is counted in ``unpriced``.
 
-On a real account the rows come from ``SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY``
-(:func:`query_history_sql`; it lags up to 45 minutes). fakesnow has no ``ACCOUNT_USAGE``,
-so the attribution is tested on recorded sample rows.
+On a real account the rows come from ``SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY`` (read by
+:meth:`warehouse.base.Warehouse.credit_usage`; it lags up to 45 minutes). fakesnow has no
+``ACCOUNT_USAGE``, so the attribution is tested on recorded sample rows.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlglot import exp
 
 CREDITS_PER_HOUR: dict[str, int] = {
     "XSMALL": 1, "SMALL": 2, "MEDIUM": 4, "LARGE": 8, "XLARGE": 16, "2XLARGE": 32,
@@ -120,31 +118,3 @@ def attribute(records: Iterable[QueryRecord], app: str) -> Attribution:
         usage.seconds += seconds
         usage.credits += seconds / 3600 * (rate or 0)
     return out
-
-
-def query_history_sql() -> exp.Select:
-    """The rows :func:`attribute` needs, from ``SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY``: the
-    current user's queries that started at or after the bound time (ISO text). Only valid on
-    a real account (the role needs the SNOWFLAKE database's usage, e.g. IMPORTED PRIVILEGES)."""
-
-    def c(name: str) -> exp.Column:
-        return exp.Column(this=exp.to_identifier(name))
-
-    history = exp.Table(
-        this=exp.to_identifier("QUERY_HISTORY"),
-        db=exp.to_identifier("ACCOUNT_USAGE"),
-        catalog=exp.to_identifier("SNOWFLAKE"),
-    )
-    since = exp.Cast(
-        this=exp.Placeholder(), to=exp.DataType.build("TIMESTAMP_LTZ", dialect="snowflake")
-    )
-    return (
-        exp.select(c("QUERY_TAG"), c("WAREHOUSE_SIZE"), c("EXECUTION_TIME"))
-        .from_(history)
-        .where(
-            exp.and_(
-                exp.GTE(this=c("START_TIME"), expression=since),
-                exp.EQ(this=c("USER_NAME"), expression=exp.CurrentUser()),
-            )
-        )
-    )

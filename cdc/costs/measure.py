@@ -9,9 +9,9 @@
   Every file there is counted, also one a crashed move left behind (it is billed until the next
   tier run deletes it).
 - **Compute**: the seconds recorded in ``compute_log`` since the previous report
-  (:meth:`~warehouse.base.Warehouse.compute_totals`); on a real Snowflake account also the
-  credits of the user's queries from ``SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY``
-  (:mod:`cdc.costs.credits`). Not on fakesnow, which has no ``ACCOUNT_USAGE``.
+  (:meth:`~warehouse.base.Warehouse.compute_totals`); where the engine records what its
+  queries cost, also those credits (:meth:`~warehouse.base.Warehouse.credit_usage`),
+  attributed per table by :mod:`cdc.costs.credits`.
 - **Kafka topic bytes**: not measured. The broker knows them (DescribeLogDirs), but the
   Kafka client this project uses (confluent-kafka) has no call for it; the report says so.
 """
@@ -26,7 +26,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from cdc.config import Config, TableConfig
-from cdc.costs.credits import Attribution, QueryRecord, attribute, query_history_sql
+from cdc.costs.credits import Attribution, QueryRecord, attribute
 from cdc.costs.report import Measurement, TableMeasure
 from cdc.names import path_segment
 from warehouse.base import ComputeRow, TableStorage, Warehouse
@@ -77,29 +77,17 @@ def tier_usage(root: str, options: dict[str, Any], table: str) -> tuple[TableSto
     return out[0], out[1]
 
 
-def snowflake_credits(
-    config: Config, warehouse: Warehouse, since: dt.datetime
+def warehouse_credits(
+    warehouse: Warehouse, since: dt.datetime
 ) -> tuple[Attribution | None, str | None]:
-    """Credits per table from the query history of a real Snowflake account (None and a note
-    elsewhere: DuckDB has no credits, fakesnow no ACCOUNT_USAGE)."""
-    if config.warehouse.type != "snowflake":
-        return None, None
-    from warehouse.snowflake.adapter import SnowflakeWarehouse
-    from warehouse.snowflake.connection import DIALECT
-
-    if not isinstance(warehouse, SnowflakeWarehouse):
-        return None, None
-    settings = warehouse.settings
-    if settings.host is not None:  # fakesnow's local server (a real account has no host)
-        return None, "Snowflake credits: not read (fakesnow has no ACCOUNT_USAGE.QUERY_HISTORY)"
-    import snowflake.connector
-
-    with snowflake.connector.connect(**settings.connect_kwargs("cost_report", None)) as conn:
-        cur = conn.cursor()
-        cur.execute(query_history_sql().sql(dialect=DIALECT), [since.isoformat()])
-        names = [d[0] for d in cur.description]
-        records = [QueryRecord.from_row(dict(zip(names, r, strict=True))) for r in cur.fetchall()]
-    return attribute(records, settings.query_tag_prefix), None
+    """Credits per table from the engine's own query history
+    (:meth:`~warehouse.base.Warehouse.credit_usage`), or None and why not (an engine without
+    credits says nothing; one that can't read them here says so in a note)."""
+    usage = warehouse.credit_usage(since)
+    if usage.queries is None:
+        return None, usage.note
+    records = [QueryRecord.from_row(row) for row in usage.queries]
+    return attribute(records, usage.tag_prefix), usage.note
 
 
 def measure(
@@ -119,11 +107,11 @@ def measure(
             warm, cold = tier_usage(tier_root(config, t), config.tiering.options(), target.name)
         tables.append(TableMeasure(target.name, hot, warm, cold))
     notes = [KAFKA_NOTE]
-    credits, note = snowflake_credits(config, warehouse, since or at - FIRST_CREDITS_WINDOW)
+    credits, note = warehouse_credits(warehouse, since or at - FIRST_CREDITS_WINDOW)
     if note:
         notes.append(note)
     if credits is not None and since is None:
-        notes.append(f"Snowflake credits of the last {FIRST_CREDITS_WINDOW.days} days")
+        notes.append(f"Credits of the last {FIRST_CREDITS_WINDOW.days} days")
     measurement = Measurement(
         at=at,
         since=since,

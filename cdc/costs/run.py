@@ -29,7 +29,7 @@ def cost_report(
     previous stored report, store this one in ``cost_reports``, draw the chart over every
     stored report and write the CSV, JSON, markdown and PNG files to ``costs.output``.
     The report's own warehouse time is recorded in ``compute_log`` (it shows in the next)."""
-    from cdc.runtime import open_warehouse
+    from cdc.warehouses import open_warehouse
 
     at = now or dt.datetime.now(dt.UTC)
     own = warehouse is None

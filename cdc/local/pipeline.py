@@ -20,7 +20,8 @@ from confluent_kafka.cimpl import NewTopic
 from cdc.compare import TableDiff, compare_rows, source_connection, source_rows
 from cdc.config import Config, TableConfig, load_config
 from cdc.consumer.fitting import UnfitValueError, convert, override_type
-from cdc.consumer.loop import Replicator, RunStats
+from cdc.consumer.loop import Replicator
+from cdc.consumer.settings import RunStats
 from cdc.local.stack import LocalStack
 from cdc.model import ColumnType, Kind
 from cdc.runtime import open_warehouse, replicator_settings

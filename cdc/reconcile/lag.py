@@ -23,6 +23,7 @@ import psycopg
 
 from cdc.compare import normalise
 from cdc.config import Config, TableConfig
+from cdc.consumer.partitions import log_ends
 from cdc.reconcile.rows import Key, Row, RowsDiff
 from warehouse.base import Warehouse
 
@@ -104,8 +105,6 @@ class LagProbe:
     def applied(self, table: TableConfig, position: int, timeout: float) -> bool:
         """True once every change up to ``position`` is in the warehouse; False on timeout.
         Without a replication slot nothing streams, so nothing is in flight: True."""
-        from cdc.status import log_ends
-
         deadline = time.monotonic() + timeout
         if self._slot_confirmed() is None:
             return True

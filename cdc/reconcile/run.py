@@ -34,6 +34,7 @@ from cdc.reconcile.report import RunReport, TableResult
 from cdc.reconcile.rows import Key, RowsDiff, diff_rows
 from cdc.reconcile.source import SourceTable, current_lsn
 from cdc.source.catalog import SourceTableError, reflect_table, source_connection
+from cdc.warehouses import open_warehouse
 from warehouse.base import (
     ComputeRow,
     KeyRange,
@@ -293,8 +294,6 @@ def reconcile(
     """Compare (and with ``repair``, fix) the chosen tables; raises :class:`ReconcileError`
     before any work for an unknown table, a missing source table or one without a primary
     key. The run is recorded in ``reconcile_runs`` unless ``record`` is False."""
-    from cdc.runtime import open_warehouse
-
     chosen = resolve_tables(config, tables)
     settings = settings or ReconcileSettings()
     run_id = uuid.uuid4().hex[:12]

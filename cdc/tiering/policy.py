@@ -6,12 +6,23 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from cdc.names import path_segment
+from warehouse.tier_files import MoveKind, Tier, TierFile
 
-Tier = Literal["warm", "cold"]
-MoveKind = Literal["hot_to_warm", "warm_to_cold", "expire", "restore"]
+__all__ = [
+    "Cutoffs",
+    "MoveKind",
+    "Tier",
+    "TierFile",
+    "cutoffs",
+    "due_months",
+    "file_path",
+    "month_end",
+    "month_of",
+    "month_start",
+    "move_id",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,20 +39,6 @@ def cutoffs(
     now: dt.datetime, hot: dt.timedelta, warm: dt.timedelta, retention: dt.timedelta
 ) -> Cutoffs:
     return Cutoffs(hot=now - hot, warm=now - warm, retention=now - retention)
-
-
-@dataclass(frozen=True, slots=True)
-class TierFile:
-    """One Parquet file of a table's history in a tier (a row of ``_cdc.tier_files``)."""
-
-    table: str
-    tier: Tier
-    month: str  # YYYY-MM of the rows' closing time
-    path: str
-    rows: int
-    checksum: str
-    bytes: int
-    move_id: str
 
 
 def month_of(ts: dt.datetime) -> str:

@@ -399,7 +399,7 @@ class ApplyRun:
 
 def run_apply(config: Config, *, keep_open: bool, profile: Path | None = None) -> ApplyRun:
     """Replay the backlog with the real Replicator into a fresh DuckDB file."""
-    import warehouse.duckdb as wd  # the DuckDB engine module, for the stopwatches only
+    import warehouse.engine.apply as wd  # the apply pipeline's module, for the stopwatches only
 
     warehouse = open_warehouse(config, keep_open=keep_open)
     replicator = TimedReplicator(replicator_settings(config), warehouse)

@@ -15,16 +15,16 @@ from typing import Any
 
 import duckdb
 import pytest
+from sample_data import T0_US
+from sample_data import ev as sample_ev
 
 from cdc.model import (
     UNCHANGED_TOAST,
     ChangeEvent,
     Column,
     ColumnType,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -52,22 +52,12 @@ SCHEMA = TableSchema(
     ("id",),
 )
 DIM = TableTarget("dim", mode="scd2")
-T0 = 1_700_000_000_000_000  # µs
-_offset = iter(range(10**9))
+T0 = T0_US  # µs
 
 
 def ev(op: Op, key: int, lsn: int, tx: int | None = None, **after: Any) -> ChangeEvent:
     """A change of transaction ``tx`` (default: its own), committed at T0 + tx µs."""
-    tx = lsn if tx is None else tx
-    return ChangeEvent(
-        op=op,
-        schema=SCHEMA,
-        key={"id": key},
-        before=None,
-        after=None if op is Op.DELETE else {"id": key, **after},
-        position=SourcePosition(lsn, tx, T0 + tx, op is Op.READ),
-        origin=KafkaOrigin("pg.public.dim", 0, next(_offset)),
-    )
+    return sample_ev(op, key, lsn, SCHEMA, tx=tx, topic="pg.public.dim", **after)
 
 
 def at(tx: int | None) -> dt.datetime | None:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sample_data import ITEMS_SCHEMA
+from sample_data import ITEMS_SCHEMA, dated
 
-from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition
+from cdc.model import ChangeEvent, Op
 from cdc.tiering.policy import TierFile, file_path, move_id
 from cdc.tiering.storage import TierStore, checksum
 from warehouse.base import TableBatch, TableTarget, Warehouse
@@ -35,22 +34,10 @@ SCD2 = TableTarget("items", mode="scd2")
 SOFT = TableTarget("items", soft_delete=True, tiered=True)
 KEYS = 6
 CUTOFF = NOW - dt.timedelta(days=30)
-_lsn = itertools.count(1000)
-_offset = itertools.count()
 
 
 def _event(op: Op, key: int, at: dt.datetime, name: str | None = None) -> ChangeEvent:
-    lsn = next(_lsn)
-    row = None if op is Op.DELETE else {"id": key, "name": name, "doc": f"doc {key}"}
-    return ChangeEvent(
-        op=op,
-        schema=ITEMS_SCHEMA,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn, lsn, int(at.timestamp() * 1_000_000), False),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
-    )
+    return dated(op, key, at, name=name, doc=f"doc {key}")
 
 
 def _load_history(wh: Warehouse) -> None:
@@ -234,12 +221,7 @@ def test_every_type_goes_to_the_files_and_back_unchanged(wh: Any, store: TierSto
     old = NOW - dt.timedelta(days=400)
 
     def change(row: dict[str, Any], at: dt.datetime, op: Op) -> ChangeEvent:
-        lsn = next(_lsn)
-        return ChangeEvent(
-            op=op, schema=KINDS_SCHEMA, key={"id": row["id"]}, before=None, after=row,
-            position=SourcePosition(lsn, lsn, int(at.timestamp() * 1e6), False),
-            origin=KafkaOrigin("pg.public.all_kinds", 0, next(_offset)),
-        )  # fmt: skip
+        return dated(op, row["id"], at, KINDS_SCHEMA, **row)
 
     events = [change(FULL_ROW, old, Op.CREATE), change(NULL_ROW, old, Op.CREATE),
               change({**FULL_ROW, "txt": "next"}, old + dt.timedelta(days=1), Op.UPDATE),

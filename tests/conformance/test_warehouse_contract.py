@@ -31,6 +31,7 @@ from sample_data import (
     ITEMS_SCHEMA,
     KINDS_SCHEMA,
     NULL_ROW,
+    T0_US,
     batch,
     ev,
     row_event,
@@ -44,7 +45,6 @@ from cdc.model import (
     Column,
     ColumnType,
     Interval,
-    KafkaOrigin,
     Kind,
     Op,
     SourcePosition,
@@ -446,26 +446,11 @@ def test_odd_table_and_column_names_and_hostile_strings(wh: Warehouse, mode: str
     schema = TableSchema(TableId("public", "weird"), columns, ("Order Id",))
     target = TableTarget(table, mode=mode)  # type: ignore[arg-type]
     row = {"Order Id": 1, **{n: f"{HOSTILE} {n}" for n in NASTY[1:]}}
-    event = ChangeEvent(
-        op=Op.CREATE,
-        schema=schema,
-        key={"Order Id": 1},
-        before=None,
-        after=row,
-        position=SourcePosition(5, 5, 1_700_000_000_000_000, False),
-        origin=KafkaOrigin("t", 0, 1),
-    )
+    event = ev(Op.CREATE, {"Order Id": 1}, 5, schema, commit_us=T0_US, topic="t", offset=1, **row)
     wh.apply([TableBatch(target, schema, [event])], [])
     assert wh.fetch_table(target) == [row]
-    delete = ChangeEvent(
-        op=Op.DELETE,
-        schema=schema,
-        key={"Order Id": 1},
-        before=None,
-        after=None,
-        position=SourcePosition(6, 6, 1_700_000_000_000_001, False),  # committed 1 µs later
-        origin=KafkaOrigin("t", 0, 2),
-    )
+    later = T0_US + 1  # committed 1 µs later
+    delete = ev(Op.DELETE, {"Order Id": 1}, 6, schema, commit_us=later, topic="t", offset=2)
     wh.apply([TableBatch(target, schema, [delete])], [])
     assert wh.fetch_table(target) == []
     if mode == "scd2":

@@ -49,7 +49,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fault_support import Workload, create_load_table, verify
 
-from cdc.status import log_ends
+from cdc.consumer.partitions import log_ends
 
 if TYPE_CHECKING:
     from stack_support import Pipeline

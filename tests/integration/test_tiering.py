@@ -7,7 +7,6 @@ brings rows back exactly; bad input stops before anything moves.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import socket
 import subprocess
@@ -20,10 +19,10 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from sample_data import ITEMS_SCHEMA
+from sample_data import ITEMS_SCHEMA, dated
 
 from cdc.config import Config, load_config
-from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition
+from cdc.model import ChangeEvent, Op
 from cdc.runtime import open_warehouse
 from cdc.tiering.run import TierError, restore, tier
 from warehouse.base import OffsetRow, TableBatch, Warehouse
@@ -32,8 +31,6 @@ pytestmark = pytest.mark.integration
 
 NOW = dt.datetime.now(dt.UTC)
 KEYS = 30
-_lsn = itertools.count(1000)
-_offset = itertools.count()
 
 CONFIG = """\
 source: {{host: 127.0.0.1, port: 5432, database: shop, user: postgres, password: x}}
@@ -50,17 +47,7 @@ tiering:
 
 
 def _event(op: Op, key: int, at: dt.datetime, name: str | None = None) -> ChangeEvent:
-    lsn = next(_lsn)
-    row = None if op is Op.DELETE else {"id": key, "name": name, "doc": f"doc {key}"}
-    return ChangeEvent(
-        op=op,
-        schema=ITEMS_SCHEMA,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn, lsn, int(at.timestamp() * 1_000_000), False),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
-    )
+    return dated(op, key, at, name=name, doc=f"doc {key}")
 
 
 def _load_history(config: Config) -> None:
@@ -421,13 +408,7 @@ def test_every_type_reads_back_unchanged_from_the_tiers(tmp_path: Path) -> None:
     old = NOW - dt.timedelta(days=400)
 
     def change(row: dict[str, Any], at: dt.datetime, op: Op) -> ChangeEvent:
-        lsn = next(_lsn)
-        return ChangeEvent(
-            op=op, schema=KINDS_SCHEMA, key={"id": row["id"]}, before=None,
-            after=None if op is Op.DELETE else row,
-            position=SourcePosition(lsn, lsn, int(at.timestamp() * 1e6), False),
-            origin=KafkaOrigin("pg.public.all_kinds", 0, next(_offset)),
-        )  # fmt: skip
+        return dated(op, row["id"], at, KINDS_SCHEMA, **row)
 
     events = [change(FULL_ROW, old, Op.CREATE), change(NULL_ROW, old, Op.CREATE)]
     events += [change({**FULL_ROW, "txt": "next"}, old + dt.timedelta(days=1), Op.UPDATE),

@@ -10,31 +10,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_data import ITEMS_SCHEMA, ev
 
-from cdc.model import (
-    UNCHANGED_TOAST,
-    ChangeEvent,
-    Column,
-    ColumnType,
-    KafkaOrigin,
-    Kind,
-    Op,
-    SourcePosition,
-    TableId,
-    TableSchema,
-)
+from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op
 from warehouse.base import TableBatch, TableTarget
 from warehouse.duckdb.adapter import DuckDBWarehouse
 
-SCHEMA = TableSchema(
-    TableId("public", "prop"),
-    (
-        Column("id", ColumnType(Kind.INT32), nullable=False),
-        Column("name", ColumnType(Kind.TEXT)),
-        Column("doc", ColumnType(Kind.TEXT)),
-    ),
-    ("id",),
-)
+SCHEMA = ITEMS_SCHEMA  # (id, name, doc)
 TARGET = TableTarget("prop")
 TEXT = st.text(alphabet="ab'\"; $", max_size=4) | st.none()
 
@@ -57,16 +39,10 @@ def histories(draw: st.DrawFn) -> list[ChangeEvent]:
         else:
             doc = UNCHANGED_TOAST if draw(st.booleans()) else draw(TEXT)
             op, after = Op.UPDATE, {"id": key, "name": draw(TEXT), "doc": doc}
+        commit_us = lsn * 1000
+        values = after or {}
         events.append(
-            ChangeEvent(
-                op=op,
-                schema=SCHEMA,
-                key={"id": key},
-                before=None,
-                after=after,
-                position=SourcePosition(lsn, lsn, lsn * 1000, False),
-                origin=KafkaOrigin("t", 0, offset),
-            )
+            ev(op, key, lsn, SCHEMA, commit_us=commit_us, topic="t", offset=offset, **values)
         )
     return events
 

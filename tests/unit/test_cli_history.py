@@ -12,6 +12,7 @@ from uuid import UUID
 
 import pytest
 from rich.console import Console
+from sample_data import ev
 from typer.testing import CliRunner
 
 import cdc.cli
@@ -22,10 +23,8 @@ from cdc.model import (
     Column,
     ColumnType,
     Interval,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -76,16 +75,20 @@ def ts(tx: int) -> datetime:
 
 
 def event(op: Op, lsn: int, tx: int, key: tuple[str, int], **values: Any) -> ChangeEvent:
+    """A change of transaction ``tx``, committed ``tx`` seconds after BASE_US, at offset lsn."""
     region, id_ = key
-    row = {"region": region, "id": id_, **values}
-    return ChangeEvent(
-        op=op,
-        schema=ACCOUNTS,
-        key={"region": region, "id": id_},
-        before=None,
-        after=None if op is Op.DELETE else row,
-        position=SourcePosition(lsn, tx, BASE_US + tx * 1_000_000, False),
-        origin=KafkaOrigin("cdc.public.accounts", 0, lsn),
+    commit_us = BASE_US + tx * 1_000_000
+    return ev(
+        op,
+        {"region": region, "id": id_},
+        lsn,
+        ACCOUNTS,
+        tx=tx,
+        commit_us=commit_us,
+        snapshot=False,
+        topic="cdc.public.accounts",
+        offset=lsn,
+        **values,
     )
 
 

@@ -15,8 +15,8 @@ from cdc.costs.credits import (
     attribute,
     credits_per_hour,
     owner,
-    query_history_sql,
 )
+from warehouse.snowflake.credits import query_history_sql
 from warehouse.snowflake.settings import SnowflakeSettings
 
 SAMPLE = Path(__file__).parent / "fixtures" / "snowflake" / "query_history_sample.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample_data import ITEMS, ITEMS_SCHEMA, batch, ev, rows
+from sample_data import ITEMS, ITEMS_SCHEMA, T0_US, batch, ev, rows
 
 from cdc.consumer.batching import group_by_table
 from cdc.model import (
@@ -20,10 +20,8 @@ from cdc.model import (
     ChangeEvent,
     Column,
     ColumnType,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -38,7 +36,6 @@ from warehouse.base import (
 from warehouse.duckdb.adapter import DuckDBWarehouse
 
 SCHEMA = ITEMS_SCHEMA
-_offset = iter(range(10**9))
 
 
 @pytest.fixture
@@ -341,73 +338,6 @@ def test_a_file_held_by_another_process_is_a_transient_error_after_retrying(tmp_
     assert len(wh.fetch_table(ITEMS)) == 1
 
 
-def test_print_throughput_and_open_close_overhead(tmp_path: Path) -> None:
-    """Measurement, not an assertion: 50k events x 10 columns, and per-apply open/close cost."""
-    cols = [Column("id", ColumnType(Kind.INT64))] + [
-        Column(
-            f"c{i}",
-            ColumnType(
-                Kind.TEXT if i % 2 else Kind.DECIMAL,
-                12 if i % 2 == 0 else None,
-                2 if i % 2 == 0 else None,
-            ),
-        )
-        for i in range(9)
-    ]
-    schema = TableSchema(TableId("public", "bench"), tuple(cols), ("id",))
-    target = TableTarget("bench")
-    events = [
-        ev(
-            Op.CREATE,
-            i,
-            i + 1,
-            schema=schema,
-            **{f"c{j}": (f"v{i}-{j}" if j % 2 else Decimal(i) / 100) for j in range(9)},
-        )
-        for i in range(50_000)
-    ]
-    held = DuckDBWarehouse(tmp_path / "bench.duckdb", keep_open=True)
-    held.apply([batch(*events[:10], target=target)], [])
-    started = time.perf_counter()
-    held.apply([batch(*events, target=target)], [OffsetRow("g", "t", 0, 50_000)])
-    insert_s = time.perf_counter() - started
-    updates = [
-        ev(
-            Op.UPDATE,
-            e.key["id"],
-            100_000 + e.key["id"],
-            schema=schema,
-            **{k: v for k, v in (e.after or {}).items() if k != "id"},
-        )
-        for e in events
-    ]
-    started = time.perf_counter()
-    held.apply([batch(*updates, target=target)], [])
-    update_s = time.perf_counter() - started
-    held.close()
-
-    small = [
-        batch(ev(Op.UPDATE, 1, 10**6 + i, schema=schema, c1="x"), target=target) for i in range(20)
-    ]
-    timings = {}
-    for keep_open in (True, False):
-        w = DuckDBWarehouse(tmp_path / "bench.duckdb", keep_open=keep_open)
-        w.apply([small[0]], [])
-        started = time.perf_counter()
-        for b in small[1:10] if keep_open else small[10:]:
-            w.apply([b], [])
-        timings[keep_open] = (time.perf_counter() - started) / (9 if keep_open else 10)
-        w.close()
-    print(
-        f"\n[bench] 50k-event insert batch (10 cols): {insert_s:.2f}s = "
-        f"{50_000 / insert_s:,.0f} ev/s; "
-        f"50k-event update batch: {update_s:.2f}s = {50_000 / update_s:,.0f} ev/s"
-        f"\n[bench] 1-event apply, held connection: {timings[True] * 1000:.1f} ms; "
-        f"open/close per apply: {timings[False] * 1000:.1f} ms "
-        f"(overhead {(timings[False] - timings[True]) * 1000:.1f} ms, table of 50k rows)"
-    )
-
-
 def test_added_column_with_a_default_fills_existing_rows_and_older_events(
     wh: DuckDBWarehouse,
 ) -> None:
@@ -440,15 +370,7 @@ def test_added_column_with_a_default_fills_existing_rows_and_older_events(
 
 def test_a_table_without_primary_key_is_refused_with_what_to_do(wh: DuckDBWarehouse) -> None:
     keyless = TableSchema(TableId("public", "log"), (Column("msg", ColumnType(Kind.TEXT)),), ())
-    event = ChangeEvent(
-        op=Op.CREATE,
-        schema=keyless,
-        key={},
-        before=None,
-        after={"msg": "hi"},
-        position=SourcePosition(1, 1, 1_700_000_000_000_000, False),
-        origin=KafkaOrigin("pg.public.log", 0, next(_offset)),
-    )
+    event = ev(Op.CREATE, {}, 1, keyless, commit_us=T0_US, topic="pg.public.log", msg="hi")
     with pytest.raises(
         IncompatibleSchemaChangeError, match=r"no primary key.*ADD PRIMARY KEY"
     ) as e:
@@ -462,15 +384,7 @@ def test_a_keyless_message_on_a_keyed_table_is_a_data_error_of_that_table(
     """A stray message without a key must not stop `cdc run`: the consumer bisects DataErrors
     down to the event and dead-letters it."""
     good = ev(Op.CREATE, 1, 1, name="ok")
-    stray = ChangeEvent(
-        op=Op.CREATE,
-        schema=TableSchema(SCHEMA.table, SCHEMA.columns, ()),
-        key={},
-        before=None,
-        after={"id": 2, "name": "stray"},
-        position=SourcePosition(2, 2, 1_700_000_000_000_002, False),
-        origin=KafkaOrigin("pg.public.items", 0, next(_offset)),
-    )
+    stray = ev(Op.CREATE, {}, 2, TableSchema(SCHEMA.table, SCHEMA.columns, ()), id=2, name="stray")
     [grouped] = group_by_table([good, stray], {SCHEMA.table: ITEMS})
     assert grouped.schema.key == ("id",)  # the stray message does not decide the schema
     with pytest.raises(DataError, match="lacks key column 'id'") as e:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sample_data import ev as sample_ev
 
 from cdc.consumer.fitting import (
     check_value,
@@ -27,10 +28,8 @@ from cdc.model import (
     ColumnType,
     FarDate,
     FarTimestamp,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
     days_from_civil,
@@ -54,17 +53,22 @@ SCHEMA = TableSchema(
 
 
 def ev(key: int, offset: int, **values: Any) -> ChangeEvent:
-    row = {"id": key, "amount": None, "fixed": None, "at": None, **values}
-    return ChangeEvent(
+    """A create at LSN 100 + offset in transaction 1 (committed at 0), with raw key and value."""
+    row = {"amount": None, "fixed": None, "at": None, **values}
+    raw = b"{}"
+    lsn = 100 + offset
+    return sample_ev(
         Op.CREATE,
+        key,
+        lsn,
         SCHEMA,
-        {"id": key},
-        None,
-        row,
-        SourcePosition(100 + offset, 1, 0, False),
-        KafkaOrigin("t", 0, offset),
-        raw_value=b"{}",
-        raw_key=b"{}",
+        tx=1,
+        commit_us=0,
+        topic="t",
+        offset=offset,
+        raw_key=raw,
+        raw_value=raw,
+        **row,
     )
 
 

@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_data import ev as sample_ev
 
 from cdc.model import (
     UNCHANGED_TOAST,
     ChangeEvent,
     Column,
     ColumnType,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -39,22 +38,15 @@ MIRROR = TableTarget("docs")
 SOFT = TableTarget("docs", soft_delete=True)
 HISTORY = TableTarget("docs", mode="scd2")
 T = UNCHANGED_TOAST
-_offset = iter(range(10**9))
 
 
 def ev(
     op: Op, key: int, lsn: int, tx: int | None = None, before: dict[str, Any] | None = None,
     partition: int = 0, **after: Any,
 ) -> ChangeEvent:  # fmt: skip
-    tx = lsn if tx is None else tx
-    return ChangeEvent(
-        op=op,
-        schema=SCHEMA,
-        key={"id": key},
-        before=before,
-        after=None if op is Op.DELETE else {"id": key, **after},
-        position=SourcePosition(lsn, tx, 1_700_000_000_000_000 + tx, op is Op.READ),
-        origin=KafkaOrigin("pg.public.docs", partition, next(_offset)),
+    topic = "pg.public.docs"
+    return sample_ev(
+        op, key, lsn, SCHEMA, tx=tx, before=before, partition=partition, topic=topic, **after
     )
 
 

@@ -5,43 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sample_data import ITEMS_SCHEMA
+from sample_data import ev as sample_ev
 
-from cdc.model import (
-    UNCHANGED_TOAST,
-    ChangeEvent,
-    Column,
-    ColumnType,
-    KafkaOrigin,
-    Kind,
-    Op,
-    SourcePosition,
-    TableId,
-    TableSchema,
-)
+from cdc.model import UNCHANGED_TOAST, ChangeEvent, KafkaOrigin, Op
 from warehouse.base import DataError, TableBatch, TableTarget
 from warehouse.mirror import plan_mirror
 
-SCHEMA = TableSchema(
-    TableId("public", "items"),
-    (
-        Column("id", ColumnType(Kind.INT64), nullable=False),
-        Column("name", ColumnType(Kind.TEXT)),
-        Column("doc", ColumnType(Kind.TEXT)),
-    ),
-    ("id",),
-)
+SCHEMA = ITEMS_SCHEMA
 
 
 def ev(op: Op, key: int, lsn: int, offset: int, **after: Any) -> ChangeEvent:
-    row = None if op is Op.DELETE else {"id": key, "name": None, "doc": None, **after}
-    return ChangeEvent(
-        op=op,
-        schema=SCHEMA,
-        key={"id": key},
-        before=None,
-        after=row,
-        position=SourcePosition(lsn=lsn, tx_id=lsn // 10, commit_ts_us=lsn * 1000, snapshot=False),
-        origin=KafkaOrigin("pg.public.items", 0, offset),
+    """Transaction lsn // 10, committed at lsn ms; unset columns NULL; never a snapshot."""
+    row = {"name": None, "doc": None, **after}
+    commit_us = lsn * 1000
+    return sample_ev(
+        op, key, lsn, tx=lsn // 10, commit_us=commit_us, snapshot=False, offset=offset, **row
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from sample_data import T0_US, ev
 
 from cdc.config import Config, ConfigError, parse_config
 from cdc.consumer.batching import group_by_table
@@ -13,10 +14,8 @@ from cdc.model import (
     ChangeEvent,
     Column,
     ColumnType,
-    KafkaOrigin,
     Kind,
     Op,
-    SourcePosition,
     TableId,
     TableSchema,
 )
@@ -183,15 +182,8 @@ def test_tier_folders_hold_any_name() -> None:
 def _event(table: TableId, topic: str, offset: int, columns: tuple[str, ...]) -> ChangeEvent:
     schema = TableSchema(table, tuple(Column(c, ColumnType(Kind.INT32)) for c in columns), ("id",))
     row = dict.fromkeys(columns, 1)
-    return ChangeEvent(
-        op=Op.CREATE,
-        schema=schema,
-        key={"id": 1},
-        before=None,
-        after=row,
-        position=SourcePosition(offset + 1, 1, 1_700_000_000_000_000, False),
-        origin=KafkaOrigin(topic, 0, offset),
-    )
+    lsn = offset + 1
+    return ev(Op.CREATE, 1, lsn, schema, tx=1, commit_us=T0_US, topic=topic, offset=offset, **row)
 
 
 def test_events_of_a_shared_topic_go_to_their_own_tables() -> None:

@@ -18,7 +18,8 @@ from cdc.names import path_segment
 from cdc.tiering.policy import file_path
 from warehouse.base import TerminalWarehouseError
 from warehouse.snowflake.connection import number, time6, timestamp_ntz6, timestamp_tz6
-from warehouse.snowflake.tiering import (
+from warehouse.sql import TableRef
+from warehouse.sql.tier_views import (
     create_external_table,
     history_view_sql,
     refresh_external_table,
@@ -26,7 +27,6 @@ from warehouse.snowflake.tiering import (
     tier_pattern,
     tier_value,
 )
-from warehouse.sql import TableRef
 from warehouse.types import DT
 
 TIERS = TableRef("_CDC_S", "items__tiers")
@@ -111,7 +111,7 @@ def test_the_view_is_the_hot_table_and_the_live_files() -> None:
     names = '"id", "doc", "tags", "at", "local", "valid_to", "raw"'
     assert f'SELECT {names} FROM "S"."items" UNION ALL SELECT ' in text
     assert text.endswith(
-        'FROM "_CDC_S"."items__tiers" AS x WHERE EXISTS (SELECT 1 FROM "_CDC_S"."tier_files" '
+        'FROM "_CDC_S"."items__tiers" AS x WHERE EXISTS(SELECT 1 FROM "_CDC_S"."tier_files" '
         "AS f WHERE f.\"table_name\" = 'items' AND ENDSWITH(f.\"path\", '/' || "
         "x.METADATA$FILENAME))"
     )

@@ -1,1 +1,1 @@
-"""The duckdb engine: settings, adapter, types, errors, staging and tiering."""
+"""The duckdb engine: settings, adapter (the template's hooks), connection, errors, tiering."""

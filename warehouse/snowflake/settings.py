@@ -7,48 +7,122 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from warehouse.settings import SectionModel, relative_to_config
 
 QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG length
 
+# The same rule, worded for where it is broken: a cdc.yaml section (validated with a context
+# naming the file's folder) or settings built in code.
+_ONE_AUTH_IN_FILE = (
+    "give exactly one of `password` and `private_key_path` (key-pair authentication)"
+)
+_ONE_AUTH_IN_CODE = (
+    "Snowflake settings need exactly one of password or private_key_path (key-pair authentication)"
+)
 
-class SnowflakeSettings(BaseModel):
-    """How to reach one Snowflake account. Exactly one of ``password`` / ``private_key_path``.
 
-    ``host``/``port``/``protocol`` are only for fakesnow's local server; ``session_parameters``
-    are extra session parameters (the query tag is added per connection). Secrets are
-    ``SecretStr``: neither ``repr`` nor ``str`` shows them. Never log :meth:`connect_kwargs`.
+class SnowflakeSettings(SectionModel):
+    """Snowflake: the production warehouse (mirror and scd2 tables, data-contract quarantine).
+
+    Exactly one of ``password`` / ``private_key_path``. ``host``/``port``/``protocol`` are only
+    for fakesnow's local server. Secrets are ``SecretStr``: neither ``repr`` nor ``str`` shows
+    them. Never log :meth:`connect_kwargs`.
+
+    ``session_parameters`` (extra session parameters of every connection; the query tag is
+    added per connection) are given in code only, e.g. by :meth:`from_fakesnow`: they are not
+    a key of ``cdc.yaml`` (refused there as unknown) and never dumped.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["snowflake"] = Field(
+        default="snowflake", description="Warehouse engine: `snowflake`."
+    )
+    account: str = Field(description="Account identifier, e.g. `myorg-myaccount`.")
+    user: str = Field(description="User the replicator connects as.")
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password of `user` (secret). Use `${SNOWFLAKE_PASSWORD}`. Give this or "
+        "`private_key_path`.",
+    )
+    private_key_path: Path | None = Field(
+        default=None, description="Key-pair authentication: the PKCS#8 private key file."
+    )
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase of the private key file (secret)."
+    )
+    role: str | None = Field(default=None, description="Role to use (default: the user's).")
+    warehouse: str | None = Field(
+        default=None, description="Virtual warehouse that runs the statements."
+    )
+    database: str = Field(description="Database the replicated tables are created in.")
+    schema_name: str = Field(
+        default="PUBLIC", alias="schema", description="Schema the replicated tables are in."
+    )
+    query_tag_prefix: str = Field(
+        default="cdc-replicator",
+        description="`app` of the JSON QUERY_TAG on every statement (with `job` and `table`), "
+        "so cost can be attributed per table.",
+    )
+    network_timeout_seconds: PositiveInt | None = Field(
+        default=None,
+        description="How long the connector retries one request over a failing network "
+        "before the batch fails; the consumer then rolls it back and retries it with backoff "
+        "(offsets don't move). The connector also cancels a statement running longer than this. "
+        "Default: the connector's own (it keeps retrying).",
+    )
+    login_timeout_seconds: PositiveInt | None = Field(
+        default=None,
+        description="How long logging in may take, retries included (default: the "
+        "connector's, 120 s).",
+    )
+    host: str | None = Field(
+        default=None, description="Only for a local fakesnow server: its host (127.0.0.1)."
+    )
+    port: int | None = Field(default=None, description="Only for a local fakesnow server.")
+    protocol: Literal["http", "https"] | None = Field(
+        default=None, description="Only for a local fakesnow server: `http`."
+    )
 
-    account: str
-    user: str
-    role: str | None = None
-    warehouse: str | None = None
-    database: str
-    schema_: str = Field(alias="schema")
-    password: SecretStr | None = None
-    private_key_path: Path | None = None
-    private_key_passphrase: SecretStr | None = None
-    host: str | None = None
-    port: int | None = None
-    protocol: str | None = None
-    network_timeout: int | None = None
-    login_timeout: int | None = None
-    query_tag_prefix: str = "cdc-replicator"
-    session_parameters: Mapping[str, Any] = Field(default_factory=dict)
+    session_parameters: SkipJsonSchema[Mapping[str, Any]] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="Extra session parameters of every connection; given in code only.",
+    )
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _resolve_key_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else relative_to_config(value, info)
+
+    @field_validator("session_parameters")
+    @classmethod
+    def _not_from_a_file(cls, value: Mapping[str, Any], info: ValidationInfo) -> Mapping[str, Any]:
+        if info.context is not None:  # not a key of cdc.yaml: refused as any unknown key is
+            raise PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+        return value
 
     @model_validator(mode="after")
-    def _one_auth(self) -> SnowflakeSettings:
+    def _one_auth(self, info: ValidationInfo) -> SnowflakeSettings:
         if (self.password is None) == (self.private_key_path is None):
-            raise ValueError(
-                "Snowflake settings need exactly one of password or private_key_path "
-                "(key-pair authentication)"
-            )
+            raise ValueError(_ONE_AUTH_IN_FILE if info.context is not None else _ONE_AUTH_IN_CODE)
         return self
+
+    @property
+    def schema_(self) -> str:
+        """The schema (``schema_name``), under the name the adapter reads."""
+        return self.schema_name
 
     @classmethod
     def from_fakesnow(
@@ -62,7 +136,7 @@ class SnowflakeSettings(BaseModel):
             host=kwargs.get("host"),
             port=kwargs.get("port"),
             protocol=kwargs.get("protocol"),
-            network_timeout=kwargs.get("network_timeout"),
+            network_timeout_seconds=kwargs.get("network_timeout"),
             session_parameters=dict(kwargs.get("session_parameters") or {}),
             database=database,
             schema=schema,
@@ -96,7 +170,7 @@ class SnowflakeSettings(BaseModel):
             "account": self.account,
             "user": self.user,
             "database": self.database,
-            "schema": self.schema_,
+            "schema": self.schema_name,
             "session_parameters": params,
             "paramstyle": "qmark",
         }
@@ -106,8 +180,8 @@ class SnowflakeSettings(BaseModel):
             "host": self.host,
             "port": self.port,
             "protocol": self.protocol,
-            "network_timeout": self.network_timeout,
-            "login_timeout": self.login_timeout,
+            "network_timeout": self.network_timeout_seconds,
+            "login_timeout": self.login_timeout_seconds,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
         if self.password is not None:

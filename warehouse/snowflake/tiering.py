@@ -37,31 +37,31 @@ NULL there, like DuckDB's ``union_by_name``).
 
 What fakesnow can't test (it has no external stages, external tables or ``METADATA$``
 columns): every statement of the tier side of the view (:func:`create_external_table`,
-:func:`refresh_external_table`, :func:`history_view_sql` with a stage) is built by pure
-functions whose text is unit-tested (``tests/unit/test_snowflake_tiering_sql.py``), and run
-only when ``tier_stage`` is set; on fakesnow the view is the hot table only, and
-:meth:`history_rows` returns the hot rows. Unverified on a real account: the Parquet file
-format options (``BINARY_AS_TEXT = FALSE`` so BINARY columns aren't read as UTF-8,
-``USE_LOGICAL_TYPE = TRUE`` so timestamps and decimals keep their logical types), the casts
-of ``VALUE`` fields to each column type, and what a query of the external table does between
-a move's deletion of replaced files and the next refresh.
+:func:`refresh_external_table`, :func:`history_view_sql` with a stage, all in
+:mod:`warehouse.sql.tier_views`) is built by pure functions whose text is unit-tested
+(``tests/unit/test_snowflake_tiering_sql.py``), and run only when ``tier_stage`` is set; on
+fakesnow the view is the hot table only, and :meth:`history_rows` returns the hot rows.
+Unverified on a real account: the Parquet file format options (``BINARY_AS_TEXT = FALSE`` so
+BINARY columns aren't read as UTF-8, ``USE_LOGICAL_TYPE = TRUE`` so timestamps and decimals
+keep their logical types), the casts of ``VALUE`` fields to each column type, and what a query
+of the external table does between a move's deletion of replaced files and the next refresh.
+
+Every statement is a sqlglot expression (:mod:`warehouse.sql.tiering`), except the two about
+the external table, which sqlglot can't express (:mod:`warehouse.sql.tier_views`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import snowflake.connector.errors as sf_errors
-from sqlglot import exp, parse_one
+from sqlglot import exp
 
 from cdc.model import ColumnType, Kind
-from cdc.names import path_segment
-from cdc.tiering.policy import TierFile
 from warehouse.arrow import column_array
 from warehouse.base import TableTarget, TerminalWarehouseError, WarehouseError
 from warehouse.snowflake.connection import (
@@ -71,17 +71,31 @@ from warehouse.snowflake.connection import (
     staged_value,
     timestamp_tz6,
 )
-from warehouse.sql import TableRef
-from warehouse.tiering import TierChange, TierConflictError, closing_column, history_view
+from warehouse.sql import TableRef, col, create_table
+from warehouse.sql import tiering as tier
+from warehouse.sql.tier_views import (
+    create_external_table,
+    history_view_sql,
+    refresh_external_table,
+)
+from warehouse.sql.tiering import (
+    FILE_COLUMNS,
+    FILES,
+    GONE,
+    HOLD_COLUMNS,
+    HOLDS,
+    HOT,
+    MOVE_COLUMNS,
+    MOVES,
+)
+from warehouse.tier_files import TierFile
+from warehouse.tiering import TierChange, TierConflictError, history_view
 from warehouse.types import DT
 
-_FILES = "tier_files"
-_MOVES = "tier_moves"
-_HOLDS = "tier_holds"
-_TS = "TIMESTAMPTZ(6)"
-_FILE_COLUMNS = ("table_name", "tier", "month", "path", "rows", "checksum", "bytes", "move_id")
-_MOVE_COLUMNS = ("move_id", "table_name", "kind", "cutoff", "rows", "files_added",
-                 "files_removed", "bytes_added", "moved_at")  # fmt: skip
+_TS = timestamp_tz6()  # bound times: ISO text cast on the engine
+_TYPES = tier.TierTypes(
+    exp.DataType.build("VARCHAR"), number(19, 0), number(10, 0), timestamp_tz6()
+)
 _STAGED_LSN, _STAGED_ROW = "m_lsn", "m_row"
 
 _INT64, _TEXT, _TSTZ, _BOOL = (ColumnType(k) for k in (Kind.INT64, Kind.TEXT, Kind.TIMESTAMPTZ,
@@ -89,108 +103,13 @@ _INT64, _TEXT, _TSTZ, _BOOL = (ColumnType(k) for k in (Kind.INT64, Kind.TEXT, Ki
 _JSON_TYPES = (DT.VARIANT, DT.ARRAY, DT.OBJECT)
 
 
-def _q(name: str) -> str:
-    """A quoted identifier (Snowflake's dialect)."""
-    return exp.to_identifier(name, quoted=True).sql(DIALECT)  # type: ignore[no-any-return]
-
-
-def _t(ref: TableRef) -> str:
-    return f"{_q(ref.schema)}.{_q(ref.name)}"
-
-
-def _lit(value: str) -> str:
-    return exp.Literal.string(value).sql(DIALECT)  # type: ignore[no-any-return]
-
-
 def _type(dtype: exp.DataType) -> str:
     return dtype.sql(dialect=DIALECT)  # type: ignore[no-any-return]
-
-
-def _ts(param: str = "?") -> str:
-    return f"CAST({param} AS {_TS})"
 
 
 def _iso(value: dt.datetime | None) -> str | None:
     """A time bound as ISO text (cast on the engine: fakesnow can't bind a NULL TIMESTAMP_TZ)."""
     return None if value is None else value.isoformat()
-
-
-# ---- the statements of the tier side (pure; fakesnow can't run them) -------------------------
-
-_PART = r'"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*'
-_STAGE_NAME = re.compile(rf"^@?((?:{_PART})(?:\.(?:{_PART})){{0,2}})$")
-
-
-def stage_location(stage: str) -> str:
-    """``@"DB"."SCHEMA"."STAGE"`` for a configured stage name (1-3 parts, each a plain or a
-    double-quoted identifier). Unquoted parts resolve as Snowflake resolves them (upper case),
-    then every part is quoted; anything else (a path, a quote, a statement) is refused."""
-    match = _STAGE_NAME.match(stage.strip())
-    if match is None:
-        raise TerminalWarehouseError(
-            f"tiering.snowflake_stage {stage!r} is not a stage name: give [database.][schema.]"
-            "stage, each part a plain or a double-quoted identifier (the stage's URL is "
-            "tiering.target; no path)"
-        )
-    parts = re.findall(_PART, match.group(1))
-    names = [p[1:-1] if p.startswith('"') else p.upper() for p in parts]
-    return "@" + ".".join(_q(n) for n in names)
-
-
-def tier_pattern(table: str) -> str:
-    """The regex of a table's tier files under the stage (``<tier>/<table>/month=YYYY-MM/
-    <move>.parquet``). Characters of the name other than letters, digits and ``_`` match any
-    character: never too narrow, and nothing to escape (the view keeps only the live files)."""
-    folder = path_segment(table)
-    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "." for c in folder)
-    return f".*(warm|cold)/{name}/month=[0-9]{{4}}-[0-9]{{2}}/[^/]+[.]parquet"
-
-
-def create_external_table(ext: TableRef, stage: str, table: str) -> str:
-    """The external table over a table's tier files (its ``VALUE`` column only)."""
-    return (
-        f"CREATE EXTERNAL TABLE IF NOT EXISTS {_t(ext)} WITH LOCATION = {stage_location(stage)}/ "
-        f"AUTO_REFRESH = FALSE PATTERN = {_lit(tier_pattern(table))} "
-        "FILE_FORMAT = (TYPE = PARQUET BINARY_AS_TEXT = FALSE USE_LOGICAL_TYPE = TRUE)"
-    )
-
-
-def refresh_external_table(ext: TableRef) -> str:
-    """Register the files written and forget the files deleted since the last refresh."""
-    return f"ALTER EXTERNAL TABLE {_t(ext)} REFRESH"
-
-
-def tier_value(name: str, dtype: exp.DataType, alias: str = "x") -> str:
-    """A column of a tier file as the hot table's type: VARIANT and ARRAY columns are JSON
-    text in the files (parsed), every other type is cast from the file's value."""
-    value = f"{alias}.VALUE[{_lit(name)}]"
-    if dtype.this is DT.VARIANT or dtype.this is DT.OBJECT:
-        return f"PARSE_JSON(CAST({value} AS VARCHAR))"
-    if dtype.this is DT.ARRAY:
-        return f"CAST(PARSE_JSON(CAST({value} AS VARCHAR)) AS ARRAY)"
-    return f"CAST({value} AS {_type(dtype)})"
-
-
-def history_view_sql(
-    view: TableRef,
-    hot: TableRef,
-    columns: Sequence[tuple[str, exp.DataType]],
-    *,
-    table: str,
-    tiers: TableRef | None = None,
-    files: TableRef | None = None,
-) -> str:
-    """``CREATE OR REPLACE VIEW`` of the history: the hot table, and with ``tiers`` (the
-    external table) and ``files`` (``tier_files``) the rows of the live tier files."""
-    body = f"SELECT {', '.join(_q(n) for n, _ in columns)} FROM {_t(hot)}"
-    if tiers is not None and files is not None:
-        typed = ", ".join(f"{tier_value(n, t)} AS {_q(n)}" for n, t in columns)
-        live = (
-            f"SELECT 1 FROM {_t(files)} AS f WHERE f.{_q('table_name')} = {_lit(table)} "
-            f"AND ENDSWITH(f.{_q('path')}, '/' || x.METADATA$FILENAME)"
-        )
-        body += f" UNION ALL SELECT {typed} FROM {_t(tiers)} AS x WHERE EXISTS ({live})"
-    return f"CREATE OR REPLACE VIEW {_t(view)} AS {body}"
 
 
 # ---- types -----------------------------------------------------------------------------------
@@ -224,11 +143,6 @@ def _stored_kind(name: str, dtype: exp.DataType) -> ColumnType:
     if kind is None:
         raise TerminalWarehouseError(f"column {name!r} of type {_type(dtype)} can't be tiered")
     return ColumnType(kind)
-
-
-def _c(alias: str, index: int) -> str:
-    """Staged column ``c<index>`` of the staging table aliased ``alias``."""
-    return f"{alias}.{_q(f'c{index}')}"
 
 
 def _positional(data: pa.Table, extra: str | None = None) -> pa.Table:
@@ -279,22 +193,8 @@ class SnowflakeTiering:
         if not self._bookkept:
             self._bookkeeping_ddl(cur)  # the schemas and the named stage staging uses
             self._bookkept = True
-        n19 = _type(number(19, 0))
-        n10 = _type(number(10, 0))
-        ts = _type(timestamp_tz6())
-        tables = {
-            _FILES: [("table_name", "VARCHAR"), ("tier", "VARCHAR"), ("month", "VARCHAR"),
-                     ("path", "VARCHAR"), ("rows", n19), ("checksum", "VARCHAR"),
-                     ("bytes", n19), ("move_id", "VARCHAR"), ("added_at", ts)],
-            _MOVES: [("move_id", "VARCHAR"), ("table_name", "VARCHAR"), ("kind", "VARCHAR"),
-                     ("cutoff", ts), ("rows", n19), ("files_added", n10),
-                     ("files_removed", n10), ("bytes_added", n19), ("moved_at", ts)],
-            _HOLDS: [("table_name", "VARCHAR"), ("closed_from", ts), ("closed_to", ts),
-                     ("until", ts)],
-        }  # fmt: skip
-        for name, columns in tables.items():
-            defs = ", ".join(f"{_q(c)} {t}" for c, t in columns)
-            self._exec(cur, f"CREATE TABLE IF NOT EXISTS {_t(self._ref(name))} ({defs})")
+        for name, columns in tier.tier_tables(_TYPES).items():
+            self._exec(cur, create_table(self._ref(name), columns))
         self._tier_ready = True
 
     def _hot(self, target: TableTarget) -> TableRef:
@@ -315,17 +215,6 @@ class SnowflakeTiering:
         kinds = self._kinds(cur, target.name) | _meta_kinds(target)
         return [(n, kinds.get(n) or _stored_kind(n, t)) for n, t in stored.items()]
 
-    def _due(self, target: TableTarget) -> str:
-        """Rows of the hot table that tiering may move (a condition on alias t)."""
-        if target.mode == "scd2":
-            return f"t.{_q(closing_column(target))} IS NOT NULL"
-        return f"COALESCE(t.{_q(target.metadata.deleted)}, FALSE)"
-
-    def _select(self, text: str) -> exp.Select:
-        query = parse_one(text, read=DIALECT)
-        assert isinstance(query, exp.Select)
-        return query
-
     def _arrow(
         self, rows: list[dict[str, Any]], columns: Sequence[tuple[str, ColumnType]], table: str
     ) -> pa.Table:
@@ -339,19 +228,12 @@ class SnowflakeTiering:
     def tier_candidates(self, target: TableTarget, cutoff: dt.datetime) -> pa.Table:
         """Every stored column of the rows due before ``cutoff`` (not held by a restore), as
         Arrow ready for Parquet (VARIANT and ARRAY columns as their JSON text)."""
-        closing = f"t.{_q(closing_column(target))}"
-        holds = self._ref(_HOLDS)
 
         def work(cur: Any) -> pa.Table:
             self._tier_ddl(cur)
             columns = self._typed_columns(cur, target, self._stored(cur, target))
-            query = self._select(
-                f"SELECT {', '.join(f't.{_q(n)}' for n, _ in columns)} "
-                f"FROM {_t(self._hot(target))} AS t WHERE {self._due(target)} "
-                f"AND {closing} < {_ts()} AND NOT EXISTS (SELECT 1 FROM {_t(holds)} AS h "
-                f"WHERE h.{_q('table_name')} = ? AND h.{_q('until')} > {_ts()} "
-                f"AND {closing} >= h.{_q('closed_from')} AND {closing} < h.{_q('closed_to')})"
-            )
+            projections = [col(n, HOT) for n, _ in columns]
+            query = tier.candidates(self._hot(target), self._ref(HOLDS), target, projections, _TS)
             params = [_iso(cutoff), target.name, _iso(dt.datetime.now(dt.UTC))]
             rows = self._read(cur, query, columns, params)
             return parquet_ready(self._arrow(rows, columns, target.name), table_name=target.name)
@@ -360,13 +242,10 @@ class SnowflakeTiering:
         return result
 
     def _live(self, cur: Any, table: str) -> list[TierFile]:
-        kinds = [(c, _INT64 if c in ("rows", "bytes") else _TEXT) for c in _FILE_COLUMNS]
-        query = self._select(
-            f"SELECT {', '.join(_q(c) for c in _FILE_COLUMNS)} FROM {_t(self._ref(_FILES))} "
-            f"WHERE {_q('table_name')} = ?"
-        )
+        kinds = [(c, _INT64 if c in ("rows", "bytes") else _TEXT) for c in FILE_COLUMNS]
+        query = tier.of_table(self._ref(FILES), FILE_COLUMNS)
         rows = self._read(cur, query, kinds, [table], order=("tier", "month", "path"))
-        return [TierFile(*(r[c] for c in _FILE_COLUMNS)) for r in rows]
+        return [TierFile(*(r[c] for c in FILE_COLUMNS)) for r in rows]
 
     def tier_files(self, table: str) -> list[TierFile]:
         """The live file set of a table (what its history view reads)."""
@@ -383,12 +262,9 @@ class SnowflakeTiering:
         ints = {"rows", "files_added", "files_removed", "bytes_added"}
         kinds = [
             (c, _TSTZ if c in ("cutoff", "moved_at") else _INT64 if c in ints else _TEXT)
-            for c in _MOVE_COLUMNS
+            for c in MOVE_COLUMNS
         ]
-        query = self._select(
-            f"SELECT {', '.join(_q(c) for c in _MOVE_COLUMNS)} FROM {_t(self._ref(_MOVES))} "
-            f"WHERE {_q('table_name')} = ?"
-        )
+        query = tier.of_table(self._ref(MOVES), MOVE_COLUMNS)
 
         def work(cur: Any) -> list[dict[str, Any]]:
             self._tier_ddl(cur)
@@ -410,13 +286,12 @@ class SnowflakeTiering:
             if not self._columns_of(cur, view):
                 self._define_view(cur, target, stored)
             columns = self._typed_columns(cur, target, stored)
-            text = f"SELECT {', '.join(_q(n) for n, _ in columns)} FROM {_t(view)}"
+            query = tier.select_from(view, [n for n, _ in columns])
             params: list[Any] = []
             if as_of is not None:
-                vf, vt = _q(target.scd2.valid_from), _q(target.scd2.valid_to)
-                text += f" WHERE {vf} <= {_ts()} AND ({vt} IS NULL OR {vt} > {_ts()})"
+                query = query.where(tier.valid_at(target, _TS))
                 params = [_iso(as_of), _iso(as_of)]
-            rows = self._read(cur, self._select(text), columns, params)
+            rows = self._read(cur, query, columns, params)
             return self._arrow(rows, columns, target.name)
 
         result: pa.Table = self._run(work, table=target.name)
@@ -437,7 +312,7 @@ class SnowflakeTiering:
             self._exec(cur, create_external_table(tiers, self.tier_stage, target.name))
             self._exec(cur, refresh_external_table(tiers))
             text = history_view_sql(view, self._hot(target), columns, table=target.name,
-                                    tiers=tiers, files=self._ref(_FILES))  # fmt: skip
+                                    tiers=tiers, files=self._ref(FILES))  # fmt: skip
         else:
             text = history_view_sql(view, self._hot(target), columns, table=target.name)
         self._exec(cur, text)
@@ -463,14 +338,11 @@ class SnowflakeTiering:
             rows = pa.array(range(keys.num_rows), pa.int64())
             data = _positional(keys.append_column(_STAGED_ROW, rows), extra=_STAGED_ROW)
             staged = self._stage(cur, "tier_keys", data, target.name)
-            match = " AND ".join(
-                f"t.{_q(k)} = {self._staged('k', i, stored[k])}"
-                for i, k in enumerate(keys.column_names)
-            )
-            query = self._select(
-                f"SELECT k.{_q(_STAGED_ROW)} FROM {_t(staged)} AS k WHERE EXISTS "
-                f"(SELECT 1 FROM {_t(self._hot(target))} AS t WHERE {match})"
-            )
+            match = tier.match(
+                [(col(k, HOT), self._staged("k", i, stored[k]))
+                 for i, k in enumerate(keys.column_names)]
+            )  # fmt: skip
+            query = tier.present(staged, self._hot(target), [col(_STAGED_ROW, "k")], match)
             found = self._read(cur, query, [(_STAGED_ROW, _INT64)], order=(_STAGED_ROW,))
             return keys.take(pa.array([r[_STAGED_ROW] for r in found], pa.int64()))
 
@@ -478,12 +350,10 @@ class SnowflakeTiering:
         return result
 
     @staticmethod
-    def _staged(alias: str, index: int, dtype: exp.DataType) -> str:
+    def _staged(alias: str, index: int, dtype: exp.DataType) -> exp.Expr:
         """Staged column ``c<index>`` as a value of the stored type (JSON text parsed for
         VARIANT and ARRAY)."""
-        column = exp.Column(this=exp.to_identifier(f"c{index}", quoted=True),
-                            table=exp.to_identifier(alias))  # fmt: skip
-        return staged_value(column, dtype).sql(DIALECT)  # type: ignore[no-any-return]
+        return staged_value(col(f"c{index}", alias), dtype)
 
     # ---- the move ---------------------------------------------------------------------------
 
@@ -492,9 +362,8 @@ class SnowflakeTiering:
     ) -> TableRef:
         """The delete-marker table of a tiered mirror table (key columns + lsn)."""
         markers = self._ref(f"{target.name}__deleted")
-        cols = [(k, _type(stored[k])) for k in key] + [(target.metadata.lsn, _type(number(19, 0)))]
-        defs = ", ".join(f"{_q(c)} {t}" for c, t in cols)
-        self._exec(cur, f"CREATE TABLE IF NOT EXISTS {_t(markers)} ({defs})")
+        cols = [(k, stored[k]) for k in key] + [(target.metadata.lsn, number(19, 0))]
+        self._exec(cur, create_table(markers, cols))
         return markers
 
     def _restore_types(
@@ -545,34 +414,22 @@ class SnowflakeTiering:
         cur = self._connection().cursor()
         self._tagged = target.name
         try:
-            self._exec(cur, "BEGIN")
+            self._exec(cur, exp.Transaction())
             if gone is not None:
                 names = [*key, lsn]
-                match = " AND ".join(
-                    f"t.{_q(c)} = {self._staged('g', i, stored[c])}" for i, c in enumerate(key)
-                )
-                match += f" AND t.{_q(lsn)} = g.{_q(_STAGED_LSN)}"
-                closing = f"t.{_q(closing_column(target))}"
-                row = self._exec(
-                    cur,
-                    f"DELETE FROM {_t(hot)} AS t USING {_t(gone_ref)} AS g WHERE {match} "
-                    f"AND {self._due(target)} AND {closing} < {_ts()}",
-                    [_iso(change.cutoff)],
-                ).fetchone()
+                pairs = [(col(c, HOT), self._staged(GONE, i, stored[c])) for i, c in enumerate(key)]
+                pairs.append((col(lsn, HOT), col(_STAGED_LSN, GONE)))
+                delete = tier.delete_moved(hot, gone_ref, target, tier.match(pairs), _TS)
+                row = self._exec(cur, delete, [_iso(change.cutoff)]).fetchone()
                 deleted = int(row[0]) if row else 0
                 if markers is not None:
-                    on = " AND ".join(
-                        f"d.{_q(k)} = {self._staged('g', i, stored[k])}" for i, k in enumerate(key)
+                    on = tier.match(
+                        [(col(k, "d"), self._staged(GONE, i, stored[k])) for i, k in enumerate(key)]
                     )
-                    self._exec(cur, f"DELETE FROM {_t(markers)} AS d USING {_t(gone_ref)} AS g "
-                                    f"WHERE {on}")  # fmt: skip
-                    values = [_c("g", i) for i in range(len(key))]
-                    values.append(f"g.{_q(_STAGED_LSN)}")
-                    self._exec(
-                        cur,
-                        f"INSERT INTO {_t(markers)} ({', '.join(_q(c) for c in names)}) "
-                        f"SELECT {', '.join(values)} FROM {_t(gone_ref)} AS g",
-                    )
+                    self._exec(cur, tier.delete_using(markers, "d", gone_ref, on))
+                    values = [col(f"c{i}", GONE) for i in range(len(key))]
+                    values.append(col(_STAGED_LSN, GONE))
+                    self._exec(cur, tier.insert_from(markers, names, values, gone_ref, GONE))
                 if deleted != gone.num_rows:
                     raise TierConflictError(
                         f"table {target.name!r}: {gone.num_rows} rows were written to the "
@@ -581,22 +438,16 @@ class SnowflakeTiering:
                     )
             if back is not None:
                 cols = back.column_names
-                values = [self._staged("s", i, stored[c]) for i, c in enumerate(cols)]
-                self._exec(
-                    cur,
-                    f"INSERT INTO {_t(hot)} ({', '.join(_q(c) for c in cols)}) "
-                    f"SELECT {', '.join(values)} FROM {_t(back_ref)} AS s",
-                )
-            files = _t(self._ref(_FILES))
+                restored = [self._staged("s", i, stored[c]) for i, c in enumerate(cols)]
+                self._exec(cur, tier.insert_from(hot, cols, restored, back_ref, "s"))
+            files = self._ref(FILES)
             for f in change.remove_files:
-                self._exec(cur, f"DELETE FROM {files} WHERE {_q('path')} = ?", [f.path])
+                self._exec(cur, tier.delete_file(files), [f.path])
             if change.add_files:
-                row_sql = f"(?, ?, ?, ?, ?, ?, ?, ?, {_ts()})"
-                names_sql = ", ".join(_q(c) for c in (*_FILE_COLUMNS, "added_at"))
+                columns = (*FILE_COLUMNS, "added_at")
                 self._exec(
                     cur,
-                    f"INSERT INTO {files} ({names_sql})"
-                    f" VALUES {', '.join(row_sql for _ in change.add_files)}",
+                    tier.insert_rows(files, columns, ("added_at",), len(change.add_files), _TS),
                     [v for f in change.add_files
                      for v in (f.table, f.tier, f.month, f.path, f.rows, f.checksum, f.bytes,
                                f.move_id, _iso(change.at))],
@@ -605,23 +456,20 @@ class SnowflakeTiering:
                 h = change.hold
                 self._exec(
                     cur,
-                    f"INSERT INTO {_t(self._ref(_HOLDS))} ({_q('table_name')}, "
-                    f"{_q('closed_from')}, {_q('closed_to')}, {_q('until')}) "
-                    f"VALUES (?, {_ts()}, {_ts()}, {_ts()})",
+                    tier.insert_rows(self._ref(HOLDS), HOLD_COLUMNS, HOLD_COLUMNS[1:], ts=_TS),
                     [target.name, _iso(h.closed_from), _iso(h.closed_to), _iso(h.until)],
                 )
             self._exec(
                 cur,
-                f"INSERT INTO {_t(self._ref(_MOVES))} ({', '.join(_q(c) for c in _MOVE_COLUMNS)})"
-                f" VALUES (?, ?, ?, {_ts()}, ?, ?, ?, ?, {_ts()})",
+                tier.insert_rows(self._ref(MOVES), MOVE_COLUMNS, ("cutoff", "moved_at"), ts=_TS),
                 [change.move_id, target.name, change.kind, _iso(change.cutoff), change.rows,
                  len(change.add_files), len(change.remove_files),
                  sum(f.bytes for f in change.add_files), _iso(change.at)],
             )  # fmt: skip
-            self._exec(cur, "COMMIT")
+            self._exec(cur, exp.Commit())
         except BaseException as exc:
             with contextlib.suppress(sf_errors.Error, OSError):
-                self._exec(cur, "ROLLBACK")
+                self._exec(cur, exp.Rollback())
             if isinstance(exc, sf_errors.Error | OSError):
                 raise self._failed(exc, target.name) from exc
             raise

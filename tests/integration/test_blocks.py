@@ -31,6 +31,8 @@ from cdc.config import (
     parse_config,
 )
 
+pytestmark = pytest.mark.integration
+
 TABLES = "tables:\n  - name: public.customers\n"
 
 

@@ -1,0 +1,61 @@
+"""The tests the documentation cites exist: every ``tests/...`` path in README.md (and the other
+READMEs and docs), and every test it names after one (``path::test_name``, or ``::test_name``
+for the last path cited before it), so a moved or renamed test can't leave the Guarantees
+table pointing at nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = sorted(
+    {
+        ROOT / "README.md",
+        *ROOT.glob("*/README.md"),
+        *ROOT.glob("tests/*/README.md"),
+        *ROOT.glob("docs/**/*.md"),
+    }
+)
+# a path (optionally ::name), or ::name alone, meaning the last path cited before it
+CITATION = re.compile(r"(tests/[\w./-]*\w)(?:::(\w+))?|(?<![\w/])::(\w+)")
+
+
+def dangling_citations(text: str, root: Path) -> list[str]:
+    """The cited paths that don't exist and the cited tests their file doesn't define."""
+    missing: list[str] = []
+    last: Path | None = None
+    for match in CITATION.finditer(text):
+        path, name, continued = match.groups()
+        if path:
+            last = root / path
+            if not last.exists():
+                missing.append(path)
+                continue
+        name = name or continued
+        if not name or last is None or not last.is_file() or last.suffix != ".py":
+            continue
+        if not re.search(rf"^\s*(?:async )?def {name}\b", last.read_text(), re.MULTILINE):
+            missing.append(f"{last.relative_to(root)}::{name}")
+    return missing
+
+
+def test_every_test_path_the_docs_cite_exists() -> None:
+    assert ROOT / "README.md" in DOCS
+    cited = {doc.relative_to(ROOT): dangling_citations(doc.read_text(), ROOT) for doc in DOCS}
+    assert {doc: missing for doc, missing in cited.items() if missing} == {}
+
+
+def test_a_moved_test_or_a_renamed_test_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / "tests" / "unit" / "test_here.py").write_text("def test_a() -> None: ...\n")
+    text = (
+        "| x | `tests/unit/test_here.py::test_a`, `::test_gone`, `tests/unit/test_moved.py`, "
+        "`tests/unit/test_moved.py::test_b` |"
+    )
+    assert dangling_citations(text, tmp_path) == [
+        "tests/unit/test_here.py::test_gone",
+        "tests/unit/test_moved.py",
+        "tests/unit/test_moved.py",
+    ]
+    assert dangling_citations("`tests/unit/test_here.py::test_a`, `tests/unit/`", tmp_path) == []
