@@ -21,7 +21,8 @@ The engine fetches the stored rows (with their positions) of :attr:`KeyChangeCar
 hands them to :meth:`KeyChangeCarry.fill`. A create whose delete came in an earlier batch (the
 halves may sit on different partitions) is an *orphan*: the engine looks up which key was
 deleted at its LSN (the delete markers, or a soft-deleted row) and :meth:`KeyChangeCarry.link`
-turns it into a fill from that key's stored row. Every other event passes unchanged.
+turns it into a fill from that key's stored row — the orphan's placeholders, and those of later
+key changes in the batch out of the orphan's key. Every other event passes unchanged.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ _NOTHING: Final = object()  # no value known in the batch
 
 
 @dataclass(frozen=True, slots=True)
+class _DeletedAt:
+    """The key deleted at ``lsn`` in an earlier batch: an orphan's old key, until
+    :meth:`KeyChangeCarry.link` names it (no stored row before that)."""
+
+    lsn: int
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a carried value of one column is.
 
@@ -52,31 +61,40 @@ class Source:
     own older key may since have moved on to a later life).
     """
 
-    key: Key
+    key: Key | _DeletedAt
     lsn: int = -1
     inner: Any = _NOTHING
     until: int | None = None
 
     def chain(self) -> Iterator[Key]:
         """Every key whose stored row this value may come from."""
-        yield self.key
+        if not isinstance(self.key, _DeletedAt):
+            yield self.key
         if isinstance(self.inner, Source):
             yield from self.inner.chain()
 
+    def linked(self, deleted_at: Mapping[int, Key]) -> Source:
+        """This source with each orphan's old key named, where ``deleted_at`` knows it."""
+        key = self.key
+        if isinstance(key, _DeletedAt):
+            key = deleted_at.get(key.lsn, key)
+        inner = self.inner.linked(deleted_at) if isinstance(self.inner, Source) else self.inner
+        return dataclasses.replace(self, key=key, inner=inner)
+
     def resolve(self, stored: Mapping[Key, StoredRow], column: str) -> Any:
         """The value (``_NOTHING`` if none is known)."""
-        row = stored.get(self.key)
-        usable = (
-            row is not None
-            and column in row.values
-            and row.lsn >= self.lsn
+        row = None if isinstance(self.key, _DeletedAt) else stored.get(self.key)
+        if row is not None and not (
+            column in row.values
+            and self.lsn <= row.lsn
             and (self.until is None or row.lsn <= self.until)
-        )
-        if usable and row is not None and row.lsn > self.lsn:
+        ):
+            row = None  # older than the batch's change, or a later life of the key
+        if row is not None and row.lsn > self.lsn:
             return row.values[column]
         inner = self.inner.resolve(stored, column) if isinstance(self.inner, Source) else self.inner
-        if inner is _NOTHING and usable and row is not None:
-            return row.values[column]  # the replayed change itself, as stored
+        if inner is _NOTHING and row is not None:
+            return row.values[column]  # the batch's change itself, as an earlier batch stored it
         return inner
 
     @property
@@ -101,7 +119,6 @@ class KeyChangeCarry:
     pending: tuple[tuple[int, str, Source], ...] = ()  # (event index, column, source)
     # LSN -> indexes of creates with placeholders and no delete at that LSN in the batch
     orphans: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    unlinked: int = 0  # orphan placeholders whose old key :meth:`link` could not find
 
     @property
     def needs(self) -> frozenset[Key]:
@@ -115,20 +132,10 @@ class KeyChangeCarry:
 
     def link(self, deleted_at: Mapping[int, Key]) -> KeyChangeCarry:
         """Orphans whose LSN names a deleted key (``deleted_at``: LSN -> key) are filled from
-        that key's stored row; the others are left as they are (counted by :meth:`fill`)."""
-        pending = list(self.pending)
-        unlinked = self.unlinked
-        for lsn, indexes in self.orphans.items():
-            old = deleted_at.get(lsn)
-            for i in indexes:
-                for column, value in (self.batch.events[i].after or {}).items():
-                    if value is not UNCHANGED_TOAST:
-                        continue
-                    if old is None:
-                        unlinked += 1
-                    else:
-                        pending.append((i, column, Source(old, until=lsn)))
-        return KeyChangeCarry(self.batch, tuple(pending), unlinked=unlinked)
+        that key's stored row, and so are later key changes in the batch out of the orphans'
+        keys; the others are left as they are (counted by :meth:`fill`)."""
+        pending = tuple((i, column, src.linked(deleted_at)) for i, column, src in self.pending)
+        return KeyChangeCarry(self.batch, pending)
 
     def fill(self, stored: Mapping[Key, StoredRow]) -> tuple[TableBatch, int]:
         """The batch with every pending placeholder filled: from the stored row when it is
@@ -136,9 +143,9 @@ class KeyChangeCarry:
         element counts placeholders with no value anywhere, unlinked orphans included (they
         stay placeholders: the planners then find no value either)."""
         if not self.pending:
-            return self.batch, self.unlinked
+            return self.batch, 0
         events = list(self.batch.events)
-        unresolved = self.unlinked
+        unresolved = 0
         for i, column, src in self.pending:
             value = src.resolve(stored, column)
             if value is _NOTHING:
@@ -187,7 +194,8 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
             continue
         known = state.get(key, {})
         halves = _old_halves(e, i, keys, deletes) if _has_placeholder(e) else []
-        if not halves and e.op is Op.CREATE and _has_placeholder(e):
+        orphan = not halves and e.op is Op.CREATE and _has_placeholder(e)
+        if orphan:
             orphans.setdefault(lsn, []).append(i)
         # a replay in the same batch repeats the delete: take the best-known value of each
         old_values: dict[str, Source] = {}
@@ -199,8 +207,10 @@ def carry_key_changes(batch: TableBatch) -> KeyChangeCarry:
         for column, value in e.after.items():
             if value is not UNCHANGED_TOAST:
                 now[column] = Source(key, lsn, value)
-            elif halves:
-                src = old_values.get(column, Source(keys[halves[0]]))
+            elif halves or orphan:
+                # an orphan's old key is the one deleted at its LSN: :meth:`link` names it
+                old = keys[halves[0]] if halves else _DeletedAt(lsn)
+                src = old_values.get(column, Source(old))
                 if src.until is None:  # the value as it was at this key change
                     src = dataclasses.replace(src, until=lsn)
                 pending.append((i, column, src))

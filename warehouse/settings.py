@@ -24,6 +24,11 @@ class SectionModel(BaseModel):
         extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
     )
 
+    def missing_store(self) -> str | None:
+        """Why reading this warehouse can't find anything yet (its file doesn't exist...),
+        or None; readers that must not create it (``cdc history``) check this first."""
+        return None
+
 
 def check_identifier(value: str) -> str:
     """A plain identifier (PostgreSQL's rules; the warehouses accept them unquoted too)."""

@@ -14,7 +14,6 @@ import json
 import math
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -95,15 +94,9 @@ def fetch_versions(
     """
     table = find_table(config, table_name)
     target = history_target(config, table)
-    settings = config.warehouse
-    if settings.type != "duckdb":  # pragma: no cover - the only engine so far
-        raise HistoryError(f"warehouse type {settings.type!r} is not supported", EXIT_USAGE)
-    path = Path(settings.path)
-    if str(path) != ":memory:" and not path.exists():
-        raise HistoryError(
-            f"warehouse file {path} does not exist (has `cdc run` replicated anything yet?)",
-            EXIT_WAREHOUSE,
-        )
+    missing = config.warehouse.missing_store()
+    if missing is not None:
+        raise HistoryError(missing, EXIT_WAREHOUSE)
     from cdc.runtime import open_warehouse
 
     warehouse = open_warehouse(config)

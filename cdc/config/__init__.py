@@ -35,9 +35,7 @@ from cdc.config.references import BLOCK_SECTIONS, SectionLoader, use_section_loa
 from cdc.config.source import SourceConfig
 from cdc.config.tables import ColumnOverrideConfig, Scd2Config, TableConfig, parse_type_override
 from cdc.config.tiering import TablePolicyConfig, TieringConfig
-from warehouse.duckdb.settings import DuckDBSettings as DuckDBWarehouseConfig
 from warehouse.factory import WarehouseSection as WarehouseConfig
-from warehouse.snowflake.settings import SnowflakeSettings as SnowflakeWarehouseConfig
 
 __all__ = [
     "BLOCK_SECTIONS",
@@ -48,14 +46,12 @@ __all__ = [
     "ConnectConfig",
     "ConsumerConfig",
     "CostsConfig",
-    "DuckDBWarehouseConfig",
     "KafkaConfig",
     "LengthConfig",
     "MetricsConfig",
     "Problem",
     "Scd2Config",
     "SectionLoader",
-    "SnowflakeWarehouseConfig",
     "SourceConfig",
     "TableConfig",
     "TablePolicyConfig",

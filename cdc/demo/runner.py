@@ -55,11 +55,14 @@ def _tiering_pass(config: Config) -> TieringStep:
     """One `cdc tier` pass over the tiered tables, the history views compared around it."""
     from cdc.tiering.run import tier
 
-    if config.warehouse.type != "duckdb" and config.tiering.snowflake_stage is None:
-        # fakesnow has no external stages: the history view would show the hot rows only
-        return TieringStep({}, {}, True, skipped="Snowflake's history view needs an external stage")
     warehouse = open_warehouse(config)
     try:
+        if not warehouse.reads_tiered_history:
+            # e.g. Snowflake without tiering.snowflake_stage (fakesnow has no external
+            # stages): the history view would show the hot rows only
+            return TieringStep(
+                {}, {}, True, skipped="this warehouse's history view can't read the tier files"
+            )
         before = _history_rows(config, warehouse)
         results = tier(config, warehouse)
         after = _history_rows(config, warehouse)

@@ -225,7 +225,7 @@ def compare_all(config: Config, url: str, *, skip_quarantined: bool = False) -> 
                         rows,
                         warehouse.fetch_table(target),
                         exclude=held,
-                        json_values=config.warehouse.type == "snowflake",
+                        json_values=warehouse.capabilities.json_as_values,
                     )
                 )
     finally:

@@ -167,7 +167,7 @@ class Reconciler:
         self.config, self.warehouse, self.conn = config, warehouse, conn
         self.settings, self.pair = settings, pair
         self.probe = LagProbe(config, warehouse, conn)
-        self.json_values = config.warehouse.type == "snowflake"
+        self.json_values = warehouse.capabilities.json_as_values
         self.compute: list[ComputeRow] = []  # measured warehouse time per table compared
 
     def _diff(self, schema: TableSchema, source: list[dict[str, Any]],

@@ -68,16 +68,15 @@ from sqlglot import exp
 from cdc.model import ColumnType, Interval, Kind
 from warehouse.arrow import Stage, column_array
 from warehouse.base import DataError, TerminalWarehouseError, TransientWarehouseError
-from warehouse.snowflake.connection import (
-    DIALECT,
-    classify,
+from warehouse.snowflake.errors import classify
+from warehouse.snowflake.staging import (
     create_stage,
     create_staging_table,
-    snowflake_type,
     stage_arrow,
     staged_value,
     staging_columns,
 )
+from warehouse.snowflake.types import DIALECT, snowflake_type
 from warehouse.sql import TableRef, col, ident, render
 
 pytestmark = pytest.mark.conformance

@@ -12,8 +12,9 @@ import duckdb
 import pytest
 from fault_support import Workload, create_load_table, verify
 
-from cdc.config import Config, DuckDBWarehouseConfig
+from cdc.config import Config
 from cdc.local.pipeline import ReplicatorThread
+from warehouse.duckdb.settings import DuckDBSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.faults
 
 
 def _duckdb_path(config: Config) -> str:
-    assert isinstance(config.warehouse, DuckDBWarehouseConfig)
+    assert isinstance(config.warehouse, DuckDBSettings)
     return str(config.warehouse.path)
 
 

@@ -21,8 +21,9 @@ from confluent_kafka import Message, Producer
 from fault_support import Workload, create_load_table, log_events, verify
 from stack_support import read_topic
 
-from cdc.config import Config, DuckDBWarehouseConfig, load_config
+from cdc.config import Config, load_config
 from cdc.local.pipeline import ReplicatorThread
+from warehouse.duckdb.settings import DuckDBSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.faults
 
 
 def _duckdb_path(config: Config) -> str:
-    assert isinstance(config.warehouse, DuckDBWarehouseConfig)
+    assert isinstance(config.warehouse, DuckDBSettings)
     return str(config.warehouse.path)
 
 

@@ -21,6 +21,7 @@ from tcp_proxy import TcpProxy
 
 from cdc.local.pipeline import ReplicatorThread
 from cdc.runtime import open_warehouse
+from warehouse.snowflake.settings import SnowflakeSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -187,6 +188,4 @@ def test_snowflake_going_away_is_retried_and_no_offset_moves_meanwhile(
 
 
 def _snowflake(section: dict[str, Any]) -> Any:
-    from cdc.config import SnowflakeWarehouseConfig
-
-    return SnowflakeWarehouseConfig.model_validate(section)
+    return SnowflakeSettings.model_validate(section)

@@ -22,14 +22,9 @@ from blocks import (
     PostgresSource,
     SnowflakeWarehouse,
 )
-from cdc.config import (
-    ConfigError,
-    DuckDBWarehouseConfig,
-    KafkaConfig,
-    SnowflakeWarehouseConfig,
-    SourceConfig,
-    parse_config,
-)
+from cdc.config import ConfigError, KafkaConfig, SourceConfig, parse_config
+from warehouse.duckdb.settings import DuckDBSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +54,7 @@ def test_a_section_can_be_a_saved_block(prefect_api: str, tmp_path: Path) -> Non
     KafkaCluster(settings=KafkaConfig(bootstrap_servers="k1:9092", group_id="g")).save(
         "prod", overwrite=True
     )
-    snowflake = SnowflakeWarehouseConfig.model_validate(
+    snowflake = SnowflakeSettings.model_validate(
         {"type": "snowflake", "account": "org-acc", "user": "CDC", "password": "sf-secret",
          "database": "ANALYTICS", "schema": "RAW"}
     )  # fmt: skip
@@ -81,7 +76,7 @@ def test_a_section_can_be_a_saved_block(prefect_api: str, tmp_path: Path) -> Non
 def test_a_relative_duckdb_path_in_a_block_resolves_against_the_config_folder(
     prefect_api: str, tmp_path: Path
 ) -> None:
-    settings = DuckDBWarehouseConfig.model_validate({"type": "duckdb", "path": "w.duckdb"})
+    settings = DuckDBSettings.model_validate({"type": "duckdb", "path": "w.duckdb"})
     DuckDBWarehouse(settings=settings).save("local", overwrite=True)
     text = (
         "source: {host: h, database: d, user: u}\nkafka: {bootstrap_servers: 'k:9092'}\n"

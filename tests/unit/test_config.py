@@ -7,16 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cdc.config import (
-    Config,
-    ConfigError,
-    DuckDBWarehouseConfig,
-    dump_example_config,
-    load_config,
-    parse_config,
-)
+from cdc.config import Config, ConfigError, dump_example_config, load_config, parse_config
 from cdc.model import TableId
 from warehouse.base import Scd2Options
+from warehouse.duckdb.settings import DuckDBSettings
 
 VALID = """\
 source:
@@ -109,7 +103,7 @@ def test_paths_resolve_against_config_dir(tmp_path: Path) -> None:
     sub.mkdir()
     config = load_config(write(sub, VALID), env=ENV)
     assert config.config_dir == sub.resolve()
-    assert isinstance(config.warehouse, DuckDBWarehouseConfig)
+    assert isinstance(config.warehouse, DuckDBSettings)
     assert config.warehouse.path == sub.resolve() / "warehouse.duckdb"
     assert config.warehouse.schema_name == "main"
 

@@ -26,19 +26,17 @@ from warehouse.base import (
     TerminalWarehouseError,
     TransientWarehouseError,
 )
-from warehouse.snowflake.connection import (
-    classify,
+from warehouse.snowflake.errors import classify, map_error
+from warehouse.snowflake.settings import SnowflakeSettings
+from warehouse.snowflake.staging import (
     create_staging_table,
     json_text,
-    map_error,
     parquet_ready,
-    render_type,
-    snowflake_type,
     stage_arrow,
     staged_value,
     staging_type,
 )
-from warehouse.snowflake.settings import SnowflakeSettings
+from warehouse.snowflake.types import render_type, snowflake_type
 from warehouse.sql import TableRef
 
 SECRET = "hunter2-Sup3r-secret"

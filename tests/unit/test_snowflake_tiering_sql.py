@@ -17,7 +17,7 @@ from sqlglot import exp
 from cdc.names import path_segment
 from cdc.tiering.policy import file_path
 from warehouse.base import TerminalWarehouseError
-from warehouse.snowflake.connection import number, time6, timestamp_ntz6, timestamp_tz6
+from warehouse.snowflake.types import number, time6, timestamp_ntz6, timestamp_tz6
 from warehouse.sql import TableRef
 from warehouse.sql.tier_views import (
     create_external_table,

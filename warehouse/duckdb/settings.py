@@ -32,6 +32,11 @@ class DuckDBSettings(SectionModel):
         "(DuckDB allows one process at a time) before `cdc run` counts a retry and backs off.",
     )
 
+    def missing_store(self) -> str | None:
+        if str(self.path) == ":memory:" or self.path.exists():
+            return None
+        return f"warehouse file {self.path} does not exist (has `cdc run` replicated anything yet?)"
+
     @field_validator("path")
     @classmethod
     def _resolve_path(cls, value: Path, info: ValidationInfo) -> Path:

@@ -188,26 +188,26 @@ class ApplyTemplate(EngineCore):
         if self.capabilities.merge_in_transaction:
             self._exec(c, sql.record_delete_markers(m, into))
         else:
-            self._exec(c, sql.sf_markers_update(m, into))
-            self._exec(c, sql.sf_markers_insert(m, into))
+            self._exec(c, sql.logical_markers_update(m, into))
+            self._exec(c, sql.logical_markers_insert(m, into))
 
     def _upsert(self, c: Any, m: TargetTable, into: Stage, toast: frozenset[int]) -> None:
         if self.capabilities.merge_in_transaction:
             self._exec(c, sql.mirror_upsert(m, into, toast))
         else:
-            self._exec(c, sql.sf_mirror_update(m, into, toast, self._value))
-            self._exec(c, sql.sf_mirror_insert(m, into, self._value))
+            self._exec(c, sql.logical_upsert_update(m, into, toast, self._value))
+            self._exec(c, sql.logical_upsert_insert(m, into, self._value))
 
     def _prune_markers(self, c: Any, m: TargetTable, into: Stage) -> None:
         if self.capabilities.merge_in_transaction:
             self._exec(c, sql.prune_delete_markers(m, into))
         else:
-            self._exec(c, sql.sf_prune_delete_markers(m, into))
+            self._exec(c, sql.logical_prune_delete_markers(m, into))
 
     def _guard_counts(self, c: Any, m: TargetTable, into: Stage) -> tuple[int, int]:
         """How many staged upserts and deletes pass the position guard."""
         merge = self.capabilities.merge_in_transaction
-        query = sql.guard_counts(m, into) if merge else sql.sf_guard_counts(m, into)
+        query = sql.guard_counts(m, into) if merge else sql.logical_guard_counts(m, into)
         row = self._exec(c, query).fetchone()
         return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
@@ -220,11 +220,11 @@ class ApplyTemplate(EngineCore):
             if merge:
                 self._exec(c, sql.soft_delete(m, into))
             else:
-                self._exec(c, sql.sf_soft_delete_update(m, into))
-                self._exec(c, sql.sf_soft_delete_insert(m, into))
+                self._exec(c, sql.logical_soft_delete_update(m, into))
+                self._exec(c, sql.logical_soft_delete_insert(m, into))
         elif plan.deletes:
             self._write_markers(c, m, into)
-            self._exec(c, sql.hard_delete(m, into) if merge else sql.sf_hard_delete(m, into))
+            self._exec(c, sql.hard_delete(m, into) if merge else sql.logical_hard_delete(m, into))
         if plan.upserts and m.markers is not None:
             self._prune_markers(c, m, into)
         staged = len(plan.upserts) + len(plan.deletes)
@@ -249,9 +249,11 @@ class ApplyTemplate(EngineCore):
             })  # fmt: skip
             self._exec(c, sql.upsert_offsets(ref, self._stage(c, "offsets", table, None)))
             return
-        insert = sql.sf_insert_if_missing(ref, [*sql.OFFSET_KEY, "next_offset"], sql.OFFSET_KEY)
+        insert = sql.logical_insert_if_missing(
+            ref, [*sql.OFFSET_KEY, "next_offset"], sql.OFFSET_KEY
+        )
         for (group, topic, partition), nxt in newest.items():
-            self._exec(c, sql.sf_offsets_update(ref), [nxt, group, topic, partition, nxt])
+            self._exec(c, sql.logical_offsets_update(ref), [nxt, group, topic, partition, nxt])
             self._exec(c, insert, [group, topic, partition, nxt, group, topic, partition])
 
     # ---- quarantine -------------------------------------------------------------------------
@@ -290,7 +292,7 @@ class ApplyTemplate(EngineCore):
             elif self.capabilities.merge_in_transaction:
                 self._exec(c, sql.quarantine_insert(ref, into))
             else:
-                self._exec(c, sql.sf_quarantine_insert(ref, into))
+                self._exec(c, sql.logical_quarantine_insert(ref, into))
 
     # ---- reads the plans need ---------------------------------------------------------------
 

@@ -319,8 +319,8 @@ class EngineCore(Warehouse):
         if self.capabilities.merge_in_transaction:
             self._exec(c, sql.register_table(registry), [name, *values])
             return
-        self._exec(c, sql.sf_register_update(registry), [*values, name])
-        insert = sql.sf_insert_if_missing(registry, sql.REGISTRY_COLUMNS, ["table_name"])
+        self._exec(c, sql.logical_register_update(registry), [*values, name])
+        insert = sql.logical_insert_if_missing(registry, sql.REGISTRY_COLUMNS, ["table_name"])
         self._exec(c, insert, [name, *values, name])
 
     # ---- target tables ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """How to reach one Snowflake account: the ``warehouse`` section of a Snowflake configuration
-and the arguments of ``snowflake.connector.connect`` (see :mod:`warehouse.snowflake.connection`
+and the arguments of ``snowflake.connector.connect`` (see :mod:`warehouse.snowflake`
 for the query tag and why ``paramstyle`` is ``qmark``)."""
 
 from __future__ import annotations

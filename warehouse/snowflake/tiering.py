@@ -64,13 +64,9 @@ from sqlglot import exp
 from cdc.model import ColumnType, Kind
 from warehouse.arrow import column_array
 from warehouse.base import TableTarget, TerminalWarehouseError, WarehouseError
-from warehouse.snowflake.connection import (
-    DIALECT,
-    number,
-    parquet_ready,
-    staged_value,
-    timestamp_tz6,
-)
+from warehouse.engine.core import meta_kinds
+from warehouse.snowflake.staging import parquet_ready, staged_value
+from warehouse.snowflake.types import DIALECT, number, timestamp_tz6
 from warehouse.sql import TableRef, col, create_table
 from warehouse.sql import tiering as tier
 from warehouse.sql.tier_views import (
@@ -113,15 +109,6 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 # ---- types -----------------------------------------------------------------------------------
-
-
-def _meta_kinds(target: TableTarget) -> dict[str, ColumnType]:
-    meta, v = target.metadata, target.scd2
-    kinds = {meta.lsn: _INT64, meta.txid: _INT64, meta.op: _TEXT, meta.source_ts: _TSTZ,
-             meta.loaded_at: _TSTZ, meta.deleted: _BOOL}  # fmt: skip
-    if target.mode == "scd2":
-        kinds |= {v.valid_from: _TSTZ, v.valid_to: _TSTZ, v.is_current: _BOOL}
-    return kinds
 
 
 _BY_STORED = {
@@ -212,7 +199,7 @@ class SnowflakeTiering:
         self, cur: Any, target: TableTarget, stored: dict[str, exp.DataType]
     ) -> list[tuple[str, ColumnType]]:
         """Every stored column with its logical type (registry, metadata, else stored)."""
-        kinds = self._kinds(cur, target.name) | _meta_kinds(target)
+        kinds = self._kinds(cur, target.name) | meta_kinds(target)
         return [(n, kinds.get(n) or _stored_kind(n, t)) for n, t in stored.items()]
 
     def _arrow(

@@ -17,8 +17,7 @@ One module per kind of statement:
 - :mod:`.bookkeeping`: offsets, registry; :mod:`.quarantine`; :mod:`.audit`: reconcile runs;
 - :mod:`.tiering`: lifecycle tiering (tier bookkeeping, moves, the history view).
 
-This package re-exports every builder, and the former Snowflake-only names (``sf_*``) as
-aliases of the :mod:`.logical_merge` builders.
+This package re-exports every builder.
 """
 
 from __future__ import annotations
@@ -114,23 +113,6 @@ from warehouse.sql.target import (
     target_table,
 )
 
-# former names of the logical-merge builders (Snowflake-only until issue 18); to be dropped
-# once no caller uses them
-sf_key_match = logical_key_match
-sf_mirror_update = logical_upsert_update
-sf_mirror_insert = logical_upsert_insert
-sf_guard_counts = logical_guard_counts
-sf_markers_update = logical_markers_update
-sf_markers_insert = logical_markers_insert
-sf_hard_delete = logical_hard_delete
-sf_prune_delete_markers = logical_prune_delete_markers
-sf_soft_delete_update = logical_soft_delete_update
-sf_soft_delete_insert = logical_soft_delete_insert
-sf_quarantine_insert = logical_quarantine_insert
-sf_offsets_update = logical_offsets_update
-sf_insert_if_missing = logical_insert_if_missing
-sf_register_update = logical_register_update
-
 __all__ = [
     "HISTORY_CHECKS",
     "OFFSET_KEY",
@@ -204,20 +186,6 @@ __all__ = [
     "select_history",
     "select_live",
     "select_offsets",
-    "sf_guard_counts",
-    "sf_hard_delete",
-    "sf_insert_if_missing",
-    "sf_key_match",
-    "sf_markers_insert",
-    "sf_markers_update",
-    "sf_mirror_insert",
-    "sf_mirror_update",
-    "sf_offsets_update",
-    "sf_prune_delete_markers",
-    "sf_quarantine_insert",
-    "sf_register_update",
-    "sf_soft_delete_insert",
-    "sf_soft_delete_update",
     "soft_delete",
     "table_columns",
     "target_table",
