@@ -9,8 +9,8 @@ in ``tests/conformance/test_snowflake_staging.py``.
 Connection and query tag
 ------------------------
 :class:`~warehouse.snowflake.settings.SnowflakeSettings` holds the connection settings
-(password as ``SecretStr`` or a key-pair file). :meth:`SnowflakeSettings.connect_kwargs` gives the arguments of
-``snowflake.connector.connect``, with a JSON ``QUERY_TAG`` (``{"app", "job", "table"}``) as a
+(password as ``SecretStr`` or a key-pair file). :meth:`SnowflakeSettings.connect_kwargs` gives
+the arguments of ``snowflake.connector.connect``, with a JSON ``QUERY_TAG`` (``{"app", "job", "table"}``) as a
 session parameter, merged into (never replacing) any other session parameters. fakesnow accepts
 the tag at connect but can't read it back and doesn't implement ``ALTER SESSION SET QUERY_TAG``,
 so a different tag means a new connection. ``paramstyle`` is always ``qmark``: the values are
