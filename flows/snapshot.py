@@ -22,6 +22,7 @@ from prefect.artifacts import (
 
 from blocks import load_section
 from cdc.config import load_config
+from cdc.prefect_logs import product_logs_in_prefect
 from cdc.runtime import open_warehouse
 from cdc.snapshot.bulk import BulkOptions, ChunkLoaded, TableSnapshot, check_request
 from cdc.snapshot.bulk import snapshot_table as load_table
@@ -85,7 +86,8 @@ def snapshot(
     if method == "incremental":
         from cdc.snapshot.incremental import run_incremental
 
-        outcome = run_incremental(cfg, names, where, timeout=timeout_minutes * 60)
+        with product_logs_in_prefect():
+            outcome = run_incremental(cfg, names, where, timeout=timeout_minutes * 60)
         create_table_artifact(
             key="cdc-snapshot",
             table=outcome["tables"],
@@ -95,7 +97,8 @@ def snapshot(
     check_request(cfg, names, where)  # every table valid before the first is loaded
     options = {"rows_per_chunk": rows_per_chunk, "workers": workers, "where": where,
                "fresh": fresh}  # fmt: skip
-    results = [TableSnapshot(**bulk_table(config, name, options)) for name in names]
+    with product_logs_in_prefect():
+        results = [TableSnapshot(**bulk_table(config, name, options)) for name in names]
     rows = summary_rows(results)
     for row in rows:
         logger.info("snapshot of %(table)s: %(rows)s rows in %(seconds)s s", row)
