@@ -9,6 +9,8 @@ flow only signals and waits. A progress artifact follows the chunks; a table art
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import asdict
 from typing import Any, Literal
 from uuid import UUID
@@ -46,13 +48,26 @@ def summary_rows(results: list[TableSnapshot]) -> list[dict[str, Any]]:
     ]
 
 
+def artifact_key(prefix: str, name: str) -> str:
+    """A Prefect artifact key for ``name``: Prefect takes only lowercase letters, digits and
+    dashes. A name already of that form is kept (``cdc-snapshot-items``); any other becomes
+    its slug plus a short hash of the name, so two names never share a key."""
+    if re.fullmatch(r"[a-z0-9-]+", name):
+        return f"{prefix}-{name}"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
+
+
 @task(name="bulk-snapshot-table")
 def bulk_table(config: str, table: str, options: dict[str, Any]) -> dict[str, Any]:
     """Bulk-load one table, updating a progress artifact per chunk."""
     cfg = load_config(config, load_section=load_section)
     (request,) = check_request(cfg, [table], options.get("where"))
     artifact = create_progress_artifact(
-        0.0, key=f"cdc-snapshot-{request.table.target_name}", description=f"snapshot of {table}"
+        0.0,
+        key=artifact_key("cdc-snapshot", request.table.target_name),
+        description=f"snapshot of {table}",
     )
 
     assert isinstance(artifact, UUID)

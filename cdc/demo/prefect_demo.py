@@ -48,7 +48,7 @@ DEPLOYMENTS = (SNAPSHOT, REPLICATE, RECONCILE, TIER, COST_REPORT)
 RUN_TIMEOUT = 600.0  # seconds one flow run may take
 # The bulk snapshot's tables. order_items is left out: flows/snapshot.py names its progress
 # artifact cdc-snapshot-<table>, and Prefect refuses a key with "_" (only a-z, 0-9 and "-")
-SNAPSHOT_TABLES = ["public.customers", "public.products", "public.orders"]
+SNAPSHOT_TABLES = ["public.customers", "public.products", "public.orders", "public.order_items"]
 
 
 class PrefectDemoError(RuntimeError):
@@ -311,13 +311,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the demo like Ctrl-C: every ``finally`` runs, so all is stopped."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+def signals_stop() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the demo the same way: every ``finally`` runs, so everything is
+    stopped (SIGINT is set explicitly: a shell starts background jobs with it ignored)."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def wait_until_interrupted(demo: PrefectDemo, console: Console) -> None:
@@ -327,7 +329,7 @@ def wait_until_interrupted(demo: PrefectDemo, console: Console) -> None:
         while {"server", "worker"} <= set(demo.prefect.alive()):
             time.sleep(1)
     except KeyboardInterrupt:
-        console.print("Ctrl-C: stopping")
+        console.print("stopping")
         return
     gone = {"server", "worker"} - set(demo.prefect.alive())
     console.print(f"[red]the Prefect {' and '.join(sorted(gone))} exited[/]; stopping")
@@ -354,7 +356,7 @@ def run_from_cli(
         return 2
     ok = False
     try:
-        with sigterm_as_interrupt(), prefect_demo(
+        with signals_stop(), prefect_demo(
             state_dir=state_dir, warehouse=Path(warehouse), console=console,
             seconds=seconds, rate=rate or None, seed=seed,
         ) as demo:  # fmt: skip
