@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 LOCK   := requirements/dev.lock
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration faults soak bench lock clean help
+.PHONY: demo test lint unit integration faults soak bench lock clean help prefect-demo browser docs
 
 help:
 	@echo "make demo   - run the demo on the embedded stack (DuckDB)"
@@ -16,6 +16,9 @@ help:
 	@echo "make soak   - the 10-minute soak alone (CDC_SOAK_SECONDS to change its length)"
 	@echo "make bench  - benchmarks: consume/decode ceiling vs apply, end-to-end latency, bulk snapshot, tiering, DuckDB apply"
 	@echo "make lock   - regenerate requirements/*.lock from pyproject.toml"
+	@echo "make docs   - build the manual (docs/, mkdocs.yml) strict into site/: a broken link or a page missing from nav fails"
+	@echo "make prefect-demo - the demo run by a local Prefect server and worker; open the printed UI URL (Ctrl-C stops it)"
+	@echo "make browser - install Debian's chromium (apt-get) for the Prefect UI test, if missing"
 
 $(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -26,6 +29,31 @@ $(STAMP): $(LOCK) pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/cdc demo $(ARGS)
+
+# The demo's shop run by Prefect: a local server (SQLite in .cdc/demo/prefect), the cdc-process
+# pool, the blocks, every deployment of prefect.yaml and a worker; runs snapshot, replicate,
+# reconcile (with a repair), tier and cost-report, prints the UI's URL, runs until Ctrl-C.
+prefect-demo: $(STAMP)
+	$(BIN)/cdc demo --prefect $(ARGS)
+
+# Debian's chromium for tests/integration/test_prefect_ui.py (the Prefect UI in a real browser),
+# installed with apt-get when missing and apt-get exists; under CI=true a browser still missing
+# fails the run here, elsewhere the test fails and says how to install it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian's chromium (apt-get) for the Prefect UI test"; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium \
+	  || { DEBIAN_FRONTEND=noninteractive $$sudo apt-get update \
+	       && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; } || true; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing: install Debian's chromium (apt-get install chromium) for tests/integration/test_prefect_ui.py" >&2; \
+	  [ "$$CI" != true ]; }
+
+# The manual: MkDocs (Material) in strict mode, offline, into site/ (git-ignored). A broken link
+# or anchor, or a page of docs/ missing from mkdocs.yml's nav, fails it; `make test` runs it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,7 +68,7 @@ SPLIT ?= 1
 FAULTS_LOG := $(VENV)/faults.log
 SOAK_REPORT := $(CURDIR)/$(VENV)/soak-report.txt
 
-test: lint
+test: lint docs browser
 	@rm -f $(SOAK_REPORT); export CDC_SOAK_REPORT=$(SOAK_REPORT); \
 	if [ "$(SPLIT)" = "1" ]; then \
 	  $(BIN)/pytest -m faults -p no:cacheprovider --durations=20 $(FAULTS_ARGS) > $(FAULTS_LOG) 2>&1 & faults=$$!; \

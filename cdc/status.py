@@ -91,7 +91,8 @@ def slot_warnings(slot: SlotStatus, max_retained_wal_mb: int) -> list[str]:
             "If it ran before, the slot was dropped and the changes made since can't be "
             "streamed: reset the connector's offsets (cdc connector reset-offsets), start it "
             "again (a new initial snapshot), then cdc run and cdc reconcile --repair (removes "
-            "rows deleted meanwhile). See README, 'Recovering from a dropped replication slot'."
+            "rows deleted meanwhile). See docs/recovery.md, 'Recovering from a dropped "
+            "replication slot'."
         ]
     if slot.retained_bytes is None or slot.retained_bytes <= max_retained_wal_mb * 1024 * 1024:
         return []
@@ -103,7 +104,7 @@ def slot_warnings(slot: SlotStatus, max_retained_wal_mb: int) -> list[str]:
         "are on (source.heartbeat_interval_ms > 0) and that their `heartbeat.action.query` "
         "(a logical message by default; a source.debezium entry replaces it) runs, as the slot "
         "of an idle database moves only with it. If the slot is abandoned, drop it "
-        "(SELECT pg_drop_replication_slot('" + slot.name + "')) and follow README's "
+        "(SELECT pg_drop_replication_slot('" + slot.name + "')) and follow docs/recovery.md, "
         "'Recovering from a dropped replication slot'."
     ]
 

@@ -14,6 +14,7 @@ from blocks import load_section
 from cdc.config import load_config
 from cdc.costs.run import CostReportResult
 from cdc.costs.run import cost_report as run_cost_report
+from cdc.prefect_logs import product_logs_in_prefect
 
 
 @task(name="measure-and-price")
@@ -43,7 +44,8 @@ def publish(result: CostReportResult) -> None:
 def cost_report(config: str = "cdc.yaml") -> dict[str, Any]:
     """Measure and price every configured table of ``config``; store and publish the report."""
     logger = get_run_logger()
-    result = measure(config)
+    with product_logs_in_prefect():
+        result = measure(config)
     publish(result)
     files = result.files
     logger.info("cost report %s: %s, %s, %s, %s", result.report.report_id, files.csv,

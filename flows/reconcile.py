@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from blocks import load_section
 from cdc.config import load_config
+from cdc.prefect_logs import product_logs_in_prefect
 from cdc.reconcile.report import RunReport
 from cdc.reconcile.run import reconcile as run_reconcile
 
@@ -41,7 +42,8 @@ def reconcile(
 ) -> dict[str, Any]:
     """Compare ``tables`` (default: all) of ``config``; with ``repair``, fix what differs."""
     logger = get_run_logger()
-    report = compare(config, tables, repair)
+    with product_logs_in_prefect():
+        report = compare(config, tables, repair)
     publish(report)
     summary = report.to_json()
     for t in report.tables:

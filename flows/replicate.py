@@ -14,6 +14,7 @@ from blocks import load_section
 from cdc.config import load_config
 from cdc.consumer.loop import Replicator
 from cdc.consumer.settings import RunStats
+from cdc.prefect_logs import product_logs_in_prefect
 from cdc.runtime import open_warehouse, replicator_settings
 
 
@@ -30,12 +31,13 @@ def run_rows(stats: RunStats) -> list[dict[str, Any]]:
 def replicate(config: str = "cdc.yaml", minutes: float | None = None) -> dict[str, Any]:
     """Replicate the tables of ``config`` until caught up, or for ``minutes``."""
     logger = get_run_logger()
-    cfg = load_config(config, load_section=load_section)
-    replicator = Replicator(replicator_settings(cfg, check_types=True), open_warehouse(cfg))
-    stats = replicator.run(
-        until_caught_up=minutes is None,
-        max_seconds=None if minutes is None else minutes * 60,
-    )
+    with product_logs_in_prefect():
+        cfg = load_config(config, load_section=load_section)
+        replicator = Replicator(replicator_settings(cfg, check_types=True), open_warehouse(cfg))
+        stats = replicator.run(
+            until_caught_up=minutes is None,
+            max_seconds=None if minutes is None else minutes * 60,
+        )
     summary = {
         "events": stats.events,
         "batches": stats.batches,

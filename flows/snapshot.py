@@ -9,6 +9,8 @@ flow only signals and waits. A progress artifact follows the chunks; a table art
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import asdict
 from typing import Any, Literal
 from uuid import UUID
@@ -22,6 +24,7 @@ from prefect.artifacts import (
 
 from blocks import load_section
 from cdc.config import load_config
+from cdc.prefect_logs import product_logs_in_prefect
 from cdc.runtime import open_warehouse
 from cdc.snapshot.bulk import BulkOptions, ChunkLoaded, TableSnapshot, check_request
 from cdc.snapshot.bulk import snapshot_table as load_table
@@ -45,13 +48,26 @@ def summary_rows(results: list[TableSnapshot]) -> list[dict[str, Any]]:
     ]
 
 
+def artifact_key(prefix: str, name: str) -> str:
+    """A Prefect artifact key for ``name``: Prefect takes only lowercase letters, digits and
+    dashes. A name already of that form is kept (``cdc-snapshot-items``); any other becomes
+    its slug plus a short hash of the name, so two names never share a key."""
+    if re.fullmatch(r"[a-z0-9-]+", name):
+        return f"{prefix}-{name}"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
+
+
 @task(name="bulk-snapshot-table")
 def bulk_table(config: str, table: str, options: dict[str, Any]) -> dict[str, Any]:
     """Bulk-load one table, updating a progress artifact per chunk."""
     cfg = load_config(config, load_section=load_section)
     (request,) = check_request(cfg, [table], options.get("where"))
     artifact = create_progress_artifact(
-        0.0, key=f"cdc-snapshot-{request.table.target_name}", description=f"snapshot of {table}"
+        0.0,
+        key=artifact_key("cdc-snapshot", request.table.target_name),
+        description=f"snapshot of {table}",
     )
 
     assert isinstance(artifact, UUID)
@@ -85,7 +101,8 @@ def snapshot(
     if method == "incremental":
         from cdc.snapshot.incremental import run_incremental
 
-        outcome = run_incremental(cfg, names, where, timeout=timeout_minutes * 60)
+        with product_logs_in_prefect():
+            outcome = run_incremental(cfg, names, where, timeout=timeout_minutes * 60)
         create_table_artifact(
             key="cdc-snapshot",
             table=outcome["tables"],
@@ -95,7 +112,8 @@ def snapshot(
     check_request(cfg, names, where)  # every table valid before the first is loaded
     options = {"rows_per_chunk": rows_per_chunk, "workers": workers, "where": where,
                "fresh": fresh}  # fmt: skip
-    results = [TableSnapshot(**bulk_table(config, name, options)) for name in names]
+    with product_logs_in_prefect():
+        results = [TableSnapshot(**bulk_table(config, name, options)) for name in names]
     rows = summary_rows(results)
     for row in rows:
         logger.info("snapshot of %(table)s: %(rows)s rows in %(seconds)s s", row)

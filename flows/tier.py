@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from blocks import load_section
 from cdc.config import load_config
+from cdc.prefect_logs import product_logs_in_prefect
 from cdc.runtime import open_warehouse
 from cdc.tiering.run import TableTierResult
 from cdc.tiering.run import tier as tier_pass
@@ -45,7 +46,8 @@ def summary_markdown(results: list[TableTierResult]) -> str:
 def tier(config: str = "cdc.yaml", tables: list[str] | None = None) -> list[dict[str, Any]]:
     """Move due history of ``tables`` (default: every tiered table) between the tiers."""
     logger = get_run_logger()
-    results = run_pass(config, tables)
+    with product_logs_in_prefect():
+        results = run_pass(config, tables)
     rows = [r.row() for r in results]
     create_table_artifact(key="cdc-tier", table=rows, description="tiering pass")
     create_markdown_artifact(key="cdc-tier-summary", markdown=summary_markdown(results))

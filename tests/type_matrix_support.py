@@ -539,7 +539,7 @@ def _code(text: str | None) -> str:
 def replace_section(readme: str, table: str) -> str:
     pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
     if not pattern.search(readme):
-        raise AssertionError(f"README.md has no {START} ... {END} section")
+        raise AssertionError(f"docs/type-mapping.md has no {START} ... {END} section")
     return pattern.sub(lambda _: f"{START}\n{table}{END}", readme)
 
 

@@ -24,6 +24,10 @@ class SectionModel(BaseModel):
         extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
     )
 
+    def where(self) -> str:
+        """Where this warehouse is, for messages (no secrets)."""
+        return str(getattr(self, "type", "warehouse"))
+
     def missing_store(self) -> str | None:
         """Why reading this warehouse can't find anything yet (its file doesn't exist...),
         or None; readers that must not create it (``cdc history``) check this first."""

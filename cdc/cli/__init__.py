@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from cdc.cli.connector import app as connector_app
+from cdc.cli.console import Console
 from cdc.cli.cost import cost_report_command
+from cdc.cli.dlq import app as dlq_app
+from cdc.cli.local import StateDirOpt
+from cdc.cli.local import app as local_app
 from cdc.cli.options import ConfigOpt
 from cdc.cli.quarantine import app as quarantine_app
 from cdc.cli.reconcile import reconcile_command
+from cdc.cli.run import run_command
 from cdc.cli.saved_sections import load_block_section
 from cdc.cli.snapshot import snapshot as snapshot_command
+from cdc.cli.status import status_command
 from cdc.cli.tier import app as tier_app
 from cdc.config import (
     Config,
@@ -34,8 +38,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-local_app = typer.Typer(help="The embedded dev stack: PostgreSQL, a Kafka broker, Debezium.")
-dlq_app = typer.Typer(help="Dead-letter topics: messages that could not be applied.")
 config_app = typer.Typer(help="Check or print configuration files.")
 app.add_typer(local_app, name="local")
 app.add_typer(dlq_app, name="dlq")
@@ -46,16 +48,43 @@ app.add_typer(tier_app, name="tier")
 app.command("reconcile")(reconcile_command)
 app.command("cost-report")(cost_report_command)
 app.command("snapshot")(snapshot_command)
+app.command("run")(run_command)
+app.command("status")(status_command)
 
 use_section_loader(load_block_section)  # sections of cdc.yaml saved as Prefect blocks
 
 console = Console()
 err = Console(stderr=True)
+DISTRIBUTION = "cdc-replicator"  # pyproject.toml [project] name
 
-StateDirOpt = Annotated[
-    Path,
-    typer.Option("--state-dir", help="Where the local stack keeps its data, logs and pids."),
-]
+
+def package_version() -> str:
+    """The installed version of the package (``importlib.metadata``)."""
+    try:
+        return installed_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"{DISTRIBUTION} {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the package version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _load(path: Path) -> Config:
@@ -65,154 +94,6 @@ def _load(path: Path) -> Config:
         err.print("[red]invalid configuration[/]")
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-# ------------------------------------------------------------------------- run
-@app.command()
-def run(
-    config: ConfigOpt = Path("cdc.yaml"),
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    until_caught_up: Annotated[
-        bool,
-        typer.Option(help="Stop once every partition is applied to its end (micro-batch runs)."),
-    ] = False,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            max=65535,
-            help="Serve Prometheus /metrics and /health on this port (0: any free one; "
-            "default: metrics.port of the config, else not served).",
-        ),
-    ] = None,
-) -> None:
-    """Replicate: consume the tables' topics and apply them to the warehouse until stopped.
-
-    Each batch is applied in one warehouse transaction together with the Kafka offsets it
-    covers; SIGTERM or Ctrl-C finishes the current batch, then exits.
-    """
-    from cdc.consumer.loop import ReplicationStoppedError, Replicator
-    from cdc.logs import configure_logging
-    from cdc.runtime import open_warehouse, replicator_settings, serve_metrics
-
-    configure_logging(log_level)
-    cfg = _load(config)
-    port = cfg.metrics.port if metrics_port is None else metrics_port
-    served = None
-    if port is not None:
-        try:
-            served = serve_metrics(cfg, port)
-        except OSError as exc:
-            err.print(
-                f"[red]cannot serve metrics on {cfg.metrics.host}:{port}:[/] {escape(str(exc))}",
-                highlight=False,
-            )
-            raise typer.Exit(2) from None
-    metrics = served.metrics if served is not None else None
-    try:
-        replicator = Replicator(
-            replicator_settings(cfg, check_types=True), open_warehouse(cfg), metrics=metrics
-        )
-        replicator.install_signal_handlers()
-        stats = replicator.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
-    except ReplicationStoppedError as exc:
-        err.print("[red]stopped:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
-        raise typer.Exit(3) from None
-    finally:
-        if served is not None:
-            served.close()
-    err.print(
-        f"stopped cleanly: {stats.events} events in {stats.batches} batches, "
-        f"{stats.dead_letters} dead letters"
-    )
-
-
-# ----------------------------------------------------------------------- local
-@local_app.command("up")
-def local_up(
-    state_dir: StateDirOpt = Path(".cdc/local"),
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Also start Debezium for this config's tables (they must exist); its source "
-            "port and Kafka port are used for the stack.",
-        ),
-    ] = None,
-) -> None:
-    """Start PostgreSQL (wal_level=logical) and the Kafka broker; with --config, Debezium too.
-
-    A second `up` reports what already runs instead of starting twins.
-    """
-    from cdc.local.pipeline import start_debezium
-    from cdc.local.stack import LocalStack
-
-    cfg = _load(config) if config else None
-    pg_port = cfg.source.port if cfg else None
-    kafka_port = int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1]) if cfg else None
-    stack = LocalStack(
-        state_dir,
-        pg_port=pg_port,
-        kafka_port=kafka_port,
-        database=cfg.source.database if cfg else "postgres",
-    )
-    started = stack.up()
-    if stack.stale_cleaned:
-        console.print(f"cleaned stale state of: {', '.join(stack.stale_cleaned)}")
-    if cfg is not None:
-        if stack.running("debezium"):
-            console.print("Debezium already runs")
-        else:
-            start_debezium(stack, cfg)
-            started.append("debezium")
-    console.print(
-        f"started: {', '.join(started)}" if started else "already running: nothing started"
-    )
-    _print_status(stack)
-
-
-def _print_status(stack: object) -> None:
-    from cdc.local.stack import LocalStack
-
-    assert isinstance(stack, LocalStack)
-    table = Table(title=f"local stack in {stack.state_dir}")
-    for col in ("component", "state", "pid", "connect / log"):
-        table.add_column(col)
-    for s in stack.status():
-        table.add_row(
-            s.name,
-            "[green]running[/]" if s.running else "[dim]stopped[/]",
-            str(s.pid or ""),
-            s.detail,
-        )
-    console.print(table)
-    console.print(f"psql {stack.pg_url()}")
-    console.print(f"bootstrap servers: {stack.bootstrap_servers}")
-
-
-@local_app.command("status")
-def local_status(state_dir: StateDirOpt = Path(".cdc/local")) -> None:
-    """Show what runs, with pids and how to connect; stale records are cleaned."""
-    from cdc.local.stack import LocalStack
-
-    stack = LocalStack(state_dir)
-    _print_status(stack)
-    if stack.stale_cleaned:
-        console.print(f"cleaned stale state of: {', '.join(stack.stale_cleaned)}")
-
-
-@local_app.command("down")
-def local_down(
-    state_dir: StateDirOpt = Path(".cdc/local"),
-    purge: Annotated[bool, typer.Option(help="Also delete the data directory.")] = False,
-) -> None:
-    """Stop Debezium, the broker and PostgreSQL (by pid)."""
-    from cdc.local.stack import LocalStack
-
-    stopped = LocalStack(state_dir).down(purge=purge)
-    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 # ------------------------------------------------------------------------ demo
@@ -238,6 +119,16 @@ def demo(
     log_level: Annotated[
         str, typer.Option(help="Consumer log level: DEBUG, INFO, WARNING or ERROR.")
     ] = "WARNING",
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect",
+            help="Run it with Prefect instead: a local Prefect server and worker run the "
+            "deployments of prefect.yaml (snapshot, replicate, reconcile with a repair, tier, "
+            "cost-report) on the shop; prints the UI's URL and keeps everything running "
+            "until Ctrl-C (DuckDB only).",
+        ),
+    ] = False,
 ) -> None:
     """Replicate a random shop workload end to end on the embedded stack, then compare
     every table source vs warehouse row by row. Stops everything it started."""
@@ -248,6 +139,12 @@ def demo(
     configure_logging(log_level)
 
     out = Console(stderr=True) if as_json else console
+    if prefect:
+        from cdc.demo.prefect_demo import run_from_cli
+
+        code = run_from_cli(state_dir=state_dir, warehouse=warehouse, seconds=seconds,
+                            rate=rate, seed=seed, console=out, as_json=as_json)  # fmt: skip
+        raise typer.Exit(code)
     result = run_demo(
         seconds=seconds,
         state_dir=state_dir,
@@ -261,61 +158,6 @@ def demo(
         print(result_json(result), flush=True)
     if not result.ok:
         raise typer.Exit(1)
-
-
-# ---------------------------------------------------------------------- status
-@app.command()
-def status(
-    config: ConfigOpt = Path("cdc.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    wal_warn_mb: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Warn when the slot retains more WAL than this many MB "
-            "(default: source.max_retained_wal_mb, 1024).",
-        ),
-    ] = None,
-) -> None:
-    """Per table: events not applied yet, seconds behind, the last applied position and load
-    time, the last reconcile; and the replication slot's lag and retained WAL in bytes, with a
-    warning when the slot is missing or retains too much WAL."""
-    from cdc.status import gather
-
-    cfg = _load(config)
-    report = gather(cfg, max_retained_wal_mb=wal_warn_mb)
-    if as_json:
-        print(json.dumps(report.to_json()), flush=True)
-        return
-    table = Table(title=f"Replication status ({config})")
-    for name in ("table", "mode", "pending events", "seconds behind", "last lsn",
-                 "last source commit", "last loaded", "last reconcile"):  # fmt: skip
-        right = name in ("pending events", "seconds behind", "last lsn")
-        table.add_column(name, justify="right" if right else "left")
-
-    def shown(value: object) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.1f}"
-        return str(value)
-
-    for t in report.tables:
-        pending = "topic missing" if t.pending_events is None else str(t.pending_events)
-        table.add_row(t.table, t.mode, pending, shown(t.seconds_behind), shown(t.last_lsn),
-                      shown(t.last_commit), shown(t.last_loaded), t.last_reconcile)  # fmt: skip
-    console.print(table)
-    slot = report.slot
-    if not slot.exists:
-        console.print(f"slot {slot.name}: [red]missing[/] (Debezium creates it when it starts)")
-    else:
-        state = "active" if slot.active else "[yellow]inactive[/]"
-        console.print(
-            f"slot {slot.name}: {state}, lag {shown(slot.lag_bytes)} bytes, "
-            f"retains {shown(slot.retained_bytes)} bytes of WAL"
-        )
-    for warning in report.warnings:
-        console.print("[yellow]warning:[/] " + escape(warning), highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------- history
@@ -370,63 +212,6 @@ def history(
             print(line)
         return
     console.print(versions_table(target, rows, key, width))
-
-
-# ------------------------------------------------------------------------- dlq
-@dlq_app.command("list")
-def dlq_list(
-    config: ConfigOpt = Path("cdc.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-) -> None:
-    """List dead letters of every configured table with their error and origin."""
-    from cdc.consumer.dlq import read_dead_letters
-
-    cfg = _load(config)
-    topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
-    letters = list(read_dead_letters(cfg.kafka.client_config(), topics))
-    if as_json:
-        for letter in letters:
-            print(
-                json.dumps(
-                    {
-                        "topic": letter.topic,
-                        "partition": letter.partition,
-                        "offset": letter.offset,
-                        "headers": letter.headers,
-                    }
-                )
-            )
-        return
-    table = Table(title=f"{len(letters)} dead letters")
-    for col in ("dead-letter topic", "offset", "original", "error"):
-        table.add_column(col)
-    for letter in letters:
-        h = letter.headers
-        table.add_row(
-            letter.topic,
-            str(letter.offset),
-            f"{h.get('cdc.original.topic')}[{h.get('cdc.original.partition')}]"
-            f"@{h.get('cdc.original.offset')}",
-            letter.error[:200],
-        )
-    console.print(table)
-
-
-@dlq_app.command("replay")
-def dlq_replay(config: ConfigOpt = Path("cdc.yaml")) -> None:
-    """Re-publish dead letters (not replayed before) to their original topics, after a fix.
-
-    The running `cdc run` applies them through the normal path; its position guard keeps
-    newer data from being overwritten by an old letter.
-    """
-    from cdc.consumer.dlq import replay_dead_letters
-
-    cfg = _load(config)
-    topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
-    sent = replay_dead_letters(
-        cfg.kafka.client_config(), topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
-    )
-    console.print(f"replayed {sent} dead letters")
 
 
 # ---------------------------------------------------------------------- config

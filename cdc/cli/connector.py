@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.console import Console
 from cdc.config import Config, ConfigError, load_config
 from cdc.source.connect_client import ConnectClient, ConnectError
 from cdc.source.connector import debezium_properties, redacted

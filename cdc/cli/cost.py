@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.console import Console
 from cdc.cli.options import ConfigOpt
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.console import Console
 from cdc.cli.options import ConfigOpt
 
 app = typer.Typer(help="Quarantined changes: rows that failed their table's data contract.")

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.console import Console
 from cdc.cli.options import ConfigOpt
 from cdc.reconcile.report import RunReport
 
@@ -61,6 +61,9 @@ def reconcile_command(
     lag_timeout: Annotated[
         float, typer.Option(help="Seconds one re-check round waits for the consumer.")
     ] = 30.0,
+    log_level: Annotated[
+        str, typer.Option(help="DEBUG, INFO, WARNING or ERROR (logs go to stderr).")
+    ] = "WARNING",
 ) -> None:
     """Compare each table's source rows with the warehouse and report what differs.
 
@@ -70,17 +73,23 @@ def reconcile_command(
     instead of being reported. History (scd2) tables: the current versions, plus the history
     invariants. Every run is recorded in the warehouse's `reconcile_runs` table (see `cdc
     status`). Exit code 0 when everything agrees (or was repaired), 1 when differences remain,
-    2 for bad input (unknown table, no primary key, invalid configuration).
+    2 for bad input (unknown table, no primary key, invalid configuration), 3 when the
+    warehouse can't be used, 4 when the source database can't be reached, 5 when the broker
+    can't (README "Exit codes"). Logs go to stderr; with --json stdout holds only the JSON.
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
+    from cdc.logs import configure_logging
     from cdc.reconcile.run import ReconcileError, ReconcileSettings, reconcile
 
+    configure_logging(log_level)
     cfg = _load(config)
     try:
-        report = reconcile(
-            cfg, tables or None, repair=repair,
-            settings=ReconcileSettings(lag_timeout=lag_timeout),
-        )  # fmt: skip
+        with expected_failures(cfg, as_json=as_json):
+            report = reconcile(
+                cfg, tables or None, repair=repair,
+                settings=ReconcileSettings(lag_timeout=lag_timeout),
+            )  # fmt: skip
     except ReconcileError as exc:
         err.print("[red]cannot reconcile:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

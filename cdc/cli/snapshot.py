@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cdc.cli.console import Console
+from cdc.cli.deployment import RunOutcome
+from cdc.cli.exit_codes import ExitCode
 from cdc.cli.options import ConfigOpt
 
 console = Console()
@@ -81,8 +83,15 @@ def snapshot(
     the connector's slot exists); nothing is read before all pass. A bulk snapshot stopped or
     killed halfway resumes when run again: the chunks already loaded are skipped. Changes the
     stream applies meanwhile always win over the snapshot's older values.
+
+    Exit codes: 0 done; 2 refused (bad table, filter, deployment name); 3 the warehouse can't
+    be used; 4 the source database can't be reached; --deployment: 6 no Prefect server
+    (PREFECT_API_URL unset or not answering) or no such deployment, 7 the flow run failed,
+    8 it did not end within --timeout. With --deployment the run's state and UI link are
+    printed (JSON with --json).
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
     from cdc.logs import configure_logging
     from cdc.snapshot.bulk import SnapshotError, check_request
 
@@ -90,19 +99,22 @@ def snapshot(
     cfg = _load(config)
     try:
         if deployment:
-            outcome = _on_deployment(deployment, config, tables, method, where, rows_per_chunk,
-                                     workers, fresh, timeout, idempotency_key)  # fmt: skip
-            print(json.dumps(outcome, default=str)) if as_json else console.print(outcome)
+            with expected_failures(cfg, as_json=as_json):
+                run = _on_deployment(deployment, config, tables, method, where,
+                                     rows_per_chunk, workers, fresh, timeout,
+                                     idempotency_key)  # fmt: skip
+            _show_run(run, as_json=as_json)
             return
-        if method is Method.incremental:
-            from cdc.snapshot.incremental import run_incremental
+        with expected_failures(cfg, as_json=as_json):
+            if method is Method.incremental:
+                from cdc.snapshot.incremental import run_incremental
 
-            with console.status("incremental snapshot: signalled, waiting for its rows..."):
-                outcome = run_incremental(cfg, tables, where, timeout=timeout * 60)
-            print(json.dumps(outcome, default=str)) if as_json else console.print(outcome)
-            return
-        requests = check_request(cfg, tables, where)
-        results = _bulk(cfg, requests, where, rows_per_chunk, workers, fresh, quiet=as_json)
+                with console.status("incremental snapshot: signalled, waiting for its rows..."):
+                    outcome = run_incremental(cfg, tables, where, timeout=timeout * 60)
+                print(json.dumps(outcome, default=str)) if as_json else console.print(outcome)
+                return
+            requests = check_request(cfg, tables, where)
+            results = _bulk(cfg, requests, where, rows_per_chunk, workers, fresh, quiet=as_json)
     except SnapshotError as exc:
         err.print("[red]snapshot refused:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -160,6 +172,19 @@ def _bulk(
     return results
 
 
+def _show_run(run: RunOutcome, *, as_json: bool) -> None:
+    """The flow run's state and link (stdout; JSON with ``as_json``); exits with its code."""
+    if as_json:
+        print(json.dumps(run.to_json()), flush=True)
+    if run.code is ExitCode.OK:
+        if not as_json:
+            console.print(escape(run.summary()), highlight=False, soft_wrap=True)
+        return
+    heading = "flow run failed" if run.code is ExitCode.FLOW_RUN_FAILED else "flow run not done"
+    err.print(f"[red]{heading}:[/] " + escape(run.summary()), highlight=False, soft_wrap=True)
+    raise typer.Exit(int(run.code))
+
+
 def _on_deployment(
     name: str,
     config: Path,
@@ -171,16 +196,20 @@ def _on_deployment(
     fresh: bool,
     timeout: float,
     key: str | None = None,
-) -> dict[str, Any]:
+) -> RunOutcome:
     """Trigger the deployment and wait for its end. The idempotency key (``key``, else the
     parameters and the current minute) makes a retried command join the run it started
     instead of starting a second one."""
     import hashlib
     from datetime import UTC, datetime
 
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
+    from cdc.cli.deployment import trigger
 
+    if "/" not in name:
+        err.print(f"[red]snapshot refused:[/] --deployment {escape(name)!r} is not "
+                  "FLOW/DEPLOYMENT, e.g. cdc-snapshot/snapshot (see prefect.yaml)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(int(ExitCode.CONFIG))
     params: dict[str, Any] = {
         "config": str(config.resolve()),
         "tables": tables,
@@ -194,8 +223,4 @@ def _on_deployment(
         minute = datetime.now(UTC).strftime("%Y%m%dT%H%M")
         doc = json.dumps({**params, "minute": minute}, sort_keys=True)
         key = "cdc-snapshot-" + hashlib.sha256(doc.encode()).hexdigest()[:16]
-    run = run_deployment(name, parameters=params, idempotency_key=key, timeout=timeout * 60,
-                         as_subflow=False)  # fmt: skip
-    assert isinstance(run, FlowRun)
-    state = run.state
-    return {"flow_run": str(run.id), "state": state.name if state else None}
+    return trigger(name, params, key, timeout)

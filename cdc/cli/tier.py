@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cdc.cli.console import Console
 from cdc.cli.options import ConfigOpt
 
 console = Console()
@@ -49,17 +49,19 @@ def _fail(message: str) -> typer.Exit:
 
 def _pass(config: Path, tables: list[str] | None, as_json: bool) -> None:
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
+    from cdc.logs import configure_logging
     from cdc.runtime import open_warehouse
     from cdc.tiering.run import TierError, tier
     from cdc.tiering.storage import TierStorageError
-    from warehouse.base import WarehouseError
 
+    configure_logging("WARNING")  # logs on stderr: under --json stdout is the JSON alone
     cfg = _load(config)
     warehouse = open_warehouse(cfg)
     try:
-        with console.status("tiering...") as status:
+        with expected_failures(cfg, as_json=as_json), err.status("tiering...") as status:
             results = tier(cfg, warehouse, tables, progress=lambda m: status.update(escape(m)))
-    except (TierError, TierStorageError, WarehouseError) as exc:
+    except (TierError, TierStorageError) as exc:
         raise _fail(str(exc)) from None
     finally:
         warehouse.close()
@@ -88,7 +90,8 @@ def main(
     verifies its files (rows and checksum read back) before one warehouse transaction deletes
     the hot rows, records the move in `_cdc.tier_moves` and redefines the `<table>_history`
     view over all tiers. Safe to interrupt and rerun. Exit code 2 on bad input (no policy,
-    unreachable storage, a table without history).
+    unreachable storage, a table without history), 3 when the warehouse can't be used
+    (read-only, full, held by another process).
     """
     if ctx.invoked_subcommand is None:
         _pass(config, None, as_json)
@@ -119,16 +122,19 @@ def restore_command(
     files keep the rest of their months' rows.
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
+    from cdc.logs import configure_logging
     from cdc.runtime import open_warehouse
     from cdc.tiering.run import TierError, restore
     from cdc.tiering.storage import TierStorageError
-    from warehouse.base import WarehouseError
 
+    configure_logging("WARNING")
     cfg = _load(config)
     warehouse = open_warehouse(cfg)
     try:
-        count = restore(cfg, warehouse, table, _date(start), _date(end))
-    except (TierError, TierStorageError, WarehouseError) as exc:
+        with expected_failures(cfg):
+            count = restore(cfg, warehouse, table, _date(start), _date(end))
+    except (TierError, TierStorageError) as exc:
         raise _fail(str(exc)) from None
     finally:
         warehouse.close()

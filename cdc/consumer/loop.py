@@ -34,6 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cdc import failpoints
 from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
+from cdc.consumer.broker_watch import BrokerUnreachableError, BrokerWatch
 from cdc.consumer.dlq import DeadLetterWriter
 from cdc.consumer.intake import IntakeMixin
 from cdc.consumer.observer import LoopMetrics
@@ -65,6 +66,7 @@ log = structlog.get_logger("cdc.consumer")
 
 __all__ = [
     "GROUP_TIMEOUTS",
+    "BrokerUnreachableError",
     "ReplicationStoppedError",
     "Replicator",
     "ReplicatorSettings",
@@ -102,7 +104,13 @@ class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
         self._applied_to: dict[tuple[str, int], int] = {}
         self._received_to: dict[tuple[str, int], int] = {}
         self._revoked: set[tuple[str, int]] = set()
-        base = {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka}
+        # the clients' connection errors and log lines: a warning now and then (broker_watch)
+        self.broker = BrokerWatch(settings.bootstrap_servers)
+        base = {
+            "bootstrap.servers": settings.bootstrap_servers,
+            **self.broker.client_config(),
+            **settings.kafka,
+        }
         self.consumer = Consumer(
             {
                 **base,
@@ -144,6 +152,7 @@ class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
             self._received_to.pop((tp.topic, tp.partition), None)
         self._revoked -= {(tp.topic, tp.partition) for tp in partitions}
         consumer.assign(partitions)
+        self.broker.alive()
         log.info(
             "partitions assigned",
             partitions=[f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions],
@@ -195,11 +204,14 @@ class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
         try:
             while not self._stop:
                 if deadline is not None and time.monotonic() >= deadline:
+                    if self.broker.failing:  # never ends "cleanly" without having reached it
+                        self.broker.confirm(self.consumer)
                     break
                 batch = self._poll_batch()
                 if self.metrics is not None:
                     self.metrics.alive()
                 if batch:
+                    self.broker.alive()
                     idle_since = None
                     self.caught_up_event.clear()
                     self._process(batch)
@@ -212,6 +224,10 @@ class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
                     self.caught_up_event.set()
                     if self.until_caught_up:
                         break
+                elif self.until_caught_up and (
+                    self.broker.silent_for() >= self.settings.broker_wait_seconds
+                ):
+                    self.broker.confirm(self.consumer)  # BrokerUnreachableError: it never answered
         except StopDuringRetryError:
             log.warning(
                 "stopped while the warehouse was unavailable: the batch was not committed, "

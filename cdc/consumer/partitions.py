@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdc.config import Config
+from cdc.consumer.broker_watch import BrokerWatch
 
 
 def watermarks(
@@ -61,6 +62,8 @@ def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int
     to reach it."""
     consumer = Consumer(
         {
+            # no raw librdkafka lines: an unreachable broker raises KafkaException below
+            **BrokerWatch(config.kafka.bootstrap_servers).client_config(),
             **config.kafka.client_config(),
             "group.id": f"{config.kafka.group_id}-status",
             "enable.auto.commit": False,

@@ -39,6 +39,9 @@ class ReplicatorSettings:
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
     retry_give_up_seconds: float | None = None  # None: retry transient errors forever
+    # --until-caught-up: after this long without a sign of the broker (an assignment,
+    # messages), one metadata request decides: no answer ends the run (BrokerUnreachableError)
+    broker_wait_seconds: float = 60.0
     contracts: dict[str, TableContract] = field(default_factory=dict)  # table name -> checks
     # table name -> column -> the type it is stored as (cdc.yaml `columns` overrides)
     overrides: dict[str, dict[str, ColumnType]] = field(default_factory=dict)

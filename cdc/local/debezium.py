@@ -154,7 +154,7 @@ def lost_slot_error(properties: dict[str, str]) -> str | None:
         f"cdc connector reset-offsets -c cdc.yaml --offsets-file {offsets_file}; start the "
         "connector again (it re-snapshots every table); cdc run -c cdc.yaml --until-caught-up; "
         "cdc reconcile -c cdc.yaml --repair (removes rows deleted while the slot was gone). "
-        "See README, 'Recovering from a dropped replication slot'."
+        "See docs/recovery.md, 'Recovering from a dropped replication slot'."
     )
 
 

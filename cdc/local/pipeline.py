@@ -22,6 +22,8 @@ from cdc.config import Config, TableConfig, load_config
 from cdc.consumer.fitting import UnfitValueError, convert, override_type
 from cdc.consumer.loop import Replicator
 from cdc.consumer.settings import RunStats
+from cdc.local.processes import ProcessRecord
+from cdc.local.source_tables import require_source_tables
 from cdc.local.stack import LocalStack
 from cdc.model import ColumnType, Kind
 from cdc.runtime import open_warehouse, replicator_settings
@@ -87,14 +89,55 @@ def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int
             future.result(timeout=10)
 
 
-def start_debezium(stack: LocalStack, config: Config, *, partitions: int = 1) -> None:
+def start_debezium(
+    stack: LocalStack, config: Config, *, partitions: int = 1, config_path: Path | None = None
+) -> None:
     """Create the tables' topics and the signal table (it must exist when the connector
-    starts, to be in its publication), then start the embedded connector on the stack."""
+    starts, to be in its publication), then start the embedded connector on the stack.
+    ``config_path`` (the file of ``config``) is recorded for ``cdc local status`` and
+    ``restart``. The tables are not checked here: see :func:`require_source_tables`."""
     topics = sorted({config.topic_for(t) for t in config.tables})  # tables may share one
     ensure_topics(stack.bootstrap_servers, topics, partitions)
     ensure_configured_signal_table(config, stack.pg_url(config.source.database))
     props = debezium_properties(config, runtime="embedded", offsets_file=stack.debezium_offsets)
-    stack.start_debezium(props, partitions=partitions)
+    stack.start_debezium(props, partitions=partitions, config_path=config_path)
+
+
+def restart_debezium(
+    stack: LocalStack, config: Config, *, partitions: int = 1, config_path: Path | None = None
+) -> ProcessRecord | None:
+    """Stop the stack's Debezium by pid, gracefully (its offsets are stored: it goes on where
+    it stopped), wait until PostgreSQL has let go of the replication slot, and start it again
+    with ``config``; PostgreSQL and the broker keep running. The tables are checked first
+    (:class:`MissingTablesError`), so a bad config leaves the running Debezium alone.
+    Returns the record of the process that was stopped (None: none ran)."""
+    url = stack.pg_url(config.source.database)
+    require_source_tables(config, url)
+    previous = stack.state.processes.get("debezium") if stack.running("debezium") else None
+    stack.stop_debezium()
+    wait_slot_released(url, config.source.slot_name)
+    start_debezium(stack, config, partitions=partitions, config_path=config_path)
+    return previous
+
+
+def wait_slot_released(url: str, slot: str, timeout: float = 30) -> None:
+    """Wait until no walsender holds ``slot`` (a stopped Debezium's connection may take a
+    moment to go); a new connector on an active slot would fail."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s AND active",
+                (slot,),
+            ).fetchone()
+            if row is None:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"replication slot {slot} is still in use by backend pid {row[0]} "
+                    f"{timeout:.0f} s after Debezium stopped: is another connector using it?"
+                )
+            time.sleep(0.2)
 
 
 def wait_until_published(url: str, slot: str, timeout: float = 120) -> None:

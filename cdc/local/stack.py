@@ -41,12 +41,16 @@ class StackState:
     kafka_port: int
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     database: str = "postgres"
+    # the cdc.yaml Debezium was last started with (by `cdc local up -c` / `restart`), if any:
+    # `cdc local restart debezium` uses it when given no config
+    debezium_config: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "pg_port": self.pg_port,
             "kafka_port": self.kafka_port,
             "database": self.database,
+            "debezium_config": self.debezium_config,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
 
@@ -56,6 +60,7 @@ class StackState:
             pg_port=int(data["pg_port"]),
             kafka_port=int(data["kafka_port"]),
             database=str(data.get("database", "postgres")),
+            debezium_config=data.get("debezium_config"),
             processes={k: ProcessRecord(**v) for k, v in data.get("processes", {}).items()},
         )
 
@@ -93,6 +98,7 @@ class LocalStack:
                     kafka_port, loaded.kafka_port if loaded else DEFAULT_KAFKA_PORT
                 ),
                 database=database,
+                debezium_config=loaded.debezium_config if loaded else None,
             )
             if loaded is not None and loaded.processes:
                 self.stale_cleaned.extend(loaded.processes)
@@ -194,8 +200,11 @@ class LocalStack:
             for (slot,) in slots:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
-    def start_debezium(self, properties: dict[str, str], *, partitions: int = 1) -> ProcessRecord:
-        """Run the Debezium connector process with ``properties`` (see cdc.source.connector)."""
+    def start_debezium(
+        self, properties: dict[str, str], *, partitions: int = 1, config_path: Path | None = None
+    ) -> ProcessRecord:
+        """Run the Debezium connector process with ``properties`` (see cdc.source.connector);
+        ``config_path``: the cdc.yaml they come from, recorded for status and restarts."""
         if self.running("debezium"):
             return self.state.processes["debezium"]
         self.debezium_dir.mkdir(parents=True, exist_ok=True)
@@ -223,6 +232,7 @@ class LocalStack:
             )
         record = ProcessRecord.of("debezium", proc.pid)
         self.state.processes["debezium"] = record
+        self.state.debezium_config = None if config_path is None else str(config_path)
         self._save()
         return record
 
@@ -268,7 +278,8 @@ class LocalStack:
         details = {
             "postgres": self.pg_url(),
             "broker": self.bootstrap_servers,
-            "debezium": str(self.debezium_log),
+            "debezium": str(self.debezium_log)
+            + (f" (config {self.state.debezium_config})" if self.state.debezium_config else ""),
         }
         out = []
         for name in COMPONENTS:

@@ -211,6 +211,16 @@ def test_poison_is_dead_lettered_good_changes_flow_on_and_replay_applies_fixed_l
         "DecodeError": str(not_json_offset),
         "DataError": str(poison_offset),
     }
+    assert sorted(r["original"]["offset"] for r in listed) == sorted(
+        [not_json_offset, poison_offset]
+    )
+    assert {r["original"]["partition"] for r in listed} == {0}
+    # the table shows the dead-letter partition and offset of each letter too
+    table = _cdc("dlq", "list", "--config", cfg_path).stdout
+    rows = [[c.strip() for c in line.split("│")[1:4]] for line in table.splitlines()]
+    assert sorted(r for r in rows if r and r[0] == dlq) == sorted(
+        [dlq, str(m.partition()), str(m.offset())] for m in letters
+    )
 
     # the fix, then the replay: the insert is applied, the invalid JSON comes back
     _warehouse(config, "ALTER TABLE items ALTER price DROP NOT NULL")

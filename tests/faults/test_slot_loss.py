@@ -1,6 +1,6 @@
 """The replication slot dropped while the connector is down (issue 8, scenario 11): the
 connector refuses to start with a clear error instead of silently skipping the gap, and the
-documented recovery (README, "Recovering from a dropped replication slot") converges."""
+documented recovery (docs/recovery.md, "Recovering from a dropped replication slot") converges."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ value): ``exact``, ``quarantined`` (the value can't be held by the warehouse typ
 the quarantine table with a reason naming the column, and the same value in a copy of the table
 with the override ``columns: {v: {type: text}}`` is exact), ``refused`` (the table is parked
 before any row is read) or ``error``. Anything else fails, with a table of the unexpected
-outcomes. The README's "Type mapping" table is generated from what the test observed;
+outcomes. The "Type mapping" table of docs/type-mapping.md is generated from what the test observed;
 ``CDC_UPDATE_TYPE_TABLE=1`` rewrites it.
 """
 
@@ -978,7 +978,7 @@ def test_type_matrix(pipeline: Pipeline, fakesnow_server: dict[str, Any]) -> Non
         timings[f"judging {warehouse}"] = time.monotonic() - t0
 
     table = readme_table(CASES, observations, connect, column_types)
-    readme_path = Path(__file__).resolve().parents[2] / "README.md"
+    readme_path = Path(__file__).resolve().parents[2] / "docs" / "type-mapping.md"
     readme = readme_path.read_text()
     if os.environ.get("CDC_UPDATE_TYPE_TABLE") == "1":
         readme = replace_section(readme, table)
@@ -992,7 +992,8 @@ def test_type_matrix(pipeline: Pipeline, fakesnow_server: dict[str, Any]) -> Non
         message += "\n\nconsumer errors:\n" + "\n".join(f"{w}: {e}" for w, e in errors.items())
     assert not any(o.unexpected for o in observations) and not errors, message
     assert current_section(readme) == table, (
-        "README.md's type table is out of date: run with CDC_UPDATE_TYPE_TABLE=1 to rewrite it"
+        "docs/type-mapping.md's type table is out of date: run with CDC_UPDATE_TYPE_TABLE=1 to "
+        "rewrite it"
     )
 
 

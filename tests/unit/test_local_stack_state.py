@@ -103,3 +103,39 @@ def _check_cluster_dirs(open_dir: Path, private: Path) -> None:
         assert moved != cluster_dir(private / "other")
     else:
         assert moved == (private / "state").resolve() / "postgres"
+
+
+def test_the_config_debezium_ran_with_outlives_a_crash_and_shows_in_status(
+    tmp_path: Path,
+) -> None:
+    config = str(tmp_path / "conf" / "cdc.yaml")
+    state = StackState(
+        pg_port=free_port(),
+        kafka_port=free_port(),
+        processes={"debezium": _dead("debezium")},
+        debezium_config=config,
+    )
+    _write_state(tmp_path, state)
+
+    stack = LocalStack(tmp_path)
+
+    assert stack.stale_cleaned == ["debezium"]
+    # `cdc local restart debezium` without -c starts it again with the same config
+    assert stack.state.debezium_config == config
+    assert _recorded(tmp_path)["debezium_config"] == config
+    debezium = next(s for s in stack.status() if s.name == "debezium")
+    assert not debezium.running
+    assert debezium.detail == f"{tmp_path / 'debezium' / 'debezium.log'} (config {config})"
+
+
+def test_a_state_file_without_a_debezium_config_still_loads(tmp_path: Path) -> None:
+    alive = ProcessRecord.of("broker", os.getpid())
+    data = StackState(pg_port=1111, kafka_port=2222, processes={"broker": alive}).to_json()
+    del data["debezium_config"]  # written before the field existed
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "state.json").write_text(json.dumps(data))
+    stack = LocalStack(tmp_path)
+    assert stack.state.debezium_config is None
+    assert next(s for s in stack.status() if s.name == "debezium").detail == str(
+        tmp_path / "debezium" / "debezium.log"
+    )

@@ -1,7 +1,8 @@
 """The tests the documentation cites exist: every ``tests/...`` path in README.md (and the other
-READMEs and docs), and every test it names after one (``path::test_name``, or ``::test_name``
-for the last path cited before it), so a moved or renamed test can't leave the Guarantees
-table pointing at nothing."""
+READMEs and the manual in docs/), and every test it names after one (``path::test_name``, or
+``::test_name`` for the last path cited before it), so a moved or renamed test can't leave the
+Guarantees table pointing at nothing. The README's links reach files that exist (mkdocs --strict
+checks the links inside docs/), and CI runs the README's test command."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def dangling_citations(text: str, root: Path) -> list[str]:
 
 def test_every_test_path_the_docs_cite_exists() -> None:
     assert ROOT / "README.md" in DOCS
+    assert ROOT / "docs" / "guarantees.md" in DOCS  # the manual is searched too
     cited = {doc.relative_to(ROOT): dangling_citations(doc.read_text(), ROOT) for doc in DOCS}
     assert {doc: missing for doc, missing in cited.items() if missing} == {}
 
@@ -59,3 +61,26 @@ def test_a_moved_test_or_a_renamed_test_is_reported(tmp_path: Path) -> None:
         "tests/unit/test_moved.py",
     ]
     assert dangling_citations("`tests/unit/test_here.py::test_a`, `tests/unit/`", tmp_path) == []
+
+
+def test_the_readme_links_reach_files_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert any(target.startswith("docs/") for target in local)
+    assert [target for target in local if not (ROOT / target).exists()] == []
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The first code block of the README holds the two commands, the demo's then the tests';
+    `.ci/run` runs exactly the second."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", readme, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    assert commands == ["make demo", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    steps = [
+        line.strip() for line in ci if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert steps == [commands[1]]

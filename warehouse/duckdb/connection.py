@@ -2,6 +2,9 @@
 
 Opening a file that another process holds is retried with exponential backoff for a bounded
 time (:func:`open_file`), then reported as a :class:`~warehouse.base.TransientWarehouseError`.
+A file that can't be written at all (read-only filesystem, full disk, a directory in its
+place: :func:`~warehouse.duckdb.errors.storage_problem`) is a
+:class:`~warehouse.base.TerminalWarehouseError` at once: waiting would not help.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import duckdb
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_delay,
     stop_any,
     wait_exponential,
 )
 from tenacity.stop import stop_base
 
-from warehouse.base import TransientWarehouseError
+from warehouse.base import TerminalWarehouseError, TransientWarehouseError
+from warehouse.duckdb.errors import storage_problem
 
 # DuckDB shares one database instance between the connections of a process to one file and
 # drops it with the last one. Opening a file while another thread's connection closes races
@@ -72,8 +76,12 @@ def open_file(
     filesystems: Sequence[Any] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A connection to the file (in UTC, with the tier files' filesystems registered)."""
+
+    def held_elsewhere(exc: BaseException) -> bool:  # else the file can't be written at all
+        return isinstance(exc, duckdb.IOException) and storage_problem(path) is None
+
     retrying = Retrying(
-        retry=retry_if_exception_type(duckdb.IOException),
+        retry=retry_if_exception(held_elsewhere),
         stop=stop_any(stop_after_delay(lock_timeout_s), _StopWhen(interrupted)),
         wait=wait_exponential(multiplier=0.01, min=0.01, max=1.0),
         reraise=True,
@@ -81,6 +89,9 @@ def open_file(
     try:
         con = retrying(_connect, path)
     except duckdb.IOException as exc:
+        problem = storage_problem(path)
+        if problem is not None:
+            raise TerminalWarehouseError(f"{problem}. (DuckDB: {exc})") from exc
         raise TransientWarehouseError(
             f"DuckDB file {path} could not be opened within {lock_timeout_s:g}s; "
             f"another process probably holds it (a `cdc run` or a long query): {exc}"

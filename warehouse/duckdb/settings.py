@@ -32,6 +32,9 @@ class DuckDBSettings(SectionModel):
         "(DuckDB allows one process at a time) before `cdc run` counts a retry and backs off.",
     )
 
+    def where(self) -> str:
+        return f"DuckDB file {self.path}"
+
     def missing_store(self) -> str | None:
         if str(self.path) == ":memory:" or self.path.exists():
             return None

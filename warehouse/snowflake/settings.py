@@ -153,6 +153,10 @@ class SnowflakeSettings(SectionModel):
             )
         return tag
 
+    def where(self) -> str:
+        at = f" at {self.host}:{self.port}" if self.host is not None else ""
+        return f"Snowflake account {self.account}{at}, database {self.database}"
+
     def connect_kwargs(
         self, job: str, table: str | None, session_parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
