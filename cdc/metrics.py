@@ -298,7 +298,9 @@ class SlotPoller:
 
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(**self._conninfo, autocommit=True, connect_timeout=5)
+                self._conn = psycopg.connect(
+                    **{**self._conninfo, "connect_timeout": 5}, autocommit=True
+                )
             slot = read_slot(self._conn, self.slot_name)
         except psycopg.Error as exc:
             self._close_conn()

@@ -195,11 +195,13 @@ def history(
     2 bad configuration or arguments (table unknown or not scd2, wrong number of key values);
     3 the warehouse can't be read (missing, or held too long by another process).
     """
+    from cdc.cli.failures import expected_failures
     from cdc.cli.history import HistoryError, fetch_versions, json_lines, versions_table
 
     cfg = _load(config)
     try:
-        target, rows = fetch_versions(cfg, table, key)
+        with expected_failures(cfg):
+            target, rows = fetch_versions(cfg, table, key)
     except HistoryError as exc:
         err.print(
             f"[red]{'no versions' if exc.code == 1 else 'error'}:[/] {exc}",

@@ -13,6 +13,7 @@ from cdc.cli.console import Console
 from cdc.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
+    from cdc.config import Config
     from cdc.consumer.dlq import DeadLetter
 
 app = typer.Typer(help="Dead-letter topics: messages that could not be applied.")
@@ -65,6 +66,14 @@ def letters_table(letters: list[DeadLetter]) -> Table:
     return table
 
 
+def _client(cfg: Config) -> dict[str, Any]:
+    """The configured librdkafka settings, with an unreachable broker as one warning and
+    exit code 5 instead of librdkafka's raw lines."""
+    from cdc.consumer.broker_watch import quiet_client
+
+    return quiet_client(cfg.kafka.bootstrap_servers, cfg.kafka.client_config())
+
+
 @app.command("list")
 def list_(
     config: ConfigOpt = Path("cdc.yaml"),
@@ -73,11 +82,13 @@ def list_(
     """List dead letters of every configured table: the dead-letter topic, partition and
     offset, where each came from (topic[partition]@offset) and its error."""
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
     from cdc.consumer.dlq import read_dead_letters
 
     cfg = _load(config)
     topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
-    letters = list(read_dead_letters(cfg.kafka.client_config(), topics))
+    with expected_failures(cfg):
+        letters = list(read_dead_letters(_client(cfg), topics))
     if as_json:
         for letter in letters:
             print(json.dumps(letter_json(letter)))
@@ -93,11 +104,13 @@ def replay(config: ConfigOpt = Path("cdc.yaml")) -> None:
     newer data from being overwritten by an old letter.
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
     from cdc.consumer.dlq import replay_dead_letters
 
     cfg = _load(config)
     topics = sorted({cfg.dlq_topic_for(t) for t in cfg.tables})  # tables may share one
-    sent = replay_dead_letters(
-        cfg.kafka.client_config(), topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
-    )
+    with expected_failures(cfg):
+        sent = replay_dead_letters(
+            _client(cfg), topics, group_id=f"{cfg.kafka.group_id}-dlq-replay"
+        )
     console.print(f"replayed {sent} dead letters")

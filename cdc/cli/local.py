@@ -92,13 +92,15 @@ def up(
     )
     print_status(stack)
     if refusal is not None:
-        err.print(
-            f"[red]Debezium not started:[/] {escape(str(refusal))}; then run "
-            f"`cdc local up -c {escape(str(config))}` again.",
-            highlight=False,
-            soft_wrap=True,
+        raise _refuse(
+            "Debezium not started", f"{refusal}; then run `cdc local up -c {config}` again."
         )
-        raise typer.Exit(2)
+
+
+def _refuse(heading: str, message: str) -> typer.Exit:
+    """Print ``heading: message`` on stderr; the caller raises the returned exit (code 2)."""
+    err.print(f"[red]{escape(heading)}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 def print_status(stack: LocalStack) -> None:
@@ -163,36 +165,21 @@ def restart(
     stack = LocalStack(state_dir)
     down = [name for name in ("postgres", "broker") if not stack.running(name)]
     if down:
-        err.print(
-            f"[red]not running:[/] {', '.join(down)}: start the stack first "
-            f"(cdc local up --state-dir {escape(str(state_dir))} -c CONFIG)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2)
+        raise _refuse("not running", f"{', '.join(down)}: start the stack first "
+                      f"(cdc local up --state-dir {state_dir} -c CONFIG)")  # fmt: skip
     recorded = stack.state.debezium_config
     path = config if config is not None else Path(recorded) if recorded else None
     if path is None:
-        err.print(
-            "[red]no config:[/] Debezium was never started with one here; give -c cdc.yaml",
-            highlight=False,
-        )
-        raise typer.Exit(2)
+        raise _refuse("no config", "Debezium was never started with one here; give -c cdc.yaml")
     cfg = _load_config(path)
     ports = _port_mismatch(stack, cfg)
     if ports:
-        err.print(f"[red]wrong config:[/] {escape(ports)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        raise _refuse("wrong config", ports)
     try:
         previous = restart_debezium(stack, cfg, config_path=path.resolve())
     except MissingTablesError as exc:
         left = "keeps running as it was" if stack.running("debezium") else "was not started"
-        err.print(
-            f"[red]Debezium {left}:[/] {escape(str(exc))}; then run this command again.",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2) from None
+        raise _refuse(f"Debezium {left}", f"{exc}; then run this command again.") from None
     now = stack.state.processes["debezium"].pid
     if previous is None:
         console.print(f"started: debezium (pid {now}; it was not running)")

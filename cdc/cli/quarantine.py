@@ -38,19 +38,21 @@ def list_(
     "held" behind an earlier quarantined change of the same key) and when it was quarantined.
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
     from cdc.runtime import open_warehouse
 
     cfg = _load(config)
     names = _targets(cfg, tables)
-    warehouse = open_warehouse(cfg)
-    try:
-        changes = [
-            c
-            for name in names
-            for c in warehouse.list_quarantine(name, include_replayed=include_replayed)
-        ]
-    finally:
-        warehouse.close()
+    with expected_failures(cfg):
+        warehouse = open_warehouse(cfg)
+        try:
+            changes = [
+                c
+                for name in names
+                for c in warehouse.list_quarantine(name, include_replayed=include_replayed)
+            ]
+        finally:
+            warehouse.close()
     if as_json:
         for c in changes:
             r = c.row
@@ -93,15 +95,17 @@ def replay(tables: TablesArg = None, config: ConfigOpt = Path("cdc.yaml")) -> No
     Exit code 0 when nothing is left, 1 when some changes still wait (reasons printed).
     """
     from cdc.cli import _load
+    from cdc.cli.failures import expected_failures
     from cdc.consumer.quarantine_replay import replay_quarantine
     from cdc.runtime import open_warehouse
 
     cfg = _load(config)
-    warehouse = open_warehouse(cfg)
-    try:
-        results = replay_quarantine(cfg, warehouse, tables or ())
-    finally:
-        warehouse.close()
+    with expected_failures(cfg):
+        warehouse = open_warehouse(cfg)
+        try:
+            results = replay_quarantine(cfg, warehouse, tables or ())
+        finally:
+            warehouse.close()
     left = 0
     for r in results:
         if not (r.replayed or r.still_open):

@@ -59,6 +59,15 @@ class Config(SectionModel):
         default_factory=MetricsConfig, description="Prometheus metrics of `cdc run`."
     )
 
+    state_dir: str = Field(
+        default=".cdc",
+        min_length=1,
+        description="Folder of the replicator's own files (relative to the configuration "
+        "file's folder): the plans of bulk snapshots, so an interrupted one resumes "
+        "(`<state_dir>/snapshots`). It must be writable; point it at a volume when the "
+        "configuration is mounted read-only.",
+    )
+
     _config_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: str = PrivateAttr(default="cdc.yaml")
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
@@ -85,6 +94,10 @@ class Config(SectionModel):
     def config_dir(self) -> Path:
         """Folder of the configuration file (relative paths resolve against it)."""
         return self._config_dir
+
+    def state_path(self, *parts: str) -> Path:
+        """A path under :attr:`state_dir` (resolved against the configuration's folder)."""
+        return self.config_dir.joinpath(self.state_dir, *parts)
 
     def table(self, source_name: str | TableId) -> TableConfig:
         """The configured table ``schema.table`` (or ``table`` in ``public``; PostgreSQL's

@@ -70,6 +70,14 @@ class SourceConfig(SectionModel):
         description="`cdc status` warns when the slot retains more WAL than this many MB "
         "(`pg_current_wal_lsn()` minus the slot's `restart_lsn`).",
     )
+    connect_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=600,
+        description="How long the replicator's own connections to PostgreSQL (status, "
+        "reconcile, snapshots, type checks) wait for the server before giving up with "
+        "exit code 4: a host that drops packets then fails instead of hanging.",
+    )
     connector_name: str = Field(
         default="cdc-postgres",
         description="Name of the connector (Kafka Connect connector name, embedded engine name).",
@@ -135,7 +143,8 @@ class SourceConfig(SectionModel):
     def conninfo(self) -> dict[str, Any]:
         """``psycopg.connect`` arguments for the source (holds the password: never log it)."""
         info: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": self.database,
-                                "user": self.user}  # fmt: skip
+                                "user": self.user,
+                                "connect_timeout": self.connect_timeout_seconds}  # fmt: skip
         if self.password.get_secret_value():
             info["password"] = self.password.get_secret_value()
         return info

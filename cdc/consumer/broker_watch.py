@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -161,3 +161,11 @@ class BrokerWatch:
                 unreachable_message(self.bootstrap_servers, self.silent_for(), detail)
             ) from None
         self.alive()
+
+
+def quiet_client(bootstrap_servers: str, client: Mapping[str, Any]) -> dict[str, Any]:
+    """``client`` (librdkafka settings) with the log lines and errors of a short-lived client
+    (status, dead-letter and notification readers) routed to a :class:`BrokerWatch`: an
+    unreachable broker then shows as one warning now and then and the caller's own timeout
+    error, never as raw ``%3|...|FAIL|`` lines. ``client``'s own settings win."""
+    return {**BrokerWatch(bootstrap_servers).client_config(), **client}

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdc.config import Config
-from cdc.consumer.broker_watch import BrokerWatch
+from cdc.consumer.broker_watch import quiet_client
 
 
 def watermarks(
@@ -63,8 +63,7 @@ def log_ends(config: Config, topics: list[str]) -> dict[str, dict[int, tuple[int
     consumer = Consumer(
         {
             # no raw librdkafka lines: an unreachable broker raises KafkaException below
-            **BrokerWatch(config.kafka.bootstrap_servers).client_config(),
-            **config.kafka.client_config(),
+            **quiet_client(config.kafka.bootstrap_servers, config.kafka.client_config()),
             "group.id": f"{config.kafka.group_id}-status",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

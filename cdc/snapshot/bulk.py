@@ -124,7 +124,7 @@ class BulkOptions:
     rows_per_chunk: int = 100_000
     workers: int = 2
     where: str | None = None
-    state_dir: Path | None = None  # default: <config dir>/.cdc/snapshots
+    state_dir: Path | None = None  # default: <state_dir of the config>/snapshots
     fresh: bool = False  # ignore a saved plan: start a new snapshot
     stop_after_chunks: int | None = None  # load at most this many chunks, then stop (tests)
     on_chunk: Callable[[ChunkLoaded], None] | None = None
@@ -180,7 +180,7 @@ def check_request(config: Config, tables: Sequence[str], where: str | None = Non
 
 
 def state_dir(config: Config, options: BulkOptions) -> Path:
-    return options.state_dir or config.config_dir / ".cdc" / "snapshots"
+    return options.state_dir or config.state_path("snapshots")
 
 
 def _plan_file(folder: Path, target: str) -> Path:

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from cdc import names
 from cdc.config import Config
+from cdc.consumer.broker_watch import quiet_client
 from cdc.model import TableId
 from cdc.source.catalog import plan_filter, source_dsn
 from cdc.source.connector import notification_topic
@@ -490,6 +491,6 @@ def wait_configured_snapshot(
         notification_topic(config),
         signal_id,
         timeout,
-        client=config.kafka.client_config(),
+        client=quiet_client(config.kafka.bootstrap_servers, config.kafka.client_config()),
         on_progress=on_progress,
     )

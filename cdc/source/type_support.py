@@ -27,8 +27,6 @@ log = structlog.get_logger("cdc.types")
 
 MAX_DECIMAL_PRECISION = 38  # every engine's (warehouse.types)
 
-CONNECT_TIMEOUT_S = 10
-
 
 def _override_problems(conn: psycopg.Connection[Any], table: TableConfig) -> list[str]:
     if not table.columns:
@@ -86,8 +84,7 @@ def check_source_types(config: Config) -> dict[str, list[str]] | None:
     """:func:`table_problems` read from the configured source, or None (logged) when the
     source can't be reached: the decoder then refuses such columns message by message."""
     try:
-        dsn = f"{source_dsn(config.source)} connect_timeout={CONNECT_TIMEOUT_S}"
-        with source_connection(dsn) as conn:
+        with source_connection(source_dsn(config.source)) as conn:
             return table_problems(config, conn)
     except psycopg.Error as exc:
         log.warning(

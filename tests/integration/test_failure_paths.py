@@ -42,13 +42,14 @@ pytestmark = pytest.mark.integration
 
 
 def _config(folder: Path, *, pg_port: int, kafka: str, warehouse: str | Path,
-            lock_timeout: float = 30) -> Path:  # fmt: skip
+            lock_timeout: float = 30, connect_timeout: int = 10) -> Path:  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cdc.yaml"
     path.write_text(
         textwrap.dedent(
             f"""\
-            source: {{host: 127.0.0.1, port: {pg_port}, database: shop, user: postgres}}
+            source: {{host: 127.0.0.1, port: {pg_port}, database: shop, user: postgres,
+                      connect_timeout_seconds: {connect_timeout}}}
             kafka: {{bootstrap_servers: "{kafka}", group_id: failure-paths}}
             warehouse: {{type: duckdb, path: "{warehouse}", lock_timeout_seconds: {lock_timeout}}}
             tables: [{{name: public.items}}]
@@ -128,6 +129,30 @@ def test_status_and_snapshot_with_the_database_down_exit_4(tmp_path: Path, broke
                  "Connection refused")  # fmt: skip
 
 
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word: what a client sees of a
+    host whose PostgreSQL hangs (or of a firewall that swallows the startup packet)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # never accepted: the kernel completes the handshakes, nobody answers
+        yield sock.getsockname()[1]
+
+
+def test_a_silent_database_host_fails_after_the_connect_timeout_not_hangs(
+    tmp_path: Path, broker: str, silent_port: int
+) -> None:
+    cfg = _config(tmp_path, pg_port=silent_port, kafka=broker, warehouse="w.duckdb",
+                  connect_timeout=2)  # fmt: skip
+    for command in (["reconcile"], ["status"], ["snapshot", "items"]):
+        out = _cdc(*command, "-c", str(cfg), timeout=90)
+        _one_message(out, 4, "source database unreachable",
+                     f"at 127.0.0.1:{silent_port}", "timeout")  # fmt: skip
+        assert out.seconds < 45, (command, out.seconds)  # a bounded wait, not a hang
+
+
 # ---------------------------------------------------------------------- no broker
 def test_run_until_caught_up_without_a_broker_fails_after_the_bounded_wait(
     tmp_path: Path,
@@ -164,6 +189,15 @@ def test_status_without_a_broker_exits_5(tmp_path: Path) -> None:
     kafka = f"127.0.0.1:{free_port()}"
     cfg = _config(tmp_path, pg_port=free_port(), kafka=kafka, warehouse="w.duckdb")
     _one_message(_cdc("status", "-c", str(cfg)), 5, "Kafka broker unreachable", kafka)
+
+
+def test_dlq_list_and_replay_without_a_broker_exit_5(tmp_path: Path) -> None:
+    kafka = f"127.0.0.1:{free_port()}"
+    cfg = _config(tmp_path, pg_port=free_port(), kafka=kafka, warehouse="w.duckdb")
+    for command in (["dlq", "list"], ["dlq", "replay"]):
+        out = _cdc(*command, "-c", str(cfg), timeout=90)
+        _one_message(out, 5, "Kafka broker unreachable", kafka)
+        assert out.seconds < 45, (command, out.seconds)
 
 
 # ---------------------------------------------------------------------- warehouse
@@ -203,6 +237,10 @@ def test_a_directory_in_place_of_the_warehouse_file_exits_3(tmp_path: Path) -> N
     out = _run_to_warehouse(tmp_path, tmp_path / "w.duckdb")
     _one_message(out, 3, "warehouse unavailable", "is a directory, not a DuckDB file")
     assert out.seconds < 20
+    cfg = tmp_path / "cfg" / "cdc.yaml"
+    for command in (["quarantine", "list"], ["quarantine", "replay"]):
+        _one_message(_cdc(*command, "-c", str(cfg)), 3, "warehouse unavailable",
+                     "is a directory, not a DuckDB file")  # fmt: skip
 
 
 def test_a_warehouse_held_by_another_process_is_waited_for_then_exits_3(

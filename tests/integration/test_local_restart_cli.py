@@ -10,11 +10,8 @@ the config it runs with. Helpers and the ``env`` fixture come from test_local_st
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ from test_local_stack_cli import (
     TABLE,
     Env,
     assert_no_twins,
+    env_in,
     printed_connection,
     processes_mentioning,
     sql,
@@ -46,22 +44,8 @@ SLOT = f"{PREFIX}_slot"
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    """As in test_local_stack_cli: a temp dir holding the state dir, the configs and the CLI's
-    cwd; everything recorded is stopped at the end, by pid."""
-    base = Path(tempfile.mkdtemp(prefix="cdc-restart-", dir="/tmp"))
-    os.chmod(base, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
-    e = Env(base=base, state_dir=base / "state", cwd=base / "cwd", seen=[])
-    e.cwd.mkdir()
-    try:
+    with env_in("cdc-restart-") as e:
         yield e
-    finally:
-        try:
-            LocalStack(e.state_dir).down()
-        finally:
-            for record in e.seen:
-                if record.alive():
-                    os.kill(record.pid, signal.SIGKILL)
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def cli_code(e: Env, *args: str, config: Path | None = None) -> tuple[int, str]:

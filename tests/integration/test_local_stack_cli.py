@@ -94,7 +94,15 @@ class Env:
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    base = Path(tempfile.mkdtemp(prefix="cdc-cli-", dir="/tmp"))
+    with env_in("cdc-cli-") as e:
+        yield e
+
+
+@contextlib.contextmanager
+def env_in(prefix: str) -> Iterator[Env]:
+    """A temp dir holding the state dir, the configs and the CLI's cwd; everything recorded
+    is stopped at the end, by pid."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(base, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
     e = Env(base=base, state_dir=base / "state", cwd=base / "cwd", seen=[])
     e.cwd.mkdir()

@@ -269,7 +269,9 @@ def test_the_flows_write_to_the_warehouse_volume(services: dict[str, dict[str, A
     config = load_config(ROOT / "deploy" / "cdc.compose.yaml", env={"PGPASSWORD": "x"})
     # /config is a read-only mount: the warehouse, the tier files and the reports are on /data
     assert all(str(v).endswith(":ro") for v in worker["volumes"] if ":/config/" in str(v))
-    for path in (str(config.warehouse.path), config.tiering.target, config.costs.output):
+    written = (config.warehouse.path, config.tiering.target, config.costs.output,
+               config.state_path("snapshots"))  # fmt: skip
+    for path in map(str, written):
         assert path.startswith("/data/"), path
     assert worker["environment"]["PGPASSWORD"] == services["consumer"]["environment"]["PGPASSWORD"]
 
