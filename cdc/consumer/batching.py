@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cdc.model import ChangeEvent, KafkaOrigin, TableId
+from cdc.model import ChangeEvent, KafkaOrigin, Op, TableId
 from warehouse.base import OffsetRow, TableBatch, TableTarget
 
 
@@ -67,3 +67,43 @@ def split_events(batch: TableBatch) -> tuple[TableBatch, TableBatch]:
     first = TableBatch(batch.target, batch.schema, batch.events[:mid])
     second = TableBatch(batch.target, batch.schema, batch.events[mid:])
     return first, second
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of polled messages applied as one unit, with their decoded events."""
+
+    messages: list[Polled]
+    events: list[ChangeEvent]
+
+
+def cut_at_truncates(messages: Sequence[Polled], events: Sequence[ChangeEvent]) -> list[Segment]:
+    """Cut a polled batch so that every TRUNCATE is applied alone, in log order: the messages
+    before it, then the truncate, then the messages after it (cut again at the next one).
+
+    A truncate affects every stored row of its table at or below its position, so it can't be
+    folded into a batch's per-key plan; the changes before it must be in the warehouse before
+    it runs, and those after it run after it. Messages keep their polled order (each
+    partition's in log order), so each segment's offsets cover exactly its messages. Events
+    belong to the segment of their message; messages that decoded to nothing (dead letters,
+    skips) stay in theirs, so their offsets move with it.
+    """
+    if not any(e.op is Op.TRUNCATE for e in events):
+        return [Segment(list(messages), list(events))]
+    by_origin = {e.origin: e for e in events}
+    out: list[Segment] = []
+    run: Segment = Segment([], [])
+    for m in messages:
+        event = by_origin.get(m.origin)
+        if event is not None and event.op is Op.TRUNCATE:
+            if run.messages:
+                out.append(run)
+            out.append(Segment([m], [event]))
+            run = Segment([], [])
+            continue
+        run.messages.append(m)
+        if event is not None:
+            run.events.append(event)
+    if run.messages:
+        out.append(run)
+    return out

@@ -1,5 +1,5 @@
 """Intake: polled messages into table batches the warehouse can take. Decoding (what can't be
-decoded, or belongs to no configured table, or is a TRUNCATE goes to the dead-letter topic),
+decoded, or belongs to no configured table, goes to the dead-letter topic),
 and screening against the tables' contracts and the warehouse's capabilities (rows that fail
 go to quarantine or the dead-letter topic, as the table's contract says)."""
 
@@ -16,7 +16,7 @@ from cdc.consumer.screening import ContractStopError, Screened, screen
 from cdc.consumer.settings import ReplicationStoppedError, ReplicatorSettings, RunStats
 from cdc.contracts import Validator
 from cdc.decoding import DecodeError, Skip
-from cdc.model import ChangeEvent, Op
+from cdc.model import ChangeEvent
 from cdc.names import display
 from warehouse.base import TableBatch, Warehouse
 
@@ -65,11 +65,6 @@ class IntakeMixin:
                         "`source.debezium.table.include.list`",
                         field="source.table",
                     ),
-                )
-                continue
-            if result.op is Op.TRUNCATE:
-                self._dead_letter(
-                    m, DecodeError("TRUNCATE is not replicated; re-snapshot the table instead")
                 )
                 continue
             events.append(result)

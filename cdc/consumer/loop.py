@@ -33,7 +33,14 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cdc import failpoints
-from cdc.consumer.batching import Polled, group_by_table, next_offsets, offset_rows, split_events
+from cdc.consumer.batching import (
+    Polled,
+    cut_at_truncates,
+    group_by_table,
+    next_offsets,
+    offset_rows,
+    split_events,
+)
 from cdc.consumer.broker_watch import BrokerUnreachableError, BrokerWatch
 from cdc.consumer.dlq import DeadLetterWriter
 from cdc.consumer.intake import IntakeMixin
@@ -251,7 +258,13 @@ class Replicator(PollingMixin, IntakeMixin, ProgressMixin):
 
     # --------------------------------------------------------------- a batch
     def _process(self, batch: list[Polled]) -> None:
+        """Decode a polled batch and apply it: in one unit, or cut around each TRUNCATE
+        (:func:`cut_at_truncates`), each part with the offsets of its own messages."""
         events = self._decode(batch)
+        for segment in cut_at_truncates(batch, events):
+            self._apply_segment(segment.messages, segment.events)
+
+    def _apply_segment(self, batch: list[Polled], events: list[ChangeEvent]) -> None:
         offsets = next_offsets(batch)
         table_batches = group_by_table(events, self.settings.targets)
         table_batches = [

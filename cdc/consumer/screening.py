@@ -15,6 +15,7 @@ from cdc.contracts import ContractError, Validator
 from cdc.model import ChangeEvent, ColumnType
 from warehouse.base import Capabilities, QuarantineRow, TableBatch
 from warehouse.quarantine import key_text, quarantine_row
+from warehouse.truncation import truncation_of
 
 
 class ContractViolationError(Exception):
@@ -54,6 +55,9 @@ def fit(
     fitted: list[TableBatch] = []
     for batch in batches:
         table = batch.target.name
+        if truncation_of(batch) is not None:  # no values to fit
+            fitted.append(batch)
+            continue
         batch, unfit = fit_batch(batch, overrides.get(table, {}), caps)
         if unfit:
             holding.add(table)
@@ -91,7 +95,7 @@ def screen(
         )
     for batch in batches:
         validator = validators.get(batch.target.name)
-        if validator is None:
+        if validator is None or truncation_of(batch) is not None:  # a truncate has no row
             out.batches.append(batch)
             continue
         try:

@@ -104,6 +104,9 @@ def debezium_properties(
         # tsquery, pg_lsn...) arrive as their text instead of being left out of the events
         "include.unknown.datatypes": "true",
         "tombstones.on.delete": "true",
+        # TRUNCATE events too (Debezium skips them by default, `t`): the consumer applies
+        # each one in order with the table's other changes (docs/guarantees.md)
+        "skipped.operations": "none",
         "heartbeat.interval.ms": str(source.heartbeat_interval_ms),
         "provide.transaction.metadata": "false",
     }

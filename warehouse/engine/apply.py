@@ -12,6 +12,10 @@ One apply: plan each table's target (``sql.target_table``) and carry key changes
    rows (once per origin), per table load its stage and run its few set-based statements,
    store the offsets (forward only), commit.
 
+A TRUNCATE comes alone in its table batch and is applied set-based in the same transaction
+(:mod:`warehouse.engine.truncate`); changes at or below a table's last truncate are dropped
+as stale before planning.
+
 With ``capabilities.transactional_ddl`` the transaction spans both phases; without it (DDL
 commits an open transaction) the prepare phase runs before it, and the registry row is written
 with the data. With ``capabilities.merge_in_transaction`` the writes are MERGE statements;
@@ -42,12 +46,14 @@ from warehouse.base import (
     TableBatch,
     TableTarget,
 )
-from warehouse.engine.core import I64, EngineCore, Field, Stage, meta_kinds, naming_table
+from warehouse.engine.core import I64, Field, Stage, meta_kinds, naming_table
+from warehouse.engine.truncate import TruncateSteps
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold, open_keys
 from warehouse.scd2 import Scd2Plan, StoredVersion, plan_scd2, stored_tails
 from warehouse.sql import TargetTable
+from warehouse.truncation import truncation_of
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Pending = dict[str, tuple[TableTarget, Any]]
@@ -71,7 +77,7 @@ class TableWork:
     held: list[QuarantineRow] = field(default_factory=list)
 
 
-class ApplyTemplate(EngineCore):
+class ApplyTemplate(TruncateSteps):
     """:meth:`apply` and :meth:`load_rows` on the engine hooks."""
 
     @contextlib.contextmanager
@@ -99,14 +105,20 @@ class ApplyTemplate(EngineCore):
         resolve: Sequence[QuarantineRow] = (),
     ) -> ApplyResult:
         started = time.perf_counter()
-        planned = []
+        planned, cuts, stale = [], [], {}
         for batch in batches:
+            cut = truncation_of(batch)
+            if cut is not None:
+                cuts.append((batch, cut))
+                continue
+            batch, stale[batch.target.name] = self._past_marks(batch)
             with naming_table(batch.target.name):
                 planned.append((self._target_table(batch), carry_key_changes(batch)))
         pending: Pending = {}
         with self._session(None) as c, self._transaction(c) as writing:
             work = [self._prepare(c, m, carry, quarantine, resolve, pending)
                     for m, carry in planned]  # fmt: skip
+            truncates = [self._prepare_truncate(c, batch, cut) for batch, cut in cuts]
             self._tagged = None
             stored = [*quarantine, *(r for w in work for r in w.held)]
             queued = self._queue_quarantine(c, stored, resolve)
@@ -115,12 +127,18 @@ class ApplyTemplate(EngineCore):
             for w in work:
                 self._tagged = w.batch.target.name
                 self._write(c, w)
+                w.stats.stale += stale.get(w.batch.target.name, 0)
+            for t in truncates:
+                self._tagged = t.batch.target.name
+                self._write_truncate(c, t)
             self._tagged = None
             self._store_offsets(c, offsets)
             failpoints.reach("before_warehouse_commit")
         self._bookkept = True
         self._ensured.update(pending)
-        return ApplyResult(tables=[w.stats for w in work], seconds=time.perf_counter() - started)
+        self._truncated_now(truncates)
+        stats = [*(w.stats for w in work), *(t.stats for t in truncates)]
+        return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 
     def _prepare(
         self,
@@ -356,6 +374,13 @@ class ApplyTemplate(EngineCore):
         target = rows.target
         if not self.takes_columns(target) or not len(rows):
             return super().load_rows(rows, offsets)
+        mark = self._truncation_marks().get(target.name)
+        if mark is not None and rows.position.lsn <= mark:
+            # read before a truncate applied since (apply() drops such reads too): each row
+            # that outlived the truncate was written by a later change, which the stream brings
+            done = self.apply([], offsets)
+            n = len(rows)
+            return ApplyResult([TableApplyStats(target.name, events=n, stale=n)], done.seconds)
         started = time.perf_counter()
         batch = TableBatch(target, rows.schema, ())
         with naming_table(target.name):

@@ -15,7 +15,8 @@ One module per kind of statement:
 - :mod:`.mirror`: mirror apply (MERGE); :mod:`.logical_merge`: the same as UPDATE + INSERT;
 - :mod:`.scd2`: history apply and reads; :mod:`.history`: history checks and repair;
 - :mod:`.bookkeeping`: offsets, registry; :mod:`.quarantine`; :mod:`.audit`: reconcile runs;
-- :mod:`.tiering`: lifecycle tiering (tier bookkeeping, moves, the history view).
+- :mod:`.tiering`: lifecycle tiering (tier bookkeeping, moves, the history view);
+- :mod:`.truncation`: TRUNCATE (set-based over the table) and the truncation marks.
 
 This package re-exports every builder.
 """
@@ -112,6 +113,19 @@ from warehouse.sql.target import (
     reserved_columns,
     target_table,
 )
+from warehouse.sql.truncation import (
+    TRUNCATION_LOG,
+    record_truncation,
+    registered_table,
+    truncate_close,
+    truncate_count,
+    truncate_delete,
+    truncate_flag_replaced,
+    truncate_mark_deleted,
+    truncate_prune_markers,
+    truncate_remove_own,
+    truncation_marks,
+)
 
 __all__ = [
     "HISTORY_CHECKS",
@@ -119,6 +133,7 @@ __all__ = [
     "QUARANTINE_COLUMNS",
     "QUARANTINE_ORIGIN",
     "REGISTRY_COLUMNS",
+    "TRUNCATION_LOG",
     "Columns",
     "D",
     "S",
@@ -173,7 +188,9 @@ __all__ = [
     "reconcile_insert",
     "reconcile_latest",
     "record_delete_markers",
+    "record_truncation",
     "register_table",
+    "registered_table",
     "render",
     "reserved_columns",
     "scd2_close_gaps",
@@ -189,5 +206,13 @@ __all__ = [
     "soft_delete",
     "table_columns",
     "target_table",
+    "truncate_close",
+    "truncate_count",
+    "truncate_delete",
+    "truncate_flag_replaced",
+    "truncate_mark_deleted",
+    "truncate_prune_markers",
+    "truncate_remove_own",
+    "truncation_marks",
     "upsert_offsets",
 ]
