@@ -3,9 +3,11 @@
 Per table: events not applied yet (the topic's high watermarks minus the offsets stored in the
 warehouse, which is where the consumer's positions live), seconds behind (now minus the source
 commit time of the newest applied change, 0 when nothing is pending), the last applied position
-and load time. For the source: the slot's WAL not yet confirmed by Debezium, and the WAL the
-server retains for it, in bytes, with warnings (:func:`slot_warnings`) when the slot is missing
-or retains more than ``source.max_retained_wal_mb``. The arithmetic is pure
+and load time, and the columns dropped at the source that the warehouse table still holds
+(``tables[].on_column_drop`` ``keep`` or ``null``). For the source: the slot's WAL not yet
+confirmed by Debezium, and the WAL the server retains for it, in bytes, with warnings
+(:func:`slot_warnings`) when the slot is missing or retains more than
+``source.max_retained_wal_mb``. The arithmetic is pure
 (:func:`pending_events`, :func:`seconds_behind`, :func:`slot_warnings`); :func:`gather` does the
 reads: the warehouse, the logs' ends (:func:`cdc.consumer.partitions.log_ends`) and
 ``pg_replication_slots`` (:func:`cdc.source.slot.read_slot`).
@@ -46,6 +48,8 @@ class TableStatus:
     last_commit: dt.datetime | None
     last_loaded: dt.datetime | None
     last_reconcile: str = "never"  # the newest reconcile_runs row (cdc.reconcile.report)
+    # warehouse columns the registered source schema no longer has (dropped at the source)
+    dropped_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,8 @@ class StatusReport:
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return list(value)
             return value.isoformat() if isinstance(value, dt.datetime) else value
 
         return {
@@ -132,7 +138,8 @@ def gather(
             topic = topics[table.target_name]
             stored = {p: n for (t, p), n in offsets.items() if t == topic}
             pending = pending_events(marks[topic], stored) if topic in marks else None
-            applied = warehouse.last_applied(config.table_target(table))
+            target = config.table_target(table)
+            applied = warehouse.last_applied(target)
             last_commit = applied.source_ts if applied else None
             behind = seconds_behind(pending, last_commit, now)
             tables.append(
@@ -142,6 +149,7 @@ def gather(
                     last_lsn=applied.lsn if applied else None, last_commit=last_commit,
                     last_loaded=applied.loaded_at if applied else None,
                     last_reconcile=last_result_text(reconciled.get(table.target_name)),
+                    dropped_columns=tuple(warehouse.dropped_columns(target)),
                 )
             )  # fmt: skip
     finally:

@@ -12,6 +12,13 @@ Two references, both written from the spec (warehouse.scd2's docstring), not fro
 :class:`Store` is an in-memory store that hands the pure planner what an engine would (each
 key's last two versions and its position high-water mark); :func:`check_end_to_end` runs a
 generated history through a real adapter.
+
+TRUNCATE (``scenarios(truncates=True)``; tests/conformance/test_truncate_properties_contract.py):
+a truncate ends every current version at its commit time as a delete (granularity
+``transaction``: a version its own transaction opened leaves nothing, the version that one
+replaced ends deleted) and makes every later change at or below its position stale; the
+committed-state model sees every key absent after it. :class:`Store` plans no truncate (the
+engine applies them set-based), so the pure-planner properties never generate one.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ SCHEMA = TableSchema(
     ),
     ("id",),
 )
+KEYLESS = dataclasses.replace(SCHEMA, key=())  # a truncate's schema: Debezium sends no key
 DATA = SCHEMA.names
 KEYS = range(4)
 BASE_TS_US = 1_700_000_000_000_000
@@ -86,9 +94,10 @@ def rows(draw: st.DrawFn, key: int) -> dict[str, Any]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
+def scenarios(draw: st.DrawFn, truncates: bool = False) -> Scenario:
     """Transactions of 1..4 changes (a key may change several times in one), snapshot reads,
-    deletes, re-inserts and primary-key changes; commits at least 1 µs apart."""
+    deletes, re-inserts and primary-key changes; commits at least 1 µs apart. ``truncates``:
+    TRUNCATEs too, as transactions of their own and among a transaction's changes."""
     live: dict[int, dict[str, Any]] = {}
     events: list[ChangeEvent] = []
     resolved: list[ChangeEvent] = []
@@ -119,9 +128,22 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         events.append(event)
         resolved.append(event if real is None else dataclasses.replace(event, after=real))
 
+    def emit_truncate(tx: int) -> None:
+        nonlocal lsn
+        lsn += draw(st.integers(1, 3))
+        position = SourcePosition(lsn, tx, ts, False)
+        origin = KafkaOrigin("pg.public.hist", 0, len(events))
+        event = ChangeEvent(Op.TRUNCATE, KEYLESS, {}, None, None, position, origin)
+        events.append(event)
+        resolved.append(event)
+        live.clear()
+
     for _ in range(draw(st.integers(1, 10))):
         ts += draw(st.integers(1, 3))
         txid += draw(st.integers(1, 2))
+        if truncates and draw(st.integers(0, 4)) == 0:
+            emit_truncate(txid)  # TRUNCATE in a transaction of its own (autocommit)
+            continue
         if live and draw(st.sampled_from(["tx", "tx", "snapshot"])) == "snapshot":
             # Snapshot reads of live keys: the current values, or values the log missed.
             tx = None if draw(st.booleans()) else txid
@@ -136,6 +158,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         committed = {k: dict(r) for k, r in live.items()}  # the state before this transaction
         touched = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True))
         for _ in range(draw(st.integers(1, 4))):
+            if truncates and draw(st.integers(0, 5)) == 0:
+                emit_truncate(txid)  # among the transaction's changes
+                continue
             key = draw(st.sampled_from(touched))
             if key not in live:
                 as_it_was = key in committed and draw(st.booleans())
@@ -286,12 +311,38 @@ def _ref_step(
         versions.append(RefVersion(values, ts, None, False, e.position.lsn, tx, e.op, ts))
 
 
+def _ref_truncate(versions: list[RefVersion], e: ChangeEvent, by_tx: bool) -> None:
+    """A truncate ends a key's current version at or below its position, as a delete; with
+    ``by_tx`` a version its own transaction opened is removed and the one it replaced (ended
+    at the same commit time) ends deleted."""
+    ts, tx = e.position.commit_ts_us, e.position.tx_id
+    cur = versions[-1] if versions and versions[-1].valid_to is None else None
+    if cur is None or cur.lsn > e.position.lsn:
+        return
+    closed = [v for v in versions if v.valid_to is not None]
+    prev = closed[-1] if closed else None
+    if by_tx and tx is not None and cur.txid == tx and cur.valid_from == ts:
+        versions.remove(cur)
+        if prev is not None and prev.valid_to == ts:
+            prev.deleted = True
+    else:
+        cur.valid_to, cur.deleted = ts, True
+
+
 def change_reference(
     events: Sequence[ChangeEvent], tracked: Sequence[str], by_tx: bool
 ) -> list[dict[str, Any]]:
     history: dict[int, list[RefVersion]] = defaultdict(list)
     hwm: dict[int, int] = {}
+    mark = -1  # the last truncate's position: every change at or below it is stale
     for e in events:
+        if e.position.lsn <= mark:
+            continue
+        if e.op is Op.TRUNCATE:
+            mark = e.position.lsn
+            for versions in history.values():
+                _ref_truncate(versions, e, by_tx)
+            continue
         key = e.key["id"]
         if e.position.lsn <= hwm.get(key, -1):
             continue
@@ -340,14 +391,21 @@ def committed_reference(
     states: dict[int, list[tuple[int, dict[str, Any] | None]]] = defaultdict(list)
     touched: dict[int, None] = {}
     for i, e in enumerate(events):
-        key, ts = e.key["id"], e.position.commit_ts_us
-        if e.op is Op.DELETE:
-            source.pop(key, None)
+        ts = e.position.commit_ts_us
+        if e.op is Op.TRUNCATE:  # every key absent
+            touched.update(dict.fromkeys(source))
+            source.clear()
         else:
-            assert e.after is not None
-            old = source.get(key, {})
-            source[key] = {c: old.get(c) if v is UNCHANGED_TOAST else v for c, v in e.after.items()}
-        touched[key] = None
+            key = e.key["id"]
+            if e.op is Op.DELETE:
+                source.pop(key, None)
+            else:
+                assert e.after is not None
+                old = source.get(key, {})
+                source[key] = {
+                    c: old.get(c) if v is UNCHANGED_TOAST else v for c, v in e.after.items()
+                }
+            touched[key] = None
         last = i + 1 == len(events) or events[i + 1].position.commit_ts_us != ts
         if per_change or last:  # every transaction (snapshot group) has its own commit ts
             for k in touched:

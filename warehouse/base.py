@@ -27,6 +27,7 @@ from warehouse.contract import (
     RECONCILE_COUNTS,
     AppliedPosition,
     ApplyResult,
+    ColumnDropPolicy,
     ComputeJob,
     ComputeRow,
     CostReportRow,
@@ -66,8 +67,9 @@ from warehouse.errors import (
 
 __all__ = [
     "COMPUTE_COLUMNS", "COST_REPORT_COLUMNS", "RECONCILE_COLUMNS", "RECONCILE_COUNTS",
-    "AppliedPosition", "ApplyResult", "Capabilities", "ChecksumDialect", "ComputeJob",
-    "ComputeRow", "CostReportRow", "CreditUsage", "DataError", "Granularity", "HistoryReport",
+    "AppliedPosition", "ApplyResult", "Capabilities", "ChecksumDialect", "ColumnDropPolicy",
+    "ComputeJob", "ComputeRow", "CostReportRow", "CreditUsage", "DataError", "Granularity",
+    "HistoryReport",
     "IncompatibleSchemaChangeError", "KeyRange", "MetadataColumns", "OffsetRow",
     "QuarantineRow", "QuarantinedChange", "RangeChecksum", "ReconcileRun", "RegisteredTable",
     "Scd2Options", "SourceRows", "TableApplyStats", "TableBatch", "TableMode", "TableStorage",
@@ -202,6 +204,12 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def last_applied(self, target: TableTarget) -> AppliedPosition | None:
         """The newest change applied to a target table (None: the table doesn't exist)."""
+
+    @abc.abstractmethod
+    def dropped_columns(self, target: TableTarget) -> list[str]:
+        """Data columns of a target table that its registered source schema no longer has
+        (dropped at the source and kept by ``on_column_drop: keep`` or ``null``), in the
+        table's column order; empty when the table doesn't exist or was never registered."""
 
     # ---- reconciliation (cdc.reconcile) -------------------------------------------------------
 

@@ -16,6 +16,7 @@ from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition, TableSchema
 
 TableMode = Literal["mirror", "scd2"]
 Granularity = Literal["transaction", "every_change"]
+ColumnDropPolicy = Literal["keep", "null", "drop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class TableTarget:
     # Lifecycle tiering moves rows out of the table: a soft-delete mirror table then keeps
     # delete markers for the moved deleted rows, so the position guard still sees them.
     tiered: bool = False
+    # A column the source table no longer has (ALTER TABLE ... DROP COLUMN): kept as it is
+    # (``keep``), NULL in the live rows / current versions (``null``), or dropped from the
+    # warehouse table (``drop``); see warehouse.sql.dropped.
+    on_column_drop: ColumnDropPolicy = "keep"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,9 @@ def status_command(
     ] = None,
 ) -> None:
     """Per table: events not applied yet, seconds behind, the last applied position and load
-    time, the last reconcile; and the replication slot's lag and retained WAL in bytes, with a
-    warning when the slot is missing or retains too much WAL.
+    time, the last reconcile, the columns dropped at the source that the warehouse still holds;
+    and the replication slot's lag and retained WAL in bytes, with a warning when the slot is
+    missing or retains too much WAL.
 
     Exit codes: 0 shown; 2 bad configuration; 3 the warehouse can't be read; 4 the source
     database can't be reached; 5 no Kafka broker answered."""
@@ -56,13 +57,15 @@ def status_command(
         return
     table = Table(title=f"Replication status ({config})")
     for name in ("table", "mode", "pending events", "seconds behind", "last lsn",
-                 "last source commit", "last loaded", "last reconcile"):  # fmt: skip
+                 "last source commit", "last loaded", "last reconcile",
+                 "dropped columns"):  # fmt: skip
         right = name in ("pending events", "seconds behind", "last lsn")
         table.add_column(name, justify="right" if right else "left")
     for t in report.tables:
         pending = "topic missing" if t.pending_events is None else str(t.pending_events)
         table.add_row(t.table, t.mode, pending, _shown(t.seconds_behind), _shown(t.last_lsn),
-                      _shown(t.last_commit), _shown(t.last_loaded), t.last_reconcile)  # fmt: skip
+                      _shown(t.last_commit), _shown(t.last_loaded), t.last_reconcile,
+                      escape(", ".join(t.dropped_columns)) or "-")  # fmt: skip
     console.print(table)
     slot = report.slot
     if not slot.exists:

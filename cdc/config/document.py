@@ -165,6 +165,7 @@ class Config(SectionModel):
             scd2=(table.scd2 or Scd2Config()).options(),
             quarantine=bool(table.checks) and table.on_violation == "quarantine",
             tiered=table.tiering is not None,
+            on_column_drop=table.on_column_drop,
         )
 
 

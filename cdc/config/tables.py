@@ -167,6 +167,16 @@ class TableConfig(SectionModel):
         default=None,
         description="Lifecycle tiering of the table's history (absent: never tiered).",
     )
+    on_column_drop: Literal["keep", "null", "drop"] = Field(
+        default="keep",
+        description="A column dropped at the source (ALTER TABLE ... DROP COLUMN): `keep` "
+        "(default: no data is lost unless asked) leaves it in the warehouse table, where "
+        "later inserts get NULL and the other rows keep their last value; `cdc status` "
+        "lists it. `null` sets it to NULL in the live rows (not soft-deleted; scd2: the "
+        "current versions, closed ones keep their history) when the drop reaches the "
+        "warehouse (YAML's bare `null` means this policy). `drop` drops it from the warehouse "
+        "table (scd2: from every version).",
+    )
     columns: dict[str, ColumnOverrideConfig] = Field(
         default_factory=dict,
         description="Per-column type overrides, keyed by the source column's exact name "
@@ -189,6 +199,12 @@ class TableConfig(SectionModel):
                 "table_name", "`table` (and `schema`, if given) must be strings: raw names"
             )
         return {**data, "name": display(TableId(schema, table))}
+
+    @field_validator("on_column_drop", mode="before")
+    @classmethod
+    def _column_drop(cls, value: Any) -> Any:
+        """YAML reads a bare ``null`` as no value: here it names the policy."""
+        return "null" if value is None else value
 
     @field_validator("name")
     @classmethod

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import pyarrow as pa
+import structlog
 from sqlglot import exp
 
 from cdc.model import Column, ColumnType, Kind
@@ -60,6 +61,7 @@ RECONCILE_KINDS = [
     (n, TSTZ if n in ("started_at", "finished_at") else I64 if n in RECONCILE_COUNTS else TEXT)
     for n in RECONCILE_COLUMNS
 ]
+log = structlog.get_logger("cdc.warehouse")
 QUARANTINE_KINDS = {"partition": I64, "offset": I64, "lsn": I64, "raw_key": BYTES,
                     "raw_value": BYTES, "quarantined_at": TSTZ, "replayed_at": TSTZ}  # fmt: skip
 
@@ -346,11 +348,12 @@ class EngineCore(Warehouse):
             names += target.scd2.names
         return [(n, self._type(kinds[n])) for n in names]
 
-    def _check_mode(self, c: Any, m: TargetTable, mode: str) -> None:
-        """Refuse a table that holds rows of the other mode; recreate it if it is empty."""
+    def _check_mode(self, c: Any, m: TargetTable, mode: str) -> dict[str, Any] | None:
+        """Refuse a table that holds rows of the other mode; recreate it if it is empty.
+        Returns the table's registry document (None: not registered, or recreated)."""
         doc = self._registry_doc(c, m.target.name)
         if doc is None or doc[1] == mode:
-            return
+            return None if doc is None else doc[2]
         row = self._exec(c, sql.count_rows(m.target, None)).fetchone()
         rows = int(row[0]) if row else 0
         if rows:
@@ -358,12 +361,14 @@ class EngineCore(Warehouse):
         self._exec(c, sql.drop(self._current_view(m.target.name), "VIEW"))
         for ref in (m.target, self._ref(f"{m.target.name}__deleted")):
             self._exec(c, sql.drop(ref, "TABLE"))
+        return None
 
     def _sync_table(
         self, c: Any, ref: TableRef, columns: sql.Columns,
         defaults: Mapping[str, Column] | None = None,
-    ) -> None:  # fmt: skip
-        """Create the table if missing, add missing columns, widen compatible types.
+    ) -> dict[str, exp.DataType]:  # fmt: skip
+        """Create the table if missing, add missing columns, widen compatible types; returns
+        the columns it had before (those of ``columns`` included).
 
         A column added to an existing table gets its source default in the rows already there
         (``defaults``: the columns that have one), as PostgreSQL gives it to its existing rows
@@ -382,6 +387,7 @@ class EngineCore(Warehouse):
             wider = self._widen(ref.name, name, old, dtype)
             if wider is not None:
                 self._exec(c, sql.alter_column_type(ref, name, wider))
+        return existing
 
     def _fill_default(
         self, c: Any, ref: TableRef, name: str, dtype: exp.DataType, column: Column
@@ -397,14 +403,19 @@ class EngineCore(Warehouse):
         self, c: Any, batch: TableBatch, m: TargetTable, pending: dict[str, tuple[TableTarget, Any]]
     ) -> None:
         """The target table (and its delete markers, its current view) as the batch needs
-        it; registered here when DDL is transactional, else with the writes."""
+        it; registered here when DDL is transactional, else with the writes. Columns the
+        source no longer has get the table's ``on_column_drop`` (:meth:`_column_drop`)."""
         name = batch.target.name
         wanted = (batch.target, batch.schema)
         if self._ensured.get(name) == wanted or pending.get(name) == wanted:
             return
-        self._check_mode(c, m, batch.target.mode)
+        registered = self._check_mode(c, m, batch.target.mode)
         defaults = {col.name: col for col in batch.schema.columns if col.default is not None}
-        self._sync_table(c, m.target, [*m.columns, *self._meta_columns(batch.target)], defaults)
+        columns = [*m.columns, *self._meta_columns(batch.target)]
+        stored = self._sync_table(c, m.target, columns, defaults)
+        gone = sql.dropped_columns(stored, batch.schema.names, batch.target, registered)
+        if gone:
+            self._column_drop(c, batch.target, m.target, gone)
         if m.markers is not None:
             keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
             self._sync_table(c, m.markers, [*keys, (m.meta.lsn, self._type(I64))])
@@ -413,3 +424,25 @@ class EngineCore(Warehouse):
         if self.capabilities.transactional_ddl:
             self._register(c, batch)
         pending[name] = wanted
+
+    def _column_drop(self, c: Any, target: TableTarget, ref: TableRef, gone: list[str]) -> None:
+        """Apply ``target.on_column_drop`` to the columns the source no longer has: ``keep``
+        leaves them; ``null`` sets them NULL in the live rows (mirror rows not soft-deleted,
+        current versions), writing nothing when that is done already; ``drop`` drops them
+        (``IF EXISTS``: idempotent; the scd2 view is recreated after it)."""
+        policy = target.on_column_drop
+        bound = log.bind(table=target.name, columns=gone, on_column_drop=policy)
+        if policy == "null":
+            row = self._exec(c, sql.count_holding(ref, gone, target)).fetchone()
+            rows = int(row[0] or 0) if row else 0
+            if rows:
+                self._exec(c, sql.null_columns(ref, gone, target))
+            say = bound.warning if rows else bound.info  # a restart finds them NULL already
+            say("columns dropped at the source: NULL in the live rows", rows=rows)
+        elif policy == "drop":
+            for name in gone:
+                self._exec(c, sql.drop_column(ref, name))
+            bound.warning("columns dropped at the source: dropped from the warehouse table")
+        else:
+            bound.info("columns dropped at the source: kept in the warehouse table (cdc status "
+                       "lists them)")  # fmt: skip

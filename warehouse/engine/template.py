@@ -184,6 +184,18 @@ class SqlWarehouse(ApplyTemplate):
         return AppliedPosition(None if lsn is None else int(lsn), row[meta.source_ts],
                                row[meta.loaded_at])  # fmt: skip
 
+    def dropped_columns(self, target: TableTarget) -> list[str]:
+        def work(c: Any) -> list[str]:
+            stored = self._columns_of(c, TableRef(self.schema, target.name))
+            doc = self._registry_doc(c, target.name) if stored else None
+            if doc is None:
+                return []
+            source = [col["name"] for col in doc[2]["schema"]["columns"]]
+            return sql.dropped_columns(stored, source, target, doc[2])
+
+        found: list[str] = self._or_missing(work, [], table=target.name)
+        return found
+
     def row_counts(self) -> dict[str, int]:
         """Live rows per registered table (soft-deleted rows excluded; current versions)."""
         registry = exp.select(sql.col("table_name"), sql.col("schema_json"))

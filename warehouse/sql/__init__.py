@@ -16,7 +16,8 @@ One module per kind of statement:
 - :mod:`.scd2`: history apply and reads; :mod:`.history`: history checks and repair;
 - :mod:`.bookkeeping`: offsets, registry; :mod:`.quarantine`; :mod:`.audit`: reconcile runs;
 - :mod:`.tiering`: lifecycle tiering (tier bookkeeping, moves, the history view);
-- :mod:`.truncation`: TRUNCATE (set-based over the table) and the truncation marks.
+- :mod:`.truncation`: TRUNCATE (set-based over the table) and the truncation marks;
+- :mod:`.dropped`: columns dropped at the source (``on_column_drop``).
 
 This package re-exports every builder.
 """
@@ -37,8 +38,15 @@ from warehouse.sql.ddl import (
     create_schema,
     create_table,
     drop,
+    drop_column,
     fill_column,
     table_columns,
+)
+from warehouse.sql.dropped import (
+    count_holding,
+    dropped_columns,
+    null_columns,
+    registered_reserved,
 )
 from warehouse.sql.history import (
     HISTORY_CHECKS,
@@ -145,12 +153,15 @@ __all__ = [
     "add_column",
     "alter_column_type",
     "col",
+    "count_holding",
     "count_rows",
     "create_current_view",
     "create_schema",
     "create_table",
     "deleted_at",
     "drop",
+    "drop_column",
+    "dropped_columns",
     "fill_column",
     "guard_counts",
     "hard_delete",
@@ -178,6 +189,7 @@ __all__ = [
     "mirror_upsert",
     "mode_switch_refused",
     "newest_applied",
+    "null_columns",
     "of_key",
     "prune_delete_markers",
     "quarantine_insert",
@@ -190,6 +202,7 @@ __all__ = [
     "record_delete_markers",
     "record_truncation",
     "register_table",
+    "registered_reserved",
     "registered_table",
     "render",
     "reserved_columns",

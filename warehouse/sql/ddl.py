@@ -33,6 +33,15 @@ def add_column(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alter:
     )
 
 
+def drop_column(ref: TableRef, name: str) -> exp.Alter:
+    """``ALTER TABLE ... DROP COLUMN IF EXISTS`` (idempotent: a second run drops nothing)."""
+    column = exp.Column(this=ident(name))
+    return exp.Alter(
+        this=ref.expr(), kind="TABLE",
+        actions=[exp.Drop(tables=[column], kind="COLUMN", exists=True)],
+    )  # fmt: skip
+
+
 def alter_column_type(ref: TableRef, name: str, dtype: exp.DataType) -> exp.Alter:
     return exp.Alter(
         this=ref.expr(),
