@@ -18,7 +18,7 @@ from sample_data import ITEMS_SCHEMA, batch, ev, rows
 from structlog.testing import capture_logs
 
 from cdc.model import Op, TableSchema
-from warehouse.base import ColumnDropPolicy, TableTarget, Warehouse
+from warehouse.base import ColumnDropPolicy, TableMode, TableTarget, Warehouse
 from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.snowflake.adapter import SnowflakeWarehouse
 
@@ -29,8 +29,8 @@ NARROW = TableSchema(ITEMS_SCHEMA.table, ITEMS_SCHEMA.columns[:2], ITEMS_SCHEMA.
 NULLED = "columns dropped at the source: NULL in the live rows"
 
 
-def target(policy: ColumnDropPolicy, mode: str = "mirror", soft: bool = False) -> TableTarget:
-    return TableTarget("items", mode=mode, soft_delete=soft, on_column_drop=policy)  # type: ignore[arg-type]
+def target(policy: ColumnDropPolicy, mode: TableMode = "mirror", soft: bool = False) -> TableTarget:
+    return TableTarget("items", mode=mode, soft_delete=soft, on_column_drop=policy)
 
 
 def run_sql(wh: Warehouse, text: str) -> tuple[list[tuple[Any, ...]], list[str]]:
@@ -86,7 +86,7 @@ def after_the_drop(wh: Warehouse, t: TableTarget) -> None:
 
 
 @pytest.mark.parametrize("mode", ["mirror", "scd2"])
-def test_keep_leaves_the_column_and_lists_it_as_dropped(wh: Warehouse, mode: str) -> None:
+def test_keep_leaves_the_column_and_lists_it_as_dropped(wh: Warehouse, mode: TableMode) -> None:
     t = target("keep", mode)
     seed(wh, t)
     after_the_drop(wh, t)
@@ -174,7 +174,7 @@ def test_null_clears_current_versions_and_keeps_closed_ones(wh: Warehouse, tmp_p
 
 
 @pytest.mark.parametrize("mode", ["mirror", "scd2"])
-def test_drop_removes_the_column(wh: Warehouse, tmp_path: Path, mode: str) -> None:
+def test_drop_removes_the_column(wh: Warehouse, tmp_path: Path, mode: TableMode) -> None:
     t = target("drop", mode)
     seed(wh, t)
     after_the_drop(wh, t)

@@ -13,8 +13,8 @@ One apply: plan each table's target (``sql.target_table``) and carry key changes
    store the offsets (forward only), commit.
 
 A TRUNCATE comes alone in its table batch and is applied set-based in the same transaction
-(:mod:`warehouse.engine.truncate`); changes at or below a table's last truncate are dropped
-as stale before planning.
+(:mod:`warehouse.engine.truncate`); changes at or below a table's last truncate (its mark,
+read first in the session) are dropped as stale before planning.
 
 With ``capabilities.transactional_ddl`` the transaction spans both phases; without it (DDL
 commits an open transaction) the prepare phase runs before it, and the registry row is written
@@ -53,7 +53,6 @@ from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold, open_keys
 from warehouse.scd2 import Scd2Plan, StoredVersion, plan_scd2, stored_tails
 from warehouse.sql import TargetTable
-from warehouse.truncation import truncation_of
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Pending = dict[str, tuple[TableTarget, Any]]
@@ -105,20 +104,17 @@ class ApplyTemplate(TruncateSteps):
         resolve: Sequence[QuarantineRow] = (),
     ) -> ApplyResult:
         started = time.perf_counter()
-        planned, cuts, stale = [], [], {}
-        for batch in batches:
-            cut = truncation_of(batch)
-            if cut is not None:
-                cuts.append((batch, cut))
-                continue
-            batch, stale[batch.target.name] = self._past_marks(batch)
-            with naming_table(batch.target.name):
-                planned.append((self._target_table(batch), carry_key_changes(batch)))
         pending: Pending = {}
         with self._session(None) as c, self._transaction(c) as writing:
+            marks = self._truncation_marks(c)
+            kept, cuts, stale = self._past_marks(batches, marks)
+            planned = []
+            for batch in kept:
+                with naming_table(batch.target.name):
+                    planned.append((self._target_table(batch), carry_key_changes(batch)))
             work = [self._prepare(c, m, carry, quarantine, resolve, pending)
                     for m, carry in planned]  # fmt: skip
-            truncates = [self._prepare_truncate(c, batch, cut) for batch, cut in cuts]
+            truncates = [self._prepare_truncate(c, b, cut, marks) for b, cut in cuts]
             self._tagged = None
             stored = [*quarantine, *(r for w in work for r in w.held)]
             queued = self._queue_quarantine(c, stored, resolve)
@@ -136,7 +132,6 @@ class ApplyTemplate(TruncateSteps):
             failpoints.reach("before_warehouse_commit")
         self._bookkept = True
         self._ensured.update(pending)
-        self._truncated_now(truncates)
         stats = [*(w.stats for w in work), *(t.stats for t in truncates)]
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
 
@@ -374,7 +369,10 @@ class ApplyTemplate(TruncateSteps):
         target = rows.target
         if not self.takes_columns(target) or not len(rows):
             return super().load_rows(rows, offsets)
-        mark = self._truncation_marks().get(target.name)
+        if not self._bookkept:
+            self.ensure_bookkeeping()
+        with self._session(target.name) as c:
+            mark = self._truncation_marks(c).get(target.name)
         if mark is not None and rows.position.lsn <= mark:
             # read before a truncate applied since (apply() drops such reads too): each row
             # that outlived the truncate was written by a later change, which the stream brings

@@ -4,13 +4,14 @@
 A truncate is applied set-based over its table, in the apply's transaction: it ends every
 stored row at or below its position (delete, mark deleted, or close the current version),
 prunes the delete markers it makes redundant and appends its position to
-``_cdc.truncations``. The truncation marks (the highest position per table) are read once
-per warehouse object and kept up to date by its own commits; every apply drops the changes
-at or below its tables' marks before planning.
+``_cdc.truncations``. The truncation marks (the highest position per table) are read in
+every apply's session (one small query), which drops the changes at or below its tables'
+marks before planning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from warehouse import sql
 from warehouse.base import TableApplyStats, TableBatch
 from warehouse.engine.core import EngineCore, Stage
 from warehouse.sql import TableRef
-from warehouse.truncation import Truncation, past_truncation
+from warehouse.truncation import Truncation, past_truncation, truncation_of
 
 LOG = "truncations"  # _cdc.truncations, created with the other bookkeeping tables
 
@@ -39,26 +40,33 @@ class TruncateWork:
 class TruncateSteps(EngineCore):
     """Truncation marks and the truncate of one table."""
 
-    _truncated: dict[str, int] | None = None  # table -> mark, once read
+    def _truncation_marks(self, c: Any) -> dict[str, int]:
+        """Every truncated table's mark, read in the apply's session (another writer's
+        truncate counts as soon as it committed)."""
+        rows = self._exec(c, sql.truncation_marks(self._ref(LOG))).fetchall()
+        return {str(name): int(lsn) for name, lsn in rows}
 
-    def _truncation_marks(self) -> dict[str, int]:
-        """Every truncated table's mark (read once; this object's applies keep it current)."""
-        if self._truncated is None:
-            if not self._bookkept:
-                self.ensure_bookkeeping()
-            with self._session(None) as c:
-                rows = self._exec(c, sql.truncation_marks(self._ref(LOG))).fetchall()
-            self._truncated = {str(name): int(lsn) for name, lsn in rows}
-        return self._truncated
+    def _past_marks(
+        self, batches: Sequence[TableBatch], marks: Mapping[str, int]
+    ) -> tuple[list[TableBatch], list[tuple[TableBatch, Truncation]], dict[str, int]]:
+        """The batches of changes without those their table's last truncate made stale, the
+        truncates, and how many changes each table dropped."""
+        kept, cuts, stale = [], [], {}
+        for batch in batches:
+            cut = truncation_of(batch)
+            if cut is not None:
+                cuts.append((batch, cut))
+                continue
+            batch, stale[batch.target.name] = past_truncation(batch, marks.get(batch.target.name))
+            kept.append(batch)
+        return kept, cuts, stale
 
-    def _past_marks(self, batch: TableBatch) -> tuple[TableBatch, int]:
-        """The batch without the changes its table's last truncate made stale."""
-        return past_truncation(batch, self._truncation_marks().get(batch.target.name))
-
-    def _prepare_truncate(self, c: Any, batch: TableBatch, cut: Truncation) -> TruncateWork:
+    def _prepare_truncate(
+        self, c: Any, batch: TableBatch, cut: Truncation, marks: Mapping[str, int]
+    ) -> TruncateWork:
         """Reserve the truncate's stage (before the writes: staging may be DDL)."""
         work = TruncateWork(batch, cut, TableApplyStats(batch.target.name, events=1))
-        mark = self._truncation_marks().get(cut.table)
+        mark = marks.get(cut.table)
         if mark is not None and cut.lsn <= mark:
             work.stats.stale = 1  # a redelivered truncate: applied already
             return work
@@ -99,10 +107,3 @@ class TruncateSteps(EngineCore):
         if markers is not None:
             self._exec(c, sql.truncate_prune_markers(markers, target.metadata.lsn, stage))
         return ended
-
-    def _truncated_now(self, truncations: list[TruncateWork]) -> None:
-        """After the commit: this object's marks include the truncates it just applied."""
-        marks = self._truncation_marks()
-        for work in truncations:
-            cut = work.cut
-            marks[cut.table] = max(marks.get(cut.table, cut.lsn), cut.lsn)
