@@ -94,10 +94,11 @@ def rows(draw: st.DrawFn, key: int) -> dict[str, Any]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, truncates: bool = False) -> Scenario:
-    """Transactions of 1..4 changes (a key may change several times in one), snapshot reads,
-    deletes, re-inserts and primary-key changes; commits at least 1 µs apart. ``truncates``:
-    TRUNCATEs too, as transactions of their own and among a transaction's changes."""
+def scenarios(draw: st.DrawFn, truncates: bool = False, transactions: int = 10) -> Scenario:
+    """1..``transactions`` transactions of 1..4 changes (a key may change several times in
+    one), snapshot reads, deletes, re-inserts and primary-key changes; commits at least 1 µs
+    apart. ``truncates``: TRUNCATEs too, as transactions of their own and among a
+    transaction's changes."""
     live: dict[int, dict[str, Any]] = {}
     events: list[ChangeEvent] = []
     resolved: list[ChangeEvent] = []
@@ -138,7 +139,7 @@ def scenarios(draw: st.DrawFn, truncates: bool = False) -> Scenario:
         resolved.append(event)
         live.clear()
 
-    for _ in range(draw(st.integers(1, 10))):
+    for _ in range(draw(st.integers(1, transactions))):
         ts += draw(st.integers(1, 3))
         txid += draw(st.integers(1, 2))
         if truncates and draw(st.integers(0, 4)) == 0:

@@ -62,7 +62,7 @@ def consumed(batches: list[list[ChangeEvent]]) -> list[list[ChangeEvent]]:
 
 @st.composite
 def truncating_cases(draw: st.DrawFn) -> Case:
-    scenario = draw(scenarios(truncates=True))
+    scenario = draw(scenarios(truncates=True, transactions=6))
     return scenario, consumed(draw(deliveries(scenario.events))), draw(TRACKS)
 
 
@@ -89,7 +89,9 @@ def live_rows(wh: Warehouse, target: TableTarget) -> list[dict[str, Any]]:
 
 
 def redeliver_everything(wh: Warehouse, target: TableTarget, events: list[ChangeEvent]) -> None:
-    """The whole log again, as one polled batch cut at its truncates: every event stale."""
+    """The whole log again, as one polled batch cut at its truncates: nothing written, every
+    event stale (a mirror table counts its changes after the last truncate once per key: it
+    collapses a batch to each key's newest change first)."""
     total = TableApplyStats(target.name)
     for segment in consumed([events]):
         [stats] = wh.apply([TableBatch(target, segment[0].schema, segment)], []).tables
@@ -98,7 +100,12 @@ def redeliver_everything(wh: Warehouse, target: TableTarget, events: list[Change
         total.deleted += stats.deleted
         total.versions_opened += stats.versions_opened
         total.versions_closed += stats.versions_closed
-    assert total.stale == len(events), total
+    if target.mode == "scd2":
+        assert total.stale == len(events), total
+    else:
+        last = max((i for i, e in enumerate(events) if e.op is Op.TRUNCATE), default=-1)
+        after = events[last + 1 :]
+        assert total.stale == last + 1 + len({e.key["id"] for e in after}), total
     assert (total.upserted, total.deleted) == (0, 0), total
     assert (total.versions_opened, total.versions_closed) == (0, 0), total
 
