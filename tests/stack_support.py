@@ -127,6 +127,17 @@ def snowflake_warehouse_section(server: Mapping[str, Any], database: str) -> dic
     return warehouse_section(dict(server), database, "RAW")
 
 
+def engine_warehouse(
+    pipeline: Pipeline, engine: str, request: pytest.FixtureRequest
+) -> dict[str, Any] | None:
+    """The `warehouse` section a real-chain test parametrised by ``engine`` runs on: None
+    (the pipeline's DuckDB file) or the fakesnow server's, in a database of the pipeline's."""
+    if engine != "snowflake":
+        return None
+    server = request.getfixturevalue("fakesnow_server")
+    return snowflake_warehouse_section(server, f"CDC_{pipeline.name.upper()}")
+
+
 @pytest.fixture
 def pipeline(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     name = f"t{next(_counter)}"

@@ -24,8 +24,6 @@ from cdc.model import Op
 from warehouse.arrow import Stage
 from warehouse.base import TableBatch
 
-TRUNCATION_COLUMNS = ("table_name", Stage.lsn, Stage.txid, Stage.source_ts)
-
 
 @dataclass(frozen=True, slots=True)
 class Truncation:

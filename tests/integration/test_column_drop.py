@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pytest
 import snowflake.connector
-from stack_support import snowflake_warehouse_section
+from stack_support import engine_warehouse
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
@@ -119,10 +119,7 @@ def test_each_policy_handles_a_column_dropped_at_the_source(
     pipeline: Pipeline, engine: str, request: pytest.FixtureRequest
 ) -> None:
     p = pipeline
-    section = None  # the pipeline's DuckDB file
-    if engine == "snowflake":
-        server = request.getfixturevalue("fakesnow_server")
-        section = snowflake_warehouse_section(server, f"CDC_{p.name.upper()}")
+    section = engine_warehouse(p, engine, request)
     everywhere(p, DDL)
     everywhere(p, "INSERT INTO {t} SELECT g, 'n' || g, 'old ' || g, g FROM generate_series(1, 6) g")
     config = p.configure([entry(t) for t in TABLES], warehouse=section, linger_ms=50)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from stack_support import read_topic, snowflake_warehouse_section
+from stack_support import engine_warehouse, read_topic
 
 from cdc.config import Config
 from cdc.local.pipeline import ReplicatorThread, compare_all
@@ -501,10 +501,7 @@ def test_history_equals_the_source_audit_trail(
     p = pipeline
     p.sql(CUSTOMERS_DDL.format(t="customers"))
     install_audit(p, "customers")
-    warehouse = None
-    if target == "snowflake":
-        server = request.getfixturevalue("fakesnow_server")
-        warehouse = snowflake_warehouse_section(server, f"CDC_{p.name.upper()}")
+    warehouse = engine_warehouse(p, target, request)
     config = _start(
         p,
         [{"name": "public.customers", "mode": "scd2", "scd2": {"granularity": "transaction"}}],

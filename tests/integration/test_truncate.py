@@ -42,7 +42,7 @@ import duckdb
 import psycopg
 import pytest
 import snowflake.connector
-from stack_support import read_topic, snowflake_warehouse_section
+from stack_support import engine_warehouse, read_topic
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
@@ -182,10 +182,7 @@ def test_truncates_mid_stream_end_rows_in_every_table_mode(
     pipeline: Pipeline, engine: str, request: pytest.FixtureRequest
 ) -> None:
     p = pipeline
-    section = None  # the pipeline's DuckDB file
-    if engine == "snowflake":
-        server = request.getfixturevalue("fakesnow_server")
-        section = snowflake_warehouse_section(server, f"CDC_{p.name.upper()}")
+    section = engine_warehouse(p, engine, request)
     for t in TABLES:
         p.sql(DDL.format(t=t))
     config = p.configure(CONFIG_TABLES, warehouse=section)

@@ -257,9 +257,8 @@ class EngineCore(Warehouse):
         self._exec(c, sql.create_table(self._ref("quarantine"), quarantine))
         runs = [(n, t(k)) for n, k in RECONCILE_KINDS]
         self._exec(c, sql.create_table(self._ref("reconcile_runs"), runs))
-        cuts = [("table_name", t(TEXT)), ("lsn", t(I64)), ("txid", t(I64)),
-                ("source_ts", t(TSTZ)), ("applied_at", t(TSTZ))]  # fmt: skip
-        self._exec(c, sql.create_table(self._ref("truncations"), cuts))  # sql.TRUNCATION_LOG
+        cuts = list(zip(sql.TRUNCATION_LOG, map(t, (TEXT, I64, I64, TSTZ, TSTZ)), strict=True))
+        self._exec(c, sql.create_table(self._ref("truncations"), cuts))
         self._cost_ddl(c)
         self._engine_ddl(c)
 

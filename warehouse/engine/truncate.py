@@ -88,9 +88,8 @@ class TruncateSteps(EngineCore):
 
     def _end_rows(self, c: Any, batch: TableBatch, key: list[str], stage: Any) -> int:
         target = batch.target
-        markers: TableRef | None = self._ref(f"{target.name}__deleted")
-        if markers is not None and not self._columns_of(c, markers):
-            markers = None
+        ref = self._ref(f"{target.name}__deleted")
+        markers = ref if self._columns_of(c, ref) else None  # no such table: nothing to prune
         scd2 = target.scd2 if target.mode == "scd2" else None
         m = sql.registered_table(TableRef(self.schema, target.name), markers, key,
                                  target.metadata, target.soft_delete, scd2)  # fmt: skip
