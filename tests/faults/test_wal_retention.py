@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.faults
 
 MB = 1024 * 1024
-BUSY_SECONDS = 45
+BUSY_SECONDS = 75
+# The background writer logs a running-transactions record every 15 s. PostgreSQL takes a new
+# restart_lsn candidate from one only once the previous candidate was confirmed
+# (LogicalIncreaseRestartDecodingForSlot: "only increase if the previous values have been
+# applied"), so when the connector confirms late (a loaded machine) one record is skipped and
+# that tooth spans two intervals: 29 samples, 252 MB, in a CI run on 2 cores.
+RUNNING_XACTS_SECONDS = 15
 
 
 @dataclass
@@ -111,8 +117,8 @@ def test_idle_slot_retains_bounded_wal_while_a_neighbour_writes(pipeline: Pipeli
     (current LSN - restart_lsn) grows with everything written, because Debezium confirms only
     LSNs it receives and the neighbour's WAL decodes to nothing for this slot. Then with the
     product's default (a logical message in this database on every heartbeat; the test
-    config's interval is 1 s): the retained WAL stays bounded (a sawtooth of ~15 s of writes),
-    far below what was written.
+    config's interval is 1 s): the retained WAL stays bounded (a sawtooth of ~15 s of writes,
+    30 s when PostgreSQL skips one running-transactions record), far below what was written.
     Finally a change to the idle table still replicates (verify)."""
     pipeline.sql("CREATE TABLE quiet (id int PRIMARY KEY, v int)")
     pipeline.sql("INSERT INTO quiet SELECT g, g FROM generate_series(1, 10) g")
@@ -137,17 +143,22 @@ def test_idle_slot_retains_bounded_wal_while_a_neighbour_writes(pipeline: Pipeli
     assert without.written > 30 * MB, without.describe()
     assert without.retained[-1] > 0.8 * without.written, without.describe()  # unbounded
     assert with_query.written > 100 * MB, with_query.describe()
-    # restart_lsn moves when the walsender decodes a running-xacts record (the background
-    # writer logs one every 15 s) after Debezium confirmed past it: a sawtooth whose peaks are
-    # ~15 s of the neighbour's WAL. Once Debezium is back (first drop), it must keep dropping
-    # and stay below ~25 s of writes, where without the action query it only grows.
+    # restart_lsn moves when the walsender decodes a running-xacts record after Debezium
+    # confirmed past it: a sawtooth whose teeth span one or two RUNNING_XACTS_SECONDS. Once
+    # Debezium is back (first low sample), it must keep dropping (at least twice in the 75 s)
+    # and every peak stay below two intervals of writes plus slack, where without the action
+    # query the retained WAL only grows (it would reach 75 s of writes here).
     samples = with_query.retained
     caught_up = next((i for i, r in enumerate(samples) if r < 32 * MB), None)
     assert caught_up is not None, with_query.describe()  # the slot moved to the present
     drops = [i for i in range(caught_up + 1, len(samples)) if _fell(samples, i)]
-    assert drops, with_query.describe()  # and kept moving
+    assert len(drops) >= 2, with_query.describe()  # and kept moving
+    teeth = [b - a for a, b in zip([caught_up, *drops], drops, strict=False)]
+    assert max(teeth) <= 2 * RUNNING_XACTS_SECONDS + 5, (teeth, with_query.describe())
     rate = with_query.written / len(samples)  # bytes a second
-    assert max(samples[caught_up:]) < 25 * rate + 16 * MB, with_query.describe()
+    bound = (2 * RUNNING_XACTS_SECONDS + 5) * rate + 16 * MB
+    assert max(samples[caught_up:]) < bound, with_query.describe()
+    assert max(samples[caught_up:]) < 0.6 * with_query.written, with_query.describe()
 
     pipeline.sql("UPDATE quiet SET v = v + 100 WHERE id <= 3")
     pipeline.sql("INSERT INTO quiet VALUES (11, 11)")
