@@ -299,6 +299,30 @@ class SourcePosition:
     commit_lsn: int | None = None
 
 
+def newer(
+    commit_lsn: int | None, lsn: int, than_commit_lsn: int | None, than_lsn: int | None
+) -> bool:
+    """The position guard: is ``(commit_lsn, lsn)`` newer than the stored ``(than_commit_lsn,
+    than_lsn)`` (``than_lsn`` None: nothing stored)?
+
+    When both commit parts are known, positions compare in commit order, then change order:
+    ``source.sequence[0]`` (the last commit before the change's transaction) strictly grows
+    from one transaction to the next in stream order, while change LSNs of a transaction that
+    stayed open can be lower than those of transactions that committed before it. For the
+    changes of one row the two orders agree (row locks serialise its writers); they differ for
+    an incremental snapshot read, positioned at its window-close signal, against a transaction
+    that wrote the row before the close and committed after it. When a commit part is unknown
+    (bulk snapshot and repair rows, the first transaction after a connector start, rows
+    stored before the commit part was kept) the change LSNs compare alone, as they always did.
+    :func:`warehouse.sql.clauses.newer` is the same rule in SQL.
+    """
+    if than_lsn is None:
+        return True
+    if commit_lsn is not None and than_commit_lsn is not None and commit_lsn != than_commit_lsn:
+        return commit_lsn > than_commit_lsn
+    return lsn > than_lsn
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaOrigin:
     topic: str

@@ -518,7 +518,7 @@ class Store:
         written: dict[Key, list[int]] = defaultdict(list)
         for w in (*plan.inserts, *plan.updates):
             written[w.key].append(w.version.lsn)
-        for key, lsn in plan.deletes:
+        for key, lsn, _ in plan.deletes:
             written[key].append(lsn)
             self.deleted_at[lsn] = key
         for key, lsns in written.items():

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
+import snowflake.connector
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from cdc.config import Config
@@ -37,6 +39,8 @@ from cdc.local.pipeline import (
 )
 from cdc.local.processes import free_port
 from cdc.local.stack import LocalStack
+from warehouse.duckdb.settings import DuckDBSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +189,26 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
     finally:
         consumer.close()
     return out
+
+
+def stored(config: Config, relation: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The column names and every row of a warehouse table or view, read with plain SQL on the
+    engine (the adapter's reads leave deleted rows out)."""
+    section = config.warehouse
+    text = f'SELECT * FROM "{section.schema_name}"."{relation}" ORDER BY "id", "_cdc_lsn"'
+    if isinstance(section, SnowflakeSettings):
+        with snowflake.connector.connect(**section.connect_kwargs("test", None)) as conn:
+            cur = conn.cursor()
+            cur.execute(text)
+            names = [d[0] for d in cur.description]
+            raw = cur.fetchall()
+    else:
+        assert isinstance(section, DuckDBSettings)
+        con = duckdb.connect(str(section.path), read_only=True)
+        try:
+            cur = con.execute(text)
+            names = [d[0] for d in cur.description]
+            raw = cur.fetchall()
+        finally:
+            con.close()
+    return names, [dict(zip(names, r, strict=True)) for r in raw]

@@ -232,6 +232,7 @@ class Stage:
     """
 
     lsn = "m_lsn"
+    commit_lsn = "m_commit_lsn"
     txid = "m_txid"
     op = "m_op"
     source_ts = "m_source_ts"
@@ -272,6 +273,7 @@ def mirror_stage(plan: MirrorPlan) -> tuple[pa.Table, frozenset[int]]:
             flags = [col.name in r.toast for r in rows]
             arrays[Stage.toast(i)] = pa.array(flags, type=pa.bool_())
     arrays[Stage.lsn] = pa.array([r.lsn for r in rows], type=pa.int64())
+    arrays[Stage.commit_lsn] = pa.array([r.commit_lsn for r in rows], type=pa.int64())
     arrays[Stage.txid] = pa.array([r.txid for r in rows], type=pa.int64())
     arrays[Stage.op] = pa.array([r.op.value for r in rows], type=pa.string())
     arrays[Stage.source_ts] = pa.array(
@@ -296,6 +298,7 @@ def source_rows_stage(rows: SourceRows) -> pa.Table:
                                                  column=col.name)  # fmt: skip
     pos = rows.position
     arrays[Stage.lsn] = pa.array([pos.lsn] * n, type=pa.int64())
+    arrays[Stage.commit_lsn] = pa.array([pos.commit_lsn] * n, type=pa.int64())
     arrays[Stage.txid] = pa.array([pos.tx_id] * n, type=pa.int64())
     arrays[Stage.op] = pa.array(["r"] * n, type=pa.string())
     arrays[Stage.source_ts] = pa.array([pos.commit_ts_us] * n, type=pa.timestamp("us", tz="UTC"))
@@ -406,7 +409,8 @@ def scd2_stage(plan: Scd2Plan) -> pa.Table:
     rows += [(Stage.KIND_INSERT, w.key, w.version, None) for w in plan.inserts]
     rows += [(Stage.KIND_UPDATE, w.key, w.version, w.version.stored_lsn) for w in plan.updates]
     rows += [(Stage.KIND_REMOVE, key, None, lsn) for key, lsn in plan.removes]
-    rows += [(Stage.KIND_MARKER, key, None, lsn) for key, lsn in plan.deletes]
+    rows += [(Stage.KIND_MARKER, key, None, lsn) for key, lsn, _ in plan.deletes]
+    marker_commits = [None] * (len(rows) - len(plan.deletes)) + [c for _, _, c in plan.deletes]
     arrays: dict[str, pa.Array] = {}
     for i, c in enumerate(schema.columns):
         if c.name in schema.key:
@@ -427,6 +431,9 @@ def scd2_stage(plan: Scd2Plan) -> pa.Table:
     arrays[Stage.lsn] = pa.array(
         [lsn if v is None else v.lsn for _, _, v, lsn in rows], type=pa.int64()
     )
+    commits = [c if v is None else v.commit_lsn
+               for (_, _, v, _), c in zip(rows, marker_commits, strict=True)]  # fmt: skip
+    arrays[Stage.commit_lsn] = pa.array(commits, type=pa.int64())
     arrays[Stage.txid] = meta(lambda v: v.txid, pa.int64())
     arrays[Stage.op] = meta(lambda v: v.op.value, pa.string())
     arrays[Stage.source_ts] = meta(lambda v: v.source_ts_us, _TS)

@@ -29,6 +29,9 @@ class MetadataColumns:
     source_ts: str = "_cdc_source_ts"
     loaded_at: str = "_cdc_loaded_at"
     deleted: str = "_cdc_deleted"
+    # the commit part of the two-part position (Debezium's ``source.sequence[0]``); NULL when
+    # unknown (snapshot rows, rows written before this column existed): see cdc.model.newer
+    commit_lsn: str = "_cdc_commit_lsn"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """Pure mirror planning: a table's batch of change events -> rows to upsert and keys to delete.
 
-No I/O. The plan keeps one change per key, the newest by ``(position.lsn, origin.offset)``,
-with unchanged TOAST values carried forward from earlier changes of the same key in the batch.
+No I/O. The plan keeps one change per key, the newest by the position rule
+(:func:`cdc.model.newer`: commit order then change order when both commit parts are known,
+change LSN otherwise), with unchanged TOAST values carried forward from earlier changes of the
+same key in the batch.
 Columns still :data:`~cdc.model.UNCHANGED_TOAST` after that are listed per row in ``toast``;
 the engine takes them from the stored row (architecture.md §4, invariants 4 and 5).
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema
+from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema, newer
 from warehouse.base import DataError, TableBatch
 
 Key = tuple[Any, ...]
@@ -37,6 +39,7 @@ class RowChange:
     op: Op
     source_ts_us: int
     deleted: bool
+    commit_lsn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ def _fold(prev: RowChange | None, event: ChangeEvent, key: Key, schema: TableSch
         values = {name: None for name in schema.names}
         values.update(zip(schema.key, key, strict=True))
         return RowChange(key, values, frozenset(), pos.lsn, pos.tx_id, event.op,
-                         pos.commit_ts_us, deleted=True)  # fmt: skip
+                         pos.commit_ts_us, deleted=True, commit_lsn=pos.commit_lsn)  # fmt: skip
     if event.after is None:
         raise ValueError(
             f"{event.op.value!r} event for {schema.table} at {event.origin} has no after"
@@ -106,7 +109,7 @@ def _fold(prev: RowChange | None, event: ChangeEvent, key: Key, schema: TableSch
         values[name] = value
     values.update(zip(schema.key, key, strict=True))
     return RowChange(key, values, frozenset(toast), pos.lsn, pos.tx_id, event.op,
-                     pos.commit_ts_us, deleted=False)  # fmt: skip
+                     pos.commit_ts_us, deleted=False, commit_lsn=pos.commit_lsn)  # fmt: skip
 
 
 def plan_mirror(batch: TableBatch) -> MirrorPlan:
@@ -125,7 +128,13 @@ def plan_mirror(batch: TableBatch) -> MirrorPlan:
                 "the consumer must handle truncates before planning"
             )
         key = event_key(event, schema, batch.target.name)
-        newest[key] = _fold(newest.get(key), event, key, schema)
+        prev = newest.get(key)
+        pos = event.position
+        # in LSN order every change folds onto the previous one, except where the position
+        # rule says the kept change is later (a read after a change whose transaction
+        # committed after the read's window closed)
+        if prev is None or not newer(prev.commit_lsn, prev.lsn, pos.commit_lsn, pos.lsn):
+            newest[key] = _fold(prev, event, key, schema)
     rows = list(newest.values())
     return MirrorPlan(
         table=batch.target.name,

@@ -16,7 +16,11 @@ Semantics (architecture.md §3), per key, change by change in log order:
   version in place (every column; its validity does not change). Otherwise it closes the
   current version at the change's commit time and opens a new one valid from that time.
   Snapshot reads (``r``) follow the same rule: the same values open no version; different
-  values (missed changes) open one marked ``_cdc_op = 'r'``.
+  values (missed changes) open one marked ``_cdc_op = 'r'``. An incremental snapshot read
+  (one with a commit position) whose every value equals the current version's is a no-op:
+  it leaves the version and the high-water mark as they are, so a change of a transaction
+  that was open across the read's window close (a lower change LSN, a later commit) still
+  applies after it (see :func:`cdc.model.newer`).
 * A delete closes the current version (flagged ``deleted``). A later insert opens a new one.
 * ``granularity: transaction``: changes of one source transaction give one version per
   committed state. A change of the transaction that opened the current version rewrites that
@@ -42,7 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema
+from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema, newer
 from warehouse.base import IncompatibleSchemaChangeError, Scd2Options, TableBatch
 from warehouse.mirror import Key, event_key
 
@@ -64,6 +68,7 @@ class Version:
     op: Op
     source_ts_us: int
     stored_lsn: int | None = None
+    commit_lsn: int | None = None  # the commit part of the position (cdc.model.newer)
     changed: bool = False  # validity, flags or metadata differ from the stored row
     values_changed: bool = False  # data columns differ from the stored row
     was_current: bool = True  # current when fetched (new versions: when opened)
@@ -76,23 +81,28 @@ class Version:
 @dataclass(frozen=True, slots=True)
 class StoredTail:
     """What the table knows of one key: its last (at most two) versions, oldest first, and the
-    highest position applied to it (the newest version's or a recorded delete's)."""
+    highest position applied to it (the newest version's or a recorded delete's): its change
+    LSN ``hwm`` and its commit part ``hwm_commit`` (None: unknown)."""
 
     versions: tuple[Version, ...] = ()
     hwm: int | None = None
+    hwm_commit: int | None = None
 
 
 # A stored version as read back: data values, then _cdc_lsn, _cdc_txid, _cdc_op, and
-# _cdc_source_ts, valid_from, valid_to in µs since the epoch, then the deleted flag.
-StoredVersion = tuple[dict[str, Any], int, int | None, str, int, int, int | None, bool]
+# _cdc_source_ts, valid_from, valid_to in µs since the epoch, then the deleted flag and
+# _cdc_commit_lsn.
+StoredVersion = tuple[dict[str, Any], int, int | None, str, int, int, int | None, bool, int | None]
 
 
 def stored_tails(
-    key: Sequence[str], versions: Iterable[StoredVersion], markers: Iterable[tuple[Key, int]]
+    key: Sequence[str],
+    versions: Iterable[StoredVersion],
+    markers: Iterable[tuple[Key, int, int | None]],
 ) -> dict[Key, StoredTail]:
     """The stored tails of the ``scd2_tail`` versions and ``scd2_hwm`` delete markers read."""
     grouped: dict[Key, list[Version]] = {}
-    for values, lsn, txid, op, source_ts, valid_from, valid_to, deleted in versions:
+    for values, lsn, txid, op, source_ts, valid_from, valid_to, deleted, commit in versions:
         grouped.setdefault(tuple(values[k] for k in key), []).append(
             Version(
                 values=values,
@@ -104,16 +114,19 @@ def stored_tails(
                 op=Op(op),
                 source_ts_us=source_ts,
                 stored_lsn=lsn,
+                commit_lsn=commit,
                 was_current=valid_to is None,
             )
         )
-    tails = {
-        k: StoredTail(tuple(sorted(vs, key=lambda v: v.lsn)), max(v.lsn for v in vs))
-        for k, vs in grouped.items()
-    }
-    for k, marker in markers:
+    tails = {}
+    for k, vs in grouped.items():
+        ordered = tuple(sorted(vs, key=lambda v: v.lsn))
+        tails[k] = StoredTail(ordered, ordered[-1].lsn, ordered[-1].commit_lsn)
+    for k, marker, commit in markers:
         tail = tails.get(k, StoredTail())
-        tails[k] = StoredTail(tail.versions, marker if tail.hwm is None else max(tail.hwm, marker))
+        if tail.hwm is None or marker > tail.hwm:
+            tail = StoredTail(tail.versions, marker, commit)
+        tails[k] = tail
     return tails
 
 
@@ -132,7 +145,7 @@ class Scd2Plan:
     inserts: tuple[VersionWrite, ...]  # new versions
     updates: tuple[VersionWrite, ...]  # stored versions (by key + stored_lsn) to rewrite
     removes: tuple[tuple[Key, int], ...]  # stored versions (key, stored_lsn) to delete
-    deletes: tuple[tuple[Key, int], ...]  # delete positions to record (key, lsn)
+    deletes: tuple[tuple[Key, int, int | None], ...]  # delete positions (key, lsn, commit_lsn)
     events: int
     stale: int
     upserted: int
@@ -177,8 +190,9 @@ class _KeyHistory:
     key: Key
     versions: list[Version]
     hwm: int | None
+    hwm_commit: int | None = None
     removed: list[int] = field(default_factory=list)  # stored_lsn of removed stored versions
-    delete_lsn: int | None = None
+    delete_at: tuple[int, int | None] | None = None  # (lsn, commit_lsn) of the last delete
 
     @property
     def cur(self) -> Version | None:
@@ -218,6 +232,7 @@ def _write(version: Version, values: dict[str, Any], event: ChangeEvent) -> None
     """Write a change into a version in place (its opening txid/op and valid_from stay)."""
     version.values = values
     version.lsn = event.position.lsn
+    version.commit_lsn = event.position.commit_lsn
     version.source_ts_us = event.position.commit_ts_us
     version.valid_to_us = None
     version.deleted = False
@@ -257,7 +272,7 @@ def _step(
     closed_here = same_tx and prev is not None and prev.valid_to_us == ts
     if event.op is Op.DELETE:
         n.deleted += 1
-        h.delete_lsn = pos.lsn
+        h.delete_at = (pos.lsn, pos.commit_lsn)
         if cur is None:
             return
         if opened_here:
@@ -300,10 +315,35 @@ def _step(
                 txid=pos.tx_id,
                 op=event.op,
                 source_ts_us=ts,
+                commit_lsn=pos.commit_lsn,
                 changed=True,
                 values_changed=True,
             )
         )
+
+
+def _stale(h: _KeyHistory, event: ChangeEvent) -> bool:
+    """At or below the key's high-water mark: by change LSN, and by the two-part position
+    (:func:`cdc.model.newer`), which in LSN order puts an incremental snapshot read behind a
+    change whose transaction committed after the read's window closed. (The reverse, such a
+    change after a read that was written, stays refused: its version would sort before the
+    read's by ``_cdc_lsn``. A read that only confirms the current version writes nothing, see
+    :func:`_confirms`, so this happens only when the read repaired the key.)"""
+    pos = event.position
+    if h.hwm is None:
+        return False
+    return pos.lsn <= h.hwm or not newer(pos.commit_lsn, pos.lsn, h.hwm_commit, h.hwm)
+
+
+def _confirms(h: _KeyHistory, event: ChangeEvent, schema: TableSchema) -> bool:
+    """An incremental snapshot read (it has a commit position) that finds every value of the
+    current version as it is: it tells nothing new, and writing it would move the key's
+    position past changes that committed after it with lower change LSNs."""
+    cur = h.cur
+    if event.op is not Op.READ or event.position.commit_lsn is None or cur is None:
+        return False
+    values = _values(event, schema, h.key, cur)
+    return all(same_value(cur.values.get(c), values[c]) for c in schema.names)
 
 
 def plan_scd2(batch: TableBatch, stored: Mapping[Key, StoredTail]) -> Scd2Plan:
@@ -330,21 +370,24 @@ def plan_scd2(batch: TableBatch, stored: Mapping[Key, StoredTail]) -> Scd2Plan:
         h = histories.get(key)
         if h is None:
             tail = stored.get(key, StoredTail())
-            h = _KeyHistory(key, [_copy(v) for v in tail.versions], tail.hwm)
+            h = _KeyHistory(key, [_copy(v) for v in tail.versions], tail.hwm, tail.hwm_commit)
             histories[key] = h
-        if h.hwm is not None and event.position.lsn <= h.hwm:
+        if _stale(h, event):
             n.stale += 1
             continue
         if event.op is not Op.DELETE and event.after is None:
             raise ValueError(
                 f"{event.op.value!r} event for {schema.table} at {event.origin} has no after"
             )
+        if _confirms(h, event, schema):
+            n.stale += 1
+            continue
         _step(h, event, schema, tracked, by_transaction, n)
-        h.hwm = event.position.lsn
+        h.hwm, h.hwm_commit = event.position.lsn, event.position.commit_lsn
     inserts: list[VersionWrite] = []
     updates: list[VersionWrite] = []
     removes: list[tuple[Key, int]] = []
-    deletes: list[tuple[Key, int]] = []
+    deletes: list[tuple[Key, int, int | None]] = []
     for key, h in histories.items():
         for v in h.versions:
             if v.stored_lsn is None:
@@ -352,8 +395,8 @@ def plan_scd2(batch: TableBatch, stored: Mapping[Key, StoredTail]) -> Scd2Plan:
             elif v.changed:
                 updates.append(VersionWrite(key, v))
         removes.extend((key, lsn) for lsn in h.removed)
-        if h.delete_lsn is not None:
-            deletes.append((key, h.delete_lsn))
+        if h.delete_at is not None:
+            deletes.append((key, *h.delete_at))
     written = [w.version for w in (*inserts, *updates)]
     return Scd2Plan(
         table=table,
@@ -382,5 +425,6 @@ def _copy(v: Version) -> Version:
         op=v.op,
         source_ts_us=v.source_ts_us,
         stored_lsn=v.stored_lsn,
+        commit_lsn=v.commit_lsn,
         was_current=v.current,
     )

@@ -33,6 +33,7 @@ class Truncation:
     lsn: int
     txid: int | None
     commit_ts_us: int
+    commit_lsn: int | None = None
 
     def stage(self) -> pa.Table:
         """The truncate as a one-row stage (the statements read its values from there)."""
@@ -40,6 +41,7 @@ class Truncation:
             {
                 "table_name": pa.array([self.table], pa.string()),
                 Stage.lsn: pa.array([self.lsn], pa.int64()),
+                Stage.commit_lsn: pa.array([self.commit_lsn], pa.int64()),
                 Stage.txid: pa.array([self.txid], pa.int64()),
                 Stage.source_ts: pa.array([self.commit_ts_us], pa.timestamp("us", tz="UTC")),
             }
@@ -59,7 +61,7 @@ def truncation_of(batch: TableBatch) -> Truncation | None:
             "with cdc.consumer.batching.cut_at_truncates"
         )
     pos = truncates[0].position
-    return Truncation(batch.target.name, pos.lsn, pos.tx_id, pos.commit_ts_us)
+    return Truncation(batch.target.name, pos.lsn, pos.tx_id, pos.commit_ts_us, pos.commit_lsn)
 
 
 def past_truncation(batch: TableBatch, mark: int | None) -> tuple[TableBatch, int]:

@@ -101,6 +101,7 @@ def metadata_types(meta: MetadataColumns, soft_delete: bool) -> list[tuple[str, 
         (meta.op, exp.DataType(this=DT.VARCHAR)),
         (meta.source_ts, exp.DataType(this=DT.TIMESTAMPTZ)),
         (meta.loaded_at, exp.DataType(this=DT.TIMESTAMPTZ)),
+        (meta.commit_lsn, exp.DataType(this=DT.BIGINT)),
     ]
     if soft_delete:
         cols.append((meta.deleted, exp.DataType(this=DT.BOOLEAN)))

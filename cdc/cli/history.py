@@ -137,7 +137,16 @@ def leading_columns(target: TableTarget) -> list[str]:
 def data_columns(target: TableTarget, row: Mapping[str, Any]) -> list[str]:
     """The source table's columns of a version row, in table order."""
     m = target.metadata
-    hidden = {*target.scd2.names, m.lsn, m.txid, m.op, m.source_ts, m.loaded_at, m.deleted}
+    hidden = {
+        *target.scd2.names,
+        m.lsn,
+        m.txid,
+        m.op,
+        m.source_ts,
+        m.loaded_at,
+        m.deleted,
+        m.commit_lsn,
+    }
     return [c for c in row if c not in hidden]
 
 

@@ -28,7 +28,7 @@ class ConsumerConfig(SectionModel):
         default="_cdc_",
         description="Prefix of the metadata columns on every replicated table "
         "(`<prefix>lsn`, `<prefix>txid`, `<prefix>op`, `<prefix>source_ts`, "
-        "`<prefix>loaded_at`, `<prefix>deleted`).",
+        "`<prefix>loaded_at`, `<prefix>deleted`, `<prefix>commit_lsn`).",
     )
 
     @field_validator("metadata_prefix")
@@ -46,4 +46,5 @@ class ConsumerConfig(SectionModel):
             source_ts=f"{p}source_ts",
             loaded_at=f"{p}loaded_at",
             deleted=f"{p}deleted",
+            commit_lsn=f"{p}commit_lsn",
         )

@@ -25,16 +25,12 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pytest
-import snowflake.connector
-from stack_support import engine_warehouse
+from stack_support import engine_warehouse, stored
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
 from cdc.runtime import open_warehouse
-from warehouse.duckdb.settings import DuckDBSettings
-from warehouse.snowflake.settings import SnowflakeSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -68,29 +64,6 @@ def replicate(p: Pipeline) -> RunStats:
     stats = p.replicate_until_caught_up()
     assert stats.dead_letters == 0 and not stats.parked, stats
     return stats
-
-
-def stored(config: Config, relation: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """The column names and every row of a warehouse table or view, read with plain SQL on the
-    engine (the adapter's reads leave deleted rows out)."""
-    section = config.warehouse
-    text = f'SELECT * FROM "{section.schema_name}"."{relation}" ORDER BY "id", "_cdc_lsn"'
-    if isinstance(section, SnowflakeSettings):
-        with snowflake.connector.connect(**section.connect_kwargs("test", None)) as conn:
-            cur = conn.cursor()
-            cur.execute(text)
-            names = [d[0] for d in cur.description]
-            raw = cur.fetchall()
-    else:
-        assert isinstance(section, DuckDBSettings)
-        con = duckdb.connect(str(section.path), read_only=True)
-        try:
-            cur = con.execute(text)
-            names = [d[0] for d in cur.description]
-            raw = cur.fetchall()
-        finally:
-            con.close()
-    return names, [dict(zip(names, r, strict=True)) for r in raw]
 
 
 def legacy(config: Config, table: str) -> list[tuple[int, Any, bool]]:

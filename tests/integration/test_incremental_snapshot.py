@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import psycopg
 import pytest
-from stack_support import read_topic
+from stack_support import engine_warehouse, read_topic
 
 from cdc.local.pipeline import ReplicatorThread, compare_all, history_reports
+from cdc.runtime import open_warehouse
 from cdc.source.connector import notification_topic
 from cdc.source.signals import (
     IncrementalSnapshotProgress,
@@ -218,30 +219,55 @@ def test_bad_requests_are_refused_before_anything_is_written(pipeline: Pipeline)
     assert notification_topic(config) == f"__debezium-notification.{pipeline.name}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: a transaction that wrote a key before a chunk's window closed "
-    "and commits after it streams after the read with a lower LSN; the single-LSN guard "
-    "refuses it (see cdc.decoding.envelope._incremental_read_lsn)",
-)
+OPEN_TX_TABLES: list[str | dict[str, Any]] = [
+    {"name": "public.items"},
+    {"name": "public.soft_items", "soft_delete": True},
+    {"name": "public.hist_items", "mode": "scd2"},
+]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "snowflake"])
 def test_a_transaction_open_across_the_window_close_wins_over_the_read(
-    pipeline: Pipeline,
+    pipeline: Pipeline, engine: str, request: pytest.FixtureRequest
 ) -> None:
-    """A transaction updates key 7 and stays open while the incremental snapshot reads the
-    table (MVCC: the read sees the old value) and completes; then it commits. Debezium sends
-    the read first and the update after it, so key 7 should end with the update."""
-    pipeline.sql(ITEMS_DDL)
-    config = pipeline.configure(["public.items"])
-    pipeline.start_debezium()
-    pipeline.replicate_until_caught_up()
-    with psycopg.connect(pipeline.url) as open_tx:
-        open_tx.execute("UPDATE items SET qty = 4242 WHERE id = 7")
-        signal_id = request_configured_snapshot(config, ["items"], url=pipeline.url)
+    """A transaction updates key 7 and deletes key 8 of three tables (mirror, soft-delete,
+    scd2) and stays open while an incremental snapshot reads them (MVCC: the reads see the old
+    rows) and completes; then it commits. Debezium sends the reads first and the changes
+    after them, with lower change LSNs (written before the window closed) but a later commit:
+    the two-part position (commit LSN, change LSN) orders them after the reads, so key 7 ends
+    with the update and key 8 deleted, in every table, on both warehouses. (With the change
+    LSN alone, the guard refused them: the strict xfail this test was until issue 19.)"""
+    p = pipeline
+    section = engine_warehouse(p, engine, request)
+    for table in ("items", "soft_items", "hist_items"):
+        p.sql(ITEMS_DDL.replace("items", table))
+    config = p.configure(OPEN_TX_TABLES, warehouse=section)
+    p.start_debezium()
+    p.replicate_until_caught_up()
+    with psycopg.connect(p.url) as open_tx:
+        for table in ("items", "soft_items", "hist_items"):
+            open_tx.execute(f"UPDATE {table} SET qty = 4242 WHERE id = 7")
+            open_tx.execute(f"DELETE FROM {table} WHERE id = 8")
+        signal_id = request_configured_snapshot(
+            config, ["items", "soft_items", "hist_items"], url=p.url
+        )
         wait_configured_snapshot(config, signal_id, timeout=180)
         open_tx.commit()
-    pipeline.replicate_until_caught_up()
-    path = config.warehouse.path  # type: ignore[union-attr]
-    assert warehouse_sql(path, "SELECT qty FROM items WHERE id = 7") == [(4242,)]
+    stats = p.replicate_until_caught_up()
+    assert stats.dead_letters == 0 and not stats.parked, stats
+    p.assert_equal_to_source(f" ({engine})")
+    warehouse = open_warehouse(config)
+    try:
+        versions = warehouse.fetch_history(config.table_target(config.table("hist_items")))
+    finally:
+        warehouse.close()
+    seven = [(r["qty"], r["is_current"]) for r in versions if r["id"] == 7]
+    eight = [(r["qty"], r["is_current"], r["_cdc_deleted"]) for r in versions if r["id"] == 8]
+    assert seven == [(7, False), (4242, True)], seven  # the snapshot's read opened nothing
+    assert eight == [(8, False, True)], eight
+    # the commit part is stored: the streamed update carries it, the read before it too
+    commits = {r["id"]: r["_cdc_commit_lsn"] for r in versions if r["is_current"]}
+    assert commits[7] is not None, commits
 
 
 def test_an_incremental_snapshot_resumes_after_the_connector_is_killed(pipeline: Pipeline) -> None:

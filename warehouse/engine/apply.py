@@ -347,14 +347,15 @@ class ApplyTemplate(TruncateSteps):
         versions: list[StoredVersion] = []
         for r in self._fetch(c, sql.scd2_tail(m, staged), fields):
             values = {n: r[n] for n, _ in m.columns}
-            lsn, txid, op, source_ts, valid_from, valid_to, deleted = (r[n] for n in meta)
+            lsn, txid, op, source_ts, valid_from, valid_to, deleted, commit = (r[n] for n in meta)
             end = None if valid_to is None else _micros(valid_to)
             versions.append((values, int(lsn), txid, op, _micros(source_ts), _micros(valid_from),
-                             end, bool(deleted)))  # fmt: skip
+                             end, bool(deleted), commit))  # fmt: skip
         key_fields = [Field(k, types[k], kinds.get(k)) for k in m.key]
         key_fields.append(Field(m.meta.lsn, self._type(I64), I64))
+        key_fields.append(Field(m.meta.commit_lsn, self._type(I64), I64))
         markers = [
-            (tuple(r[k] for k in m.key), int(r[m.meta.lsn]))
+            (tuple(r[k] for k in m.key), int(r[m.meta.lsn]), r[m.meta.commit_lsn])
             for r in self._fetch(c, sql.scd2_hwm(m, staged), key_fields)
         ]
         return plan_scd2(batch, stored_tails(m.key, versions, markers))

@@ -90,7 +90,7 @@ def meta_kinds(target: TableTarget) -> dict[str, ColumnType]:
     """The model types of a target table's metadata (and validity) columns."""
     meta, v = target.metadata, target.scd2
     kinds = {meta.lsn: I64, meta.txid: I64, meta.op: TEXT, meta.source_ts: TSTZ,
-             meta.loaded_at: TSTZ, meta.deleted: BOOL}  # fmt: skip
+             meta.loaded_at: TSTZ, meta.deleted: BOOL, meta.commit_lsn: I64}  # fmt: skip
     if target.mode == "scd2":
         kinds |= {v.valid_from: TSTZ, v.valid_to: TSTZ, v.is_current: BOOL}
     return kinds
@@ -345,6 +345,7 @@ class EngineCore(Warehouse):
             names.append(meta.deleted)
         if target.mode == "scd2":
             names += target.scd2.names
+        names.append(meta.commit_lsn)  # last: where ADD COLUMN puts it in an older table
         return [(n, self._type(kinds[n])) for n in names]
 
     def _check_mode(self, c: Any, m: TargetTable, mode: str) -> dict[str, Any] | None:
@@ -417,7 +418,8 @@ class EngineCore(Warehouse):
             self._column_drop(c, batch.target, m.target, gone)
         if m.markers is not None:
             keys = [(k, m.columns[m.index(k)][1]) for k in m.key]
-            self._sync_table(c, m.markers, [*keys, (m.meta.lsn, self._type(I64))])
+            pos = [(m.meta.lsn, self._type(I64)), (m.meta.commit_lsn, self._type(I64))]
+            self._sync_table(c, m.markers, [*keys, *pos])
         if m.scd2 is not None:
             self._exec(c, sql.create_current_view(self._current_view(name), m))
         if self.capabilities.transactional_ddl:

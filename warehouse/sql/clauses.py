@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from warehouse.arrow import Stage
+from warehouse.contract import MetadataColumns
 from warehouse.sql.names import S, TableRef, col, ident
 from warehouse.types import fetch_type
 
@@ -26,9 +27,34 @@ def not_true(e: exp.Expr) -> exp.Expr:
     return exp.Not(this=exp.Coalesce(this=e, expressions=[exp.false()]))
 
 
-def newer(than: exp.Expr) -> exp.Expr:
-    """``than IS NULL OR s.m_lsn > than``: the position guard against one stored lsn."""
-    return exp.or_(is_null(than), exp.GT(this=col(Stage.lsn, S), expression=than))
+def later(s_commit: exp.Expr, s_lsn: exp.Expr, t_commit: exp.Expr, t_lsn: exp.Expr) -> exp.Expr:
+    """``(s_commit, s_lsn)`` after ``(t_commit, t_lsn)``: commit order, then change order,
+    when both commit parts are known; change order alone otherwise (:func:`cdc.model.newer`,
+    the same rule in Python)."""
+    known = exp.and_(exp.Not(this=is_null(s_commit)), exp.Not(this=is_null(t_commit)))
+    by_commit = exp.or_(
+        exp.GT(this=s_commit, expression=t_commit),
+        exp.and_(exp.EQ(this=s_commit.copy(), expression=t_commit.copy()),
+                 exp.GT(this=s_lsn, expression=t_lsn)),
+    )  # fmt: skip
+    by_lsn = exp.GT(this=s_lsn.copy(), expression=t_lsn.copy())
+    return exp.or_(
+        exp.and_(known, exp.paren(by_commit)),
+        exp.and_(exp.Not(this=exp.paren(known.copy())), by_lsn),
+    )
+
+
+def stage_later(meta: MetadataColumns, alias: str) -> exp.Expr:
+    """The stage row ``s`` is later than the stored position of ``alias`` (a row or a delete
+    marker): :func:`later` without the NULL case."""
+    return later(col(Stage.commit_lsn, S), col(Stage.lsn, S),
+                 col(meta.commit_lsn, alias), col(meta.lsn, alias))  # fmt: skip
+
+
+def newer(meta: MetadataColumns, alias: str) -> exp.Expr:
+    """The position guard against the stored position of ``alias`` (a row or a delete
+    marker): nothing stored, or the stage row ``s`` is later (:func:`later`)."""
+    return exp.or_(is_null(col(meta.lsn, alias)), stage_later(meta, alias))
 
 
 def is_kind(kind: str) -> exp.Expr:

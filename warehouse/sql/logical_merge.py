@@ -22,6 +22,7 @@ from warehouse.sql.clauses import (
     is_kind,
     newer,
     not_exists,
+    stage_later,
 )
 from warehouse.sql.mirror import metadata_values
 from warehouse.sql.names import D, S, StagedValue, T, TableRef, col, ident
@@ -57,7 +58,7 @@ def _logical_source(m: TargetTable, stage: TableRef, deleted: bool) -> exp.Subqu
     # as in mirror._guarded_source: a tiered soft-delete table's deletes are guarded by the markers
     if m.markers is not None and (not deleted or (m.soft_delete and m.scd2 is None)):
         query = query.join(m.markers.expr(D), on=logical_key_match(m, D), join_type="left")
-        where = exp.and_(kind, newer(col(m.meta.lsn, D)))
+        where = exp.and_(kind, newer(m.meta, D))
     query = query.where(where).qualify(exp.EQ(this=newest, expression=exp.Literal.number(1)))
     return query.subquery(S)
 
@@ -77,7 +78,7 @@ def logical_upsert_update(
             staged = case
         pairs.append((name, staged))
     pairs += metadata_values(m, deleted=False)
-    guard = exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T))
+    guard = stage_later(m.meta, T)
     return exp.Update(
         this=m.target.expr(T),
         expressions=[exp.EQ(this=col(n), expression=v) for n, v in pairs],
@@ -102,12 +103,12 @@ def logical_upsert_insert(
 
 def logical_guard_counts(m: TargetTable, stage: TableRef) -> exp.Select:
     """Staged upserts and deletes passing the position guard: (upserts, deletes)."""
-    guard = newer(col(m.meta.lsn, T))
+    guard = newer(m.meta, T)
     query = exp.select().from_(stage.expr(S))
     query = query.join(m.target.expr(T), on=logical_key_match(m, T), join_type="left")
     if m.markers is not None:
         query = query.join(m.markers.expr(D), on=logical_key_match(m, D), join_type="left")
-        guard = exp.and_(guard, newer(col(m.meta.lsn, D)))
+        guard = exp.and_(guard, newer(m.meta, D))
     return query.select(
         count_if(exp.and_(exp.Not(this=col(Stage.deleted, S)), guard), "upserts"),
         count_if(exp.and_(col(Stage.deleted, S), guard), "deletes"),
@@ -119,18 +120,17 @@ def _logical_deletes(m: TargetTable, stage: TableRef) -> exp.Subquery:
 
 
 def logical_markers_update(m: TargetTable, stage: TableRef) -> exp.Update:
-    """Raise recorded delete markers to a newer staged delete's lsn."""
+    """Raise recorded delete markers to a later staged delete's position."""
     assert m.markers is not None
-    lsn = m.meta.lsn
+    meta = m.meta
     return exp.Update(
         this=m.markers.expr(D),
-        expressions=[exp.EQ(this=col(lsn), expression=col(Stage.lsn, S))],
+        expressions=[
+            exp.EQ(this=col(meta.lsn), expression=col(Stage.lsn, S)),
+            exp.EQ(this=col(meta.commit_lsn), expression=col(Stage.commit_lsn, S)),
+        ],
         from_=exp.From(this=_logical_deletes(m, stage)),
-        where=exp.Where(
-            this=exp.and_(
-                logical_key_match(m, D), exp.GT(this=col(Stage.lsn, S), expression=col(lsn, D))
-            )
-        ),
+        where=exp.Where(this=exp.and_(logical_key_match(m, D), stage_later(meta, D))),
     )
 
 
@@ -139,6 +139,7 @@ def logical_markers_insert(m: TargetTable, stage: TableRef) -> exp.Insert:
     assert m.markers is not None
     pairs = [(k, col(Stage.data(m.index(k)), S)) for k in m.key]
     pairs.append((m.meta.lsn, col(Stage.lsn, S)))
+    pairs.append((m.meta.commit_lsn, col(Stage.commit_lsn, S)))
     source = (
         exp.select(*[v for _, v in pairs])
         .from_(_logical_deletes(m, stage))
@@ -149,9 +150,7 @@ def logical_markers_insert(m: TargetTable, stage: TableRef) -> exp.Insert:
 
 def logical_hard_delete(m: TargetTable, stage: TableRef) -> exp.Delete:
     """Delete stored rows older than their staged delete."""
-    cond = exp.and_(
-        logical_key_match(m, T), exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T))
-    )
+    cond = exp.and_(logical_key_match(m, T), stage_later(m.meta, T))
     return exp.Delete(
         this=m.target.expr(T), using=[_logical_deletes(m, stage)], where=exp.Where(this=cond)
     )
@@ -164,7 +163,7 @@ def logical_prune_delete_markers(m: TargetTable, stage: TableRef) -> exp.Delete:
     cond = exp.and_(
         logical_key_match(m, D),
         exp.Not(this=col(Stage.deleted, S)),
-        exp.LT(this=col(m.meta.lsn, D), expression=col(Stage.lsn, S)),
+        stage_later(m.meta, D),
     )
     return exp.Delete(this=m.markers.expr(D), using=[stage.expr(S)], where=exp.Where(this=cond))
 
@@ -176,7 +175,7 @@ def logical_soft_delete_update(m: TargetTable, stage: TableRef) -> exp.Update:
         this=m.target.expr(T),
         expressions=[exp.EQ(this=col(n), expression=v) for n, v in meta],
         from_=exp.From(this=_logical_deletes(m, stage)),
-        where=exp.Where(this=exp.and_(logical_key_match(m, T), newer(col(m.meta.lsn, T)))),
+        where=exp.Where(this=exp.and_(logical_key_match(m, T), newer(m.meta, T))),
     )
 
 

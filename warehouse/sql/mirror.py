@@ -9,7 +9,14 @@ from __future__ import annotations
 from sqlglot import exp
 
 from warehouse.arrow import Stage
-from warehouse.sql.clauses import count_if, is_kind, newer, when_insert, when_update
+from warehouse.sql.clauses import (
+    count_if,
+    is_kind,
+    newer,
+    stage_later,
+    when_insert,
+    when_update,
+)
 from warehouse.sql.names import D, S, T, col, ident, stage_table
 from warehouse.sql.target import TargetTable
 
@@ -25,7 +32,7 @@ def _guarded_source(m: TargetTable, stage: str, deleted: bool) -> exp.Expr:
     # by them too: an old delete replayed after its row was tiered adds no tombstone
     if m.markers is not None and (not deleted or m.soft_delete):
         query = query.join(m.markers.expr(D), on=m.key_match(D), join_type="left")
-        where = exp.and_(kind, newer(col(m.meta.lsn, D)))
+        where = exp.and_(kind, newer(m.meta, D))
     return query.where(where).subquery(S)
 
 
@@ -33,6 +40,7 @@ def metadata_values(m: TargetTable, deleted: bool) -> list[tuple[str, exp.Expr]]
     meta = m.meta
     values: list[tuple[str, exp.Expr]] = [
         (meta.lsn, col(Stage.lsn, S)),
+        (meta.commit_lsn, col(Stage.commit_lsn, S)),
         (meta.txid, col(Stage.txid, S)),
         (meta.op, col(Stage.op, S)),
         (meta.source_ts, col(Stage.source_ts, S)),
@@ -69,7 +77,7 @@ def mirror_upsert(m: TargetTable, stage: str, toast: frozenset[int]) -> exp.Merg
             expressions=[
                 exp.When(
                     matched=True,
-                    condition=newer(col(m.meta.lsn, T)),
+                    condition=newer(m.meta, T),
                     then=when_update(updates + meta),
                 ),
                 exp.When(matched=False, then=when_insert(inserts + meta)),
@@ -79,18 +87,22 @@ def mirror_upsert(m: TargetTable, stage: str, toast: frozenset[int]) -> exp.Merg
 
 
 def record_delete_markers(m: TargetTable, stage: str) -> exp.Merge:
-    """Remember each hard-deleted key with the delete's lsn (the highest one wins)."""
+    """Remember each hard-deleted key with the delete's position (the latest one wins)."""
     assert m.markers is not None
     keys = [exp.alias_(m.staged(k), ident(k)) for k in m.key]
     rows = is_kind(Stage.KIND_MARKER) if m.scd2 is not None else col(Stage.deleted, S)
     source = (
-        exp.select(*keys, exp.alias_(col(Stage.lsn, S), ident(Stage.lsn)))
+        exp.select(
+            *keys,
+            exp.alias_(col(Stage.lsn, S), ident(Stage.lsn)),
+            exp.alias_(col(Stage.commit_lsn, S), ident(Stage.commit_lsn)),
+        )
         .from_(exp.Table(this=ident(stage), alias=exp.TableAlias(this=ident(S))))
         .where(rows)
         .subquery(S)
     )
-    lsn = m.meta.lsn
-    pairs = [(k, col(k, S)) for k in m.key] + [(lsn, col(Stage.lsn, S))]
+    position = [(m.meta.lsn, col(Stage.lsn, S)), (m.meta.commit_lsn, col(Stage.commit_lsn, S))]
+    pairs = [(k, col(k, S)) for k in m.key] + position
     return exp.Merge(
         this=m.markers.expr(D),
         using=source,
@@ -99,8 +111,8 @@ def record_delete_markers(m: TargetTable, stage: str) -> exp.Merge:
             expressions=[
                 exp.When(
                     matched=True,
-                    condition=exp.GT(this=col(Stage.lsn, S), expression=col(lsn, D)),
-                    then=when_update([(lsn, col(Stage.lsn, S))]),
+                    condition=stage_later(m.meta, D),
+                    then=when_update(position),
                 ),
                 exp.When(matched=False, then=when_insert(pairs)),
             ]
@@ -113,7 +125,7 @@ def hard_delete(m: TargetTable, stage: str) -> exp.Delete:
     cond = exp.and_(
         m.key_match(T),
         col(Stage.deleted, S),
-        exp.GT(this=col(Stage.lsn, S), expression=col(m.meta.lsn, T)),
+        stage_later(m.meta, T),
     )
     return exp.Delete(this=m.target.expr(T), using=[stage_table(stage)], where=exp.Where(this=cond))
 
@@ -128,7 +140,7 @@ def prune_delete_markers(m: TargetTable, stage: str) -> exp.Delete:
     cond = exp.and_(
         m.key_match(D),
         exp.Not(this=col(Stage.deleted, S)),
-        exp.LT(this=col(m.meta.lsn, D), expression=col(Stage.lsn, S)),
+        stage_later(m.meta, D),
     )
     return exp.Delete(
         this=m.markers.expr(D), using=[stage_table(stage)], where=exp.Where(this=cond)
@@ -149,7 +161,7 @@ def soft_delete(m: TargetTable, stage: str) -> exp.Merge:
         on=m.key_match(T),
         whens=exp.Whens(
             expressions=[
-                exp.When(matched=True, condition=newer(col(m.meta.lsn, T)), then=when_update(meta)),
+                exp.When(matched=True, condition=newer(m.meta, T), then=when_update(meta)),
                 exp.When(matched=False, then=when_insert(keys + meta)),
             ]
         ),
@@ -158,12 +170,12 @@ def soft_delete(m: TargetTable, stage: str) -> exp.Merge:
 
 def guard_counts(m: TargetTable, stage: str) -> exp.Select:
     """How many staged upserts and deletes pass the position guard: (upserts, deletes)."""
-    guard = newer(col(m.meta.lsn, T))
+    guard = newer(m.meta, T)
     query = exp.select().from_(stage_table(stage))
     query = query.join(m.target.expr(T), on=m.key_match(T), join_type="left")
     if m.markers is not None:
         query = query.join(m.markers.expr(D), on=m.key_match(D), join_type="left")
-        guard = exp.and_(guard, newer(col(m.meta.lsn, D)))
+        guard = exp.and_(guard, newer(m.meta, D))
     return query.select(
         count_if(exp.and_(exp.Not(this=col(Stage.deleted, S)), guard), "upserts"),
         count_if(exp.and_(col(Stage.deleted, S), guard), "deletes"),

@@ -19,7 +19,8 @@ def scd2_meta_columns(m: TargetTable) -> list[str]:
     """Metadata and validity columns a history row carries, in the order of the fetch queries."""
     assert m.scd2 is not None
     meta, v = m.meta, m.scd2
-    return [meta.lsn, meta.txid, meta.op, meta.source_ts, v.valid_from, v.valid_to, meta.deleted]
+    return [meta.lsn, meta.txid, meta.op, meta.source_ts, v.valid_from, v.valid_to, meta.deleted,
+            meta.commit_lsn]  # fmt: skip
 
 
 def scd2_tail(m: TargetTable, keys: StageName) -> exp.Select:
@@ -80,11 +81,16 @@ def _latest(m: TargetTable, keys: StageName, depth: int, extra: Sequence[exp.Exp
 
 
 def scd2_hwm(m: TargetTable, keys: StageName) -> exp.Select:
-    """Recorded delete positions of the keys staged in ``keys``: key columns, then lsn."""
+    """Recorded delete positions of the keys staged in ``keys``: key columns, then the lsn and
+    the commit lsn."""
     assert m.markers is not None
     types = dict(m.columns)
     return (
-        exp.select(*(fetched(k, types[k], D) for k in m.key), col(m.meta.lsn, D))
+        exp.select(
+            *(fetched(k, types[k], D) for k in m.key),
+            col(m.meta.lsn, D),
+            col(m.meta.commit_lsn, D),
+        )
         .from_(m.markers.expr(D))
         .join(stage_table(keys), on=m.key_match(D))
     )
@@ -96,6 +102,7 @@ def _scd2_values(m: TargetTable) -> list[tuple[str, exp.Expr]]:
     meta, v = m.meta, m.scd2
     return [
         (meta.lsn, col(Stage.lsn, S)),
+        (meta.commit_lsn, col(Stage.commit_lsn, S)),
         (meta.source_ts, col(Stage.source_ts, S)),
         (meta.loaded_at, exp.CurrentTimestamp()),
         (meta.deleted, col(Stage.deleted, S)),

@@ -81,6 +81,7 @@ def truncate_mark_deleted(m: TargetTable, stage: StageName) -> exp.Update:
         (meta.deleted, exp.true()),
         (meta.op, exp.Literal.string("t")),
         (meta.lsn, col(Stage.lsn, S)),
+        (meta.commit_lsn, col(Stage.commit_lsn, S)),
         (meta.txid, col(Stage.txid, S)),
         (meta.source_ts, col(Stage.source_ts, S)),
         (meta.loaded_at, exp.CurrentTimestamp()),
