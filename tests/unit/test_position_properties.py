@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sample_data import ITEMS_SCHEMA
 
@@ -148,6 +148,7 @@ def test_every_table_mode_ends_equal_to_the_source_whatever_the_batches(
     replay: tuple[int, int],
 ) -> None:
     events, source = stream
+    assume(events)  # windows over an empty table emit nothing
     batches = split(events, cuts)
     with tempfile.TemporaryDirectory() as tmp:
         wh = DuckDBWarehouse(Path(tmp) / "p.duckdb", keep_open=True)
