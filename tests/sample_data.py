@@ -177,3 +177,9 @@ def row_event(
         ),
         origin=KafkaOrigin("topic", 0, lsn),
     )
+
+
+def split(events: list[ChangeEvent], cuts: list[int]) -> list[list[ChangeEvent]]:
+    """``events`` cut into consecutive batches at ``cuts`` (each taken modulo the length)."""
+    bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
+    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]

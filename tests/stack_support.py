@@ -39,6 +39,7 @@ from cdc.local.pipeline import (
 )
 from cdc.local.processes import free_port
 from cdc.local.stack import LocalStack
+from cdc.source.signals import request_configured_snapshot, wait_configured_snapshot
 from warehouse.duckdb.settings import DuckDBSettings
 from warehouse.snowflake.settings import SnowflakeSettings
 
@@ -212,3 +213,19 @@ def stored(config: Config, relation: str) -> tuple[list[str], list[dict[str, Any
         finally:
             con.close()
     return names, [dict(zip(names, r, strict=True)) for r in raw]
+
+
+def commit_across_a_snapshot(p: Pipeline, config: Config, tables: Sequence[str]) -> None:
+    """A transaction updates key 7 (``qty`` 4242) and deletes key 8 of each table and stays
+    open while an incremental snapshot of the tables runs to its end; then it commits, and a
+    consumer runs until caught up. Debezium sends the reads first, then the transaction's
+    changes with lower change LSNs (written before the windows closed) but a later commit."""
+    with psycopg.connect(p.url) as open_tx:
+        for table in tables:
+            open_tx.execute(f"UPDATE {table} SET qty = 4242 WHERE id = 7")
+            open_tx.execute(f"DELETE FROM {table} WHERE id = 8")
+        signal_id = request_configured_snapshot(config, list(tables), url=p.url)
+        wait_configured_snapshot(config, signal_id, timeout=180)
+        open_tx.commit()
+    stats = p.replicate_until_caught_up()
+    assert stats.dead_letters == 0 and not stats.parked, stats

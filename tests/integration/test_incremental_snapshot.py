@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import psycopg
 import pytest
-from stack_support import engine_warehouse, read_topic
+from stack_support import commit_across_a_snapshot, engine_warehouse, read_topic
 
 from cdc.local.pipeline import ReplicatorThread, compare_all, history_reports
 from cdc.runtime import open_warehouse
@@ -244,17 +244,7 @@ def test_a_transaction_open_across_the_window_close_wins_over_the_read(
     config = p.configure(OPEN_TX_TABLES, warehouse=section)
     p.start_debezium()
     p.replicate_until_caught_up()
-    with psycopg.connect(p.url) as open_tx:
-        for table in ("items", "soft_items", "hist_items"):
-            open_tx.execute(f"UPDATE {table} SET qty = 4242 WHERE id = 7")
-            open_tx.execute(f"DELETE FROM {table} WHERE id = 8")
-        signal_id = request_configured_snapshot(
-            config, ["items", "soft_items", "hist_items"], url=p.url
-        )
-        wait_configured_snapshot(config, signal_id, timeout=180)
-        open_tx.commit()
-    stats = p.replicate_until_caught_up()
-    assert stats.dead_letters == 0 and not stats.parked, stats
+    commit_across_a_snapshot(p, config, ["items", "soft_items", "hist_items"])
     p.assert_equal_to_source(f" ({engine})")
     warehouse = open_warehouse(config)
     try:

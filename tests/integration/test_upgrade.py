@@ -17,12 +17,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from stack_support import engine_warehouse, stored
+from stack_support import commit_across_a_snapshot, engine_warehouse, stored
 
 from cdc.local.pipeline import history_reports
-from cdc.source.signals import request_configured_snapshot, wait_configured_snapshot
 
 if TYPE_CHECKING := False:
     from stack_support import Pipeline
@@ -120,15 +118,7 @@ def test_a_warehouse_written_by_the_previous_release_upgrades_in_place(
         assert all(r["_cdc_commit_lsn"] is not None for r in live), (table, live)
 
     # the open-transaction case on upgraded tables: the update and the delete win over reads
-    with psycopg.connect(p.url) as open_tx:
-        for table in TABLES:
-            open_tx.execute(f"UPDATE {table} SET qty = 4242 WHERE id = 7")
-            open_tx.execute(f"DELETE FROM {table} WHERE id = 8")
-        signal_id = request_configured_snapshot(config, list(TABLES), url=p.url)
-        wait_configured_snapshot(config, signal_id, timeout=180)
-        open_tx.commit()
-    stats = p.replicate_until_caught_up()
-    assert stats.dead_letters == 0 and not stats.parked, stats
+    commit_across_a_snapshot(p, config, TABLES)
     p.assert_equal_to_source(f" (after an incremental snapshot on upgraded tables, {engine})")
     reports = history_reports(config)
     assert all(r.ok for r in reports.values()), reports

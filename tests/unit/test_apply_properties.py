@@ -3,14 +3,13 @@ re-applying any earlier range of batches afterwards changes nothing."""
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sample_data import ITEMS_SCHEMA, ev
+from sample_data import ITEMS_SCHEMA, ev, split
 
 from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op
 from warehouse.base import TableBatch, TableTarget
@@ -63,11 +62,6 @@ def reference(events: list[ChangeEvent]) -> list[dict[str, Any]]:
         old = table.get(key, {})
         table[key] = {c: (old.get(c) if v is UNCHANGED_TOAST else v) for c, v in e.after.items()}
     return [table[k] for k in sorted(table)]
-
-
-def split(events: list[ChangeEvent], cuts: list[int]) -> list[list[ChangeEvent]]:
-    bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
-    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

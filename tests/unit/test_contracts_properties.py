@@ -13,7 +13,6 @@ The expected violations come from a plain-Python model of the checks, independen
 
 from __future__ import annotations
 
-import itertools
 import re
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_data import split
 from test_contracts import TOAST, change, config
 
 from cdc.consumer.quarantine_replay import replay_quarantine
@@ -167,11 +167,6 @@ def histories(draw: st.DrawFn) -> list[ChangeEvent]:
         row = {"email": draw(EMAIL), "balance": draw(BALANCE), "tier": tier, "note": note}
         events.append(change(op, key, offset, **row))
     return events
-
-
-def split(events: list[ChangeEvent], cuts: list[int]) -> list[list[ChangeEvent]]:
-    bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
-    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def deliver(wh: DuckDBWarehouse, validator: Validator, batch: list[ChangeEvent]) -> Any:

@@ -13,14 +13,13 @@ to the reads (its changes have lower LSNs than the close)."""
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sample_data import ITEMS_SCHEMA
+from sample_data import ITEMS_SCHEMA, split
 
 from cdc.model import ChangeEvent, KafkaOrigin, Op, SourcePosition, newer
 from warehouse.base import TableBatch, TableTarget
@@ -125,11 +124,6 @@ def streams(draw: st.DrawFn) -> tuple[list[ChangeEvent], dict[int, str]]:
     if open_tx is not None:
         src.commit(open_tx)
     return src.events, src.state
-
-
-def split(events: list[ChangeEvent], cuts: list[int]) -> list[list[ChangeEvent]]:
-    bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
-    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def live(wh: DuckDBWarehouse, target: TableTarget) -> dict[int, Any]:
