@@ -29,6 +29,7 @@ class MetadataColumns:
     source_ts: str = "_cdc_source_ts"
     loaded_at: str = "_cdc_loaded_at"
     deleted: str = "_cdc_deleted"
+    row: str = "_cdc_row"  # tables without a primary key: each row's surrogate id
 
 
 @dataclass(frozen=True, slots=True)

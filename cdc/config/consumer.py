@@ -28,7 +28,8 @@ class ConsumerConfig(SectionModel):
         default="_cdc_",
         description="Prefix of the metadata columns on every replicated table "
         "(`<prefix>lsn`, `<prefix>txid`, `<prefix>op`, `<prefix>source_ts`, "
-        "`<prefix>loaded_at`, `<prefix>deleted`).",
+        "`<prefix>loaded_at`, `<prefix>deleted`, and `<prefix>row` on tables without a "
+        "primary key).",
     )
 
     @field_validator("metadata_prefix")
@@ -46,4 +47,5 @@ class ConsumerConfig(SectionModel):
             source_ts=f"{p}source_ts",
             loaded_at=f"{p}loaded_at",
             deleted=f"{p}deleted",
+            row=f"{p}row",
         )

@@ -49,6 +49,14 @@ DIALECT: Final = "duckdb"
 __all__ = ["DIALECT", "DuckDBWarehouse", "map_error"]
 
 
+def exact_value(value: exp.Expr, dtype: exp.DataType) -> exp.Expr:
+    """A value as compared when rows are matched on all columns: DuckDB's INTERVAL equality
+    normalises (``'1 month' = '30 days'``), its text form doesn't."""
+    if dtype.is_type(exp.DataType.Type.INTERVAL):
+        return exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
+    return value
+
+
 class DuckDBWarehouse(DuckDBTiering, SqlWarehouse):
     """A DuckDB file as the warehouse (see the module docstring for the connection policy)."""
 
@@ -63,6 +71,7 @@ class DuckDBWarehouse(DuckDBTiering, SqlWarehouse):
     )
     checksum_dialect: ClassVar[ChecksumDialect] = "duckdb"
     _bookkeeping_keys: ClassVar[bool] = True
+    _exact_value: ClassVar[sql.keyless.Exact] = exact_value
 
     def __init__(
         self,
