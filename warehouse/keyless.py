@@ -17,8 +17,10 @@ No key means no per-key position guard. The table has one *watermark* instead
 - snapshot reads (``op = r``, Debezium's initial snapshot): every read of one snapshot has the
   snapshot's LSN, so reads are ordered by ``(lsn, Kafka offset)`` (the topic has one
   partition). A read at a higher LSN than the last applied read starts a new snapshot, which
-  *replaces* the table's rows. A new snapshot after streamed changes were applied can't be
-  made exact (which streamed changes it contains is not known) and parks the table.
+  *replaces* the table's rows. Once a streamed change is applied the snapshot has ended
+  (Debezium streams a table only after its initial snapshot): a read at or below its LSN is
+  stale, and a new snapshot can't be made exact (which streamed changes it contains is not
+  known), so it parks the table.
 
 The order is the topic's (one partition): events are taken by Kafka offset.
 """
@@ -186,9 +188,12 @@ def plan_keyless(batch: TableBatch, stored: Watermark) -> KeylessPlan:
         if event.op is Op.TRUNCATE:
             raise ValueError(f"truncate of {schema.table} at {event.origin}: not a row change")
         if event.op is Op.READ:
-            if mark.read_lsn is not None and (pos.lsn, event.origin.offset) <= (
-                mark.read_lsn, mark.read_offset or 0
-            ):  # fmt: skip
+            done = mark.read_lsn is not None and (
+                pos.lsn < mark.read_lsn
+                or (pos.lsn == mark.read_lsn and mark.streamed is not None)  # it ended
+                or (pos.lsn, event.origin.offset) <= (mark.read_lsn, mark.read_offset or 0)
+            )
+            if done:
                 stale += 1
                 continue
             if mark.read_lsn is None or pos.lsn > mark.read_lsn:  # a new snapshot
