@@ -71,7 +71,7 @@ def reserved_columns(target: TableTarget) -> set[str]:
 
 def keyless_refusal(target: TableTarget) -> str:
     """Why a table without a primary key can't have the table's settings (mode ``scd2``,
-    ``soft_delete``), with what to do; empty when it can."""
+    ``soft_delete``, quarantining contracts), with what to do; empty when it can."""
     if target.mode == "scd2":
         return (
             "mode 'scd2' keeps the history of each key: rows without a key have no identity "
@@ -86,6 +86,14 @@ def keyless_refusal(target: TableTarget) -> str:
             "Set `soft_delete: false` for this table in cdc.yaml, or add a primary key at the "
             "source (ALTER TABLE ... ADD PRIMARY KEY) and re-snapshot the table"
         )
+    if target.quarantine:
+        return (
+            "on_violation 'quarantine' holds a key's later changes behind its quarantined "
+            "one, and a replayed change of a table without a key is older than the table's "
+            "watermark, so it would never apply. Set `on_violation: dlq` or `fail` for this "
+            "table in cdc.yaml, or add a primary key at the source (ALTER TABLE ... ADD "
+            "PRIMARY KEY) and re-snapshot the table"
+        )
     return ""
 
 
@@ -99,7 +107,8 @@ def target_table(
     """The statements' view of a batch's target table, checked (both adapters).
 
     Refuses what can't be replicated: an unknown mode (terminal), a source table without a
-    primary key in mode ``scd2`` or with soft deletes (:func:`keyless_refusal`), or with
+    primary key in mode ``scd2``, with soft deletes or quarantine (:func:`keyless_refusal`),
+    or with
     columns named like the metadata or validity columns, a type the
     engine can't hold (the table is parked). History tables and hard-delete mirror tables
     keep delete markers in ``bookkeeping.<table>__deleted`` (so do tiered soft-delete mirror
@@ -108,7 +117,7 @@ def target_table(
     target, source = batch.target, batch.schema
     if target.mode not in ("mirror", "scd2"):
         raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
-    if not source.key and (target.mode == "scd2" or target.soft_delete):
+    if not source.key and keyless_refusal(target):
         raise IncompatibleSchemaChangeError(
             f"table {target.name!r}: the source table {source.table} has no primary key, and "
             f"{keyless_refusal(target)}; the table is parked",

@@ -1,0 +1,155 @@
+"""Tables without a primary key on the real chain: PostgreSQL -> Debezium -> broker -> consumer
+-> warehouse, on DuckDB and on Snowflake (fakesnow's server, the real connector).
+
+``logs`` has no primary key and ``REPLICA IDENTITY FULL``: it holds equal rows (duplicates,
+NULLs, a NaN, jsonb) before Debezium starts (its initial snapshot reads them), then gets
+inserts of more copies, deletes and updates of ONE of two equal rows (by ``ctid``), in
+transactions of several statements. The warehouse ends equal to the source as a multiset, and
+neither a second consumer run nor a replay of the whole topic by a new consumer group changes
+it. ``loose`` has no primary key and the default REPLICA IDENTITY: it is refused before any of
+its rows is read, with the ``ALTER TABLE`` that fixes it, while ``logs`` flows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from stack_support import engine_warehouse
+
+from cdc.config import Config
+from cdc.consumer.settings import RunStats
+from cdc.local.pipeline import write_stack_config
+from cdc.runtime import open_warehouse
+
+if TYPE_CHECKING:
+    from stack_support import Pipeline
+
+pytestmark = pytest.mark.integration
+
+TABLES: list[str | dict[str, Any]] = ["public.logs", "public.loose"]
+ALTER = 'ALTER TABLE "public"."loose" REPLICA IDENTITY FULL;'
+
+
+def one(value: Any) -> Hashable:
+    """A value as compared: NaN equal to NaN, JSON by its parsed value."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, str) and value[:1] in "{[":
+        return json.dumps(json.loads(value), sort_keys=True)
+    return value  # type: ignore[no-any-return]
+
+
+def bag(rows: list[tuple[Any, ...]]) -> Counter[Hashable]:
+    return Counter(tuple(one(v) for v in row) for row in rows)
+
+
+def source_bag(url: str) -> Counter[Hashable]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return bag(conn.execute("SELECT msg, n, f, doc::text FROM logs").fetchall())
+
+
+def warehouse_bag(config: Config) -> Counter[Hashable]:
+    warehouse = open_warehouse(config)
+    try:
+        rows = warehouse.fetch_table(config.table_target(config.table("logs")))
+    finally:
+        warehouse.close()
+    assert all(set(r) == {"msg", "n", "f", "doc"} for r in rows), rows[:1]
+    return bag([(r["msg"], r["n"], r["f"], r["doc"]) for r in rows])
+
+
+def replicate(p: Pipeline, config: Config, run: Config | None = None) -> RunStats:
+    """A consumer run to the end: ``loose`` refused up front, nothing else parked."""
+    stats: RunStats = p.replicate_until_caught_up(run)
+    loose = config.topic_for(config.table("loose"))
+    assert set(stats.parked) == {loose}, stats.parked
+    assert ALTER in stats.parked[loose] and "no primary key" in stats.parked[loose]
+    assert stats.dead_letters == 0, stats
+    return stats
+
+
+def one_of(match: str) -> str:
+    """``ctid`` of one of the rows matching ``match`` (equal rows: any one of them)."""
+    return f"(SELECT ctid FROM logs WHERE {match} LIMIT 1)"
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "snowflake"])
+def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_is_refused(
+    pipeline: Pipeline, engine: str, request: pytest.FixtureRequest
+) -> None:
+    p = pipeline
+    section = engine_warehouse(p, engine, request)
+    p.sql("CREATE TABLE logs (msg text, n int, f float8, doc jsonb)")
+    p.sql("ALTER TABLE logs REPLICA IDENTITY FULL")
+    p.sql("CREATE TABLE loose (msg text)")
+    pair = "('a', 1, 0.5, '{\"k\": [1, 2]}')"
+    p.sql(f"INSERT INTO logs VALUES {pair}, {pair}, ('b', NULL, 'NaN', NULL)")
+    p.sql("INSERT INTO logs VALUES ('b', NULL, 'NaN', NULL), (NULL, NULL, NULL, NULL)")
+    p.sql("INSERT INTO loose VALUES ('x'), ('x')")
+    config = p.configure(TABLES, warehouse=section)
+    assert config.warehouse.type == engine
+    p.start_debezium()
+    p.wait_published()
+
+    # ---- the initial snapshot: equal rows are copies ---------------------------------------
+    replicate(p, config)
+    assert warehouse_bag(config) == source_bag(p.url)
+    assert sum(source_bag(p.url).values()) == 5
+
+    # ---- streamed: more copies, then one of two equal rows deleted or updated --------------
+    with psycopg.connect(p.url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO logs VALUES ('a', 1, 0.5, '{\"k\": [1, 2]}'), ('c', 3, -0.0, '[]')"
+        )
+        conn.execute(f"DELETE FROM logs WHERE ctid = {one_of('msg = ' + repr('a'))}")
+        conn.execute(f"UPDATE logs SET n = 2 WHERE ctid = {one_of('msg = ' + repr('b'))}")
+    p.sql(f"DELETE FROM logs WHERE ctid = {one_of('msg IS NULL')}")
+    p.sql(f"UPDATE logs SET msg = 'a', n = 1 WHERE ctid = {one_of('n = 2')}")
+    p.sql("INSERT INTO loose VALUES ('y')")
+    replicate(p, config)
+    expected = source_bag(p.url)
+    assert warehouse_bag(config) == expected
+    assert expected[("a", 1, 0.5, json.dumps({"k": [1, 2]}))] == 2, expected
+
+    # ---- a second round in one transaction: copies in and out of one batch -----------------
+    with psycopg.connect(p.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO logs VALUES ('d', 4, 1.0, NULL), ('d', 4, 1.0, NULL)")
+        conn.execute(f"DELETE FROM logs WHERE ctid = {one_of('msg = ' + repr('d'))}")
+        conn.execute(f"UPDATE logs SET f = 'NaN' WHERE ctid = {one_of('msg = ' + repr('a'))}")
+        conn.execute("DELETE FROM logs WHERE msg = 'c'")
+    replicate(p, config)
+    expected = source_bag(p.url)
+    assert warehouse_bag(config) == expected
+
+    # ---- the refused table: nothing of it reached the warehouse ---------------------------
+    warehouse = open_warehouse(config)
+    try:
+        assert warehouse.registered(config.table_target(config.table("loose")).name) is None
+        offsets = warehouse.load_offsets(config.kafka.group_id)
+    finally:
+        warehouse.close()
+    assert not any(t == config.topic_for(config.table("loose")) for t, _ in offsets)
+
+    # ---- idempotent: another run, then the whole topic again by a new group ----------------
+    replicate(p, config)
+    assert warehouse_bag(config) == expected
+    replay = write_stack_config(
+        p.workdir / "replay.yaml",
+        p.stack,
+        TABLES,
+        warehouse_path=p.workdir / "warehouse.duckdb",
+        group_id=f"{p.name}-replay",  # no offsets stored: from the topic's first message
+        topic_prefix=p.name,
+        slot_name=f"{p.name}_slot",
+        database=p.database,
+        warehouse=section,
+    )
+    replayed = replicate(p, config, replay)
+    assert replayed.events > 0, replayed
+    assert warehouse_bag(config) == expected
