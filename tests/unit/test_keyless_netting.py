@@ -256,3 +256,26 @@ def test_a_duckdb_table_matches_the_multiset_and_replays_change_nothing(
             assert stored() == expected
         finally:
             wh.close()
+
+
+def test_a_lone_message_without_a_key_on_a_keyed_table_is_a_data_error(tmp_path: Path) -> None:
+    """Bisected down to itself, a stray keyless message of a table registered with a key is a
+    DataError (dead-lettered), raised before any DDL: the keyed table keeps its shape."""
+    keyed = replace(SCHEMA, key=("msg",))
+    wh = DuckDBWarehouse(tmp_path / "k.duckdb", keep_open=True)
+    try:
+        first = replace(change(Op.CREATE, None, ("a", 1.0), 10, 5), schema=keyed, key={"msg": "a"})
+        wh.apply([TableBatch(TARGET, keyed, [first])], [])
+        with pytest.raises(DataError, match="have no key") as e:
+            wh.apply(
+                [TableBatch(TARGET, SCHEMA, [change(Op.CREATE, None, ("b", 1.0), 20, 15)])], []
+            )
+        assert e.value.table == "logs"
+        with wh.connection() as con:
+            columns = con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'logs'"
+            )
+            assert "_cdc_row" not in {r[0] for r in columns.fetchall()}
+        assert [r["msg"] for r in wh.fetch_table(TARGET)] == ["a"]
+    finally:
+        wh.close()

@@ -153,6 +153,7 @@ class ApplyTemplate(TruncateSteps, KeylessSteps):
         if not m.key:
             work = TableWork(batch, m, TableApplyStats(name))
             with naming_table(name):
+                self._refuse_stray(c, batch)
                 self._ensure_table(c, batch, m, pending)
                 work.keyless = self._prepare_keyless(c, batch)
             return work

@@ -47,8 +47,9 @@ class KeylessSteps(EngineCore):
             return Watermark()
         return Watermark(*(None if v is None else int(v) for v in rows[0]))
 
-    def _prepare_keyless(self, c: Any, batch: TableBatch) -> KeylessWork:
-        """Net the batch against the stored watermark and reserve its stage."""
+    def _refuse_stray(self, c: Any, batch: TableBatch) -> None:
+        """Messages without a key on a keyed table's topic (none of the batch has a key) are
+        a DataError, before any DDL: the consumer dead-letters them."""
         name = batch.target.name
         doc = self._registry_doc(c, name)
         if doc is not None and doc[2]["schema"]["key"]:
@@ -57,6 +58,10 @@ class KeylessSteps(EngineCore):
                 "messages have no key: they go to the dead-letter topic",
                 table=name,
             )
+
+    def _prepare_keyless(self, c: Any, batch: TableBatch) -> KeylessWork:
+        """Net the batch against the stored watermark and reserve its stage."""
+        name = batch.target.name
         work = KeylessWork(plan_keyless(batch, self._watermark(c, name)))
         if work.plan.moved:
             work.data = keyless_stage(work.plan)
