@@ -74,8 +74,16 @@ def _keyless_settings(
     config: Config, conn: psycopg.Connection[Any], table: TableConfig
 ) -> list[str]:
     """A table without a primary key is mirrored as a multiset: settings that need a key
-    (mode scd2, soft_delete, quarantining contracts) are refused."""
+    (mode scd2, soft_delete, quarantining contracts) are refused, and so are snapshot modes
+    that snapshot a streamed table again."""
     why = keyless_refusal(config.table_target(table))
+    if not why and config.source.snapshot_mode in ("always", "when_needed"):
+        why = (
+            f"source.snapshot_mode {config.source.snapshot_mode!r} lets Debezium snapshot it "
+            "again after its changes streamed, which can't be applied exactly without a key "
+            "(which streamed changes the snapshot holds is unknown). Set snapshot_mode "
+            "'initial' (or 'no_data', 'never'), or add a primary key at the source"
+        )
     exists = conn.execute("SELECT to_regclass(%s)", (qualified(table.source),)).fetchone()
     if not why or exists is None or exists[0] is None or primary_key(conn, table.source):
         return []

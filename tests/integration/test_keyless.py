@@ -26,6 +26,7 @@ from cdc.config import Config
 from cdc.consumer.settings import RunStats
 from cdc.local.pipeline import write_stack_config
 from cdc.runtime import open_warehouse
+from cdc.source.type_support import table_problems
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -153,3 +154,45 @@ def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_
     replayed = replicate(p, config, replay)
     assert replayed.events > 0, replayed
     assert warehouse_bag(config) == expected
+
+
+def test_settings_a_keyless_table_cant_have_are_refused_before_any_row_moves(
+    pipeline: Pipeline,
+) -> None:
+    """The catalog check `cdc run` and `cdc config check` make at start: a keyless table
+    without REPLICA IDENTITY FULL gets the ALTER TABLE (its quoted name), and one with it but
+    with scd2, soft_delete, a quarantining contract or a snapshot mode that snapshots again is
+    refused with what to do; a keyed table with the same settings and a keyless mirror table
+    pass."""
+    p = pipeline
+    for name in ("full", "hist", "soft", "held", 'Odd "Name"'):
+        quoted = '"' + name.replace('"', '""') + '"'
+        p.sql(f"CREATE TABLE {quoted} (msg text)")
+        if name != 'Odd "Name"':
+            p.sql(f"ALTER TABLE {quoted} REPLICA IDENTITY FULL")
+    p.sql("CREATE TABLE keyed (id int PRIMARY KEY, msg text)")
+    check = {"checks": [{"column": "msg", "not_null": True}], "on_violation": "quarantine"}
+    tables: list[str | dict[str, Any]] = [
+        "public.full",
+        {"name": "public.hist", "mode": "scd2"},
+        {"name": "public.soft", "soft_delete": True},
+        {"name": "public.held", **check},
+        {"schema": "public", "table": 'Odd "Name"'},
+        {"name": "public.keyed", "soft_delete": True, **check},
+    ]
+    config = p.configure(tables)
+    with psycopg.connect(p.url, autocommit=True) as conn:
+        problems = table_problems(config, conn)
+    odd_name = 'public."Odd ""Name"""'
+    assert set(problems) == {"public.hist", "public.soft", "public.held", odd_name}, problems
+    [odd] = problems[odd_name]
+    assert 'ALTER TABLE "public"."Odd ""Name""" REPLICA IDENTITY FULL;' in odd
+    assert "no primary key" in odd
+    [hist], [soft], [held] = (problems[f"public.{n}"] for n in ("hist", "soft", "held"))
+    assert "mode 'scd2'" in hist and "mode: mirror" in hist
+    assert "soft_delete: false" in soft and "on_violation: dlq" in held
+
+    again = p.configure(["public.full"], "again.yaml", source_options={"snapshot_mode": "always"})
+    with psycopg.connect(p.url, autocommit=True) as conn:
+        [why] = table_problems(again, conn)["public.full"]
+    assert "snapshot_mode 'always'" in why and "'initial'" in why
