@@ -232,11 +232,14 @@ def column_type(row: Sequence[Any]) -> ColumnType:
     )
 
 
-def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
+def reflect_table(
+    conn: psycopg.Connection[Any], table: TableId, *, keyless: bool = False
+) -> TableSchema:
     """The table's columns (in order) and primary key as Debezium would describe them.
 
     Raises :class:`SourceTableError` for a table that doesn't exist, one without a primary
-    key, or a column whose type has no lossless mapping.
+    key (with ``keyless``: one without a primary key and without REPLICA IDENTITY FULL; one
+    with it has an empty key), or a column whose type has no lossless mapping.
     """
     name = qualified(table)
     exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
@@ -253,11 +256,18 @@ def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
             raise SourceTableError(f"{table} column {row[0]!r}: {exc}") from None
         columns.append(Column(row[0], ctype, row[4]))
     key = primary_key(conn, table)
+    if not key and keyless:
+        identity = conn.execute(
+            "SELECT relreplident FROM pg_class WHERE oid = %s::regclass", (name,)
+        ).fetchone()
+        if identity is not None and identity[0] == "f":
+            return TableSchema(table, tuple(columns), ())
+        raise SourceTableError(f"source table {table}: {keyless_refusal(name)}")
     if not key:
         raise SourceTableError(
-            f"source table {table} has no primary key: snapshots and reconciliation match "
-            "rows by key; add one (ALTER TABLE ... ADD PRIMARY KEY). The stream and "
-            "Debezium's initial snapshot replicate it without one (REPLICA IDENTITY FULL)"
+            f"source table {table} has no primary key: snapshots match rows by key; add one "
+            "(ALTER TABLE ... ADD PRIMARY KEY). The stream, Debezium's initial snapshot and "
+            "`cdc reconcile` take it without one (REPLICA IDENTITY FULL)"
         )
     return TableSchema(table, tuple(columns), key)
 

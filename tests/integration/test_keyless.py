@@ -18,15 +18,20 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import psycopg
 import pytest
+import snowflake.connector
 from stack_support import engine_warehouse
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
 from cdc.local.pipeline import write_stack_config
+from cdc.reconcile.run import ReconcileSettings, reconcile
 from cdc.runtime import open_warehouse
 from cdc.source.type_support import table_problems
+from warehouse.duckdb.settings import DuckDBSettings
+from warehouse.snowflake.settings import SnowflakeSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -35,6 +40,23 @@ pytestmark = pytest.mark.integration
 
 TABLES: list[str | dict[str, Any]] = ["public.logs", "public.loose"]
 ALTER = 'ALTER TABLE "public"."loose" REPLICA IDENTITY FULL;'
+FAST = ReconcileSettings(lag_timeout=30)
+
+
+def engine_sql(config: Config, text: str) -> None:
+    """SQL on the warehouse engine itself (``{t}``: the quoted ``logs`` table)."""
+    section = config.warehouse
+    if isinstance(section, SnowflakeSettings):
+        text = text.replace("{t}", f'"{section.schema_name}"."logs"')
+        with snowflake.connector.connect(**section.connect_kwargs("test", None)) as conn:
+            conn.cursor().execute(text)
+        return
+    assert isinstance(section, DuckDBSettings)
+    con = duckdb.connect(str(section.path))
+    try:
+        con.execute(text.replace("{t}", f'"{section.schema_name}"."logs"'))
+    finally:
+        con.close()
 
 
 def one(value: Any) -> Hashable:
@@ -128,6 +150,12 @@ def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_
     expected = source_bag(p.url)
     assert warehouse_bag(config) == expected
 
+    # ---- reconciliation: a multiset comparison, clean ---------------------------------------
+    checked = reconcile(config, ["public.logs"], settings=FAST)
+    [result] = checked.tables
+    assert (result.error, result.diffs, result.status) == (None, 0, "ok"), result.to_json()
+    assert result.source_rows == result.warehouse_rows == sum(expected.values())
+
     # ---- the refused table: nothing of it reached the warehouse ---------------------------
     warehouse = open_warehouse(config)
     try:
@@ -154,6 +182,16 @@ def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_
     replayed = replicate(p, config, replay)
     assert replayed.events > 0, replayed
     assert warehouse_bag(config) == expected
+
+    # ---- a copy lost in the warehouse: reconciliation finds it, a re-run doesn't hide it -------
+    engine_sql(
+        config,
+        'DELETE FROM {t} WHERE "_cdc_row" = (SELECT min("_cdc_row") FROM {t} WHERE "msg" = \'d\')',
+    )
+    [result] = reconcile(config, ["public.logs"], settings=FAST).tables
+    assert (result.status, len(result.missing), result.extra) == ("diffs", 1, []), result.to_json()
+    assert result.missing[0][0] == "d"
+    assert warehouse_bag(config) == expected - bag([("d", 4, 1.0, None)])
 
 
 def test_settings_a_keyless_table_cant_have_are_refused_before_any_row_moves(
