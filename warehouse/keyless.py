@@ -37,7 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableSchema
+from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, TableId, TableSchema
 from warehouse.arrow import Stage, column_array
 from warehouse.base import DataError, IncompatibleSchemaChangeError, TableBatch
 from warehouse.sql.keyless import COUNT, INDEX, ROW
@@ -115,22 +115,33 @@ def row_identity(values: Values) -> Hashable:
     return tuple(_same(v) for v in values)
 
 
-def _row(event: ChangeEvent, image: dict[str, Any] | None, schema: TableSchema,
-         side: str) -> Values:  # fmt: skip
-    """A full row image in schema order; a column the image lacks takes its default."""
+def _quoted(table: TableId) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (table.schema, table.name))
+
+
+def _row(event: ChangeEvent, image: dict[str, Any] | None, schema: TableSchema, side: str,
+         unchanged: Values | None = None) -> Values:  # fmt: skip
+    """A full row image in schema order; a column the image lacks takes its default, and an
+    unchanged TOAST value the ``unchanged`` row's (an update's ``before``: with REPLICA
+    IDENTITY FULL PostgreSQL logs the old row whole)."""
     if image is None:
         raise IncompatibleSchemaChangeError(
             f"{event.op.value!r} event of {schema.table} at {event.origin} has no {side} "
             "image: a table without a primary key is matched on all its columns, which "
             "Debezium sends only with REPLICA IDENTITY FULL. Run "
-            f"{alter_identity(str(schema.table))} at the source, then re-snapshot the table"
+            f"{alter_identity(_quoted(schema.table))} at the source, then re-snapshot the table"
         )
     values = tuple(image.get(c.name, c.default) for c in schema.columns)
+    if unchanged is not None:
+        values = tuple(
+            u if v is UNCHANGED_TOAST else v for v, u in zip(values, unchanged, strict=True)
+        )
     if any(v is UNCHANGED_TOAST for v in values):
         raise DataError(
             f"{event.op.value!r} event of {schema.table} at {event.origin}: an unchanged "
-            "TOAST placeholder in a keyless table's row (REPLICA IDENTITY FULL sends every "
-            "value); it can't be matched to a stored row and goes to the dead-letter topic"
+            "TOAST placeholder in a keyless table's row without the old value to take "
+            "(REPLICA IDENTITY FULL logs it); it can't be matched to a stored row and goes to "
+            "the dead-letter topic"
         )
     return values
 
@@ -217,10 +228,12 @@ def plan_keyless(batch: TableBatch, stored: Watermark) -> KeylessPlan:
             stale += 1
             continue
         mark = replace(mark, commit_lsn=pos.commit_lsn, lsn=pos.lsn)
+        old = None
         if event.op in (Op.UPDATE, Op.DELETE):
-            net.remove(_row(event, event.before, schema, "before"))
+            old = _row(event, event.before, schema, "before")
+            net.remove(old)
         if event.op in (Op.CREATE, Op.UPDATE):
-            net.add(Added(_row(event, event.after, schema, "after"), pos.lsn, pos.tx_id,
+            net.add(Added(_row(event, event.after, schema, "after", old), pos.lsn, pos.tx_id,
                           event.op, pos.commit_ts_us))  # fmt: skip
     adds = tuple(sorted((a for rows in net.pending.values() for a in rows), key=lambda a: a.lsn))
     return KeylessPlan(

@@ -140,6 +140,17 @@ def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_
     assert warehouse_bag(config) == expected
     assert expected[("a", 1, 0.5, json.dumps({"k": [1, 2]}))] == 2, expected
 
+    # ---- a large (TOASTed) value, then an update that leaves it untouched -------------------
+    big = (
+        "(SELECT jsonb_build_object('k', string_agg(md5(g::text), '')) "
+        "FROM generate_series(1, 400) g)"
+    )
+    p.sql(f"INSERT INTO logs SELECT 'big', 1, 1.0, {big}")
+    p.sql(f"INSERT INTO logs SELECT 'big', 1, 1.0, {big}")
+    p.sql(f"UPDATE logs SET n = 2 WHERE ctid = {one_of('msg = ' + repr('big'))}")
+    replicate(p, config)
+    assert warehouse_bag(config) == source_bag(p.url)
+
     # ---- a second round in one transaction: copies in and out of one batch -----------------
     with psycopg.connect(p.url, autocommit=True) as conn, conn.transaction():
         conn.execute("INSERT INTO logs VALUES ('d', 4, 1.0, NULL), ('d', 4, 1.0, NULL)")

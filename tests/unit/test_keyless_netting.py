@@ -137,7 +137,9 @@ def test_the_pair_orders_transactions_where_the_lsn_alone_does_not() -> None:
 
 def test_an_update_without_its_before_image_says_to_set_replica_identity_full() -> None:
     event = change(Op.UPDATE, None, ("b", None), 10, 5)
-    with pytest.raises(IncompatibleSchemaChangeError, match=r"REPLICA IDENTITY FULL;"):
+    with pytest.raises(
+        IncompatibleSchemaChangeError, match=r'"public"."logs" REPLICA IDENTITY FULL;'
+    ):
         plan_keyless(TableBatch(TARGET, SCHEMA, [event]), Watermark())
 
 
@@ -147,7 +149,12 @@ def test_a_second_partition_is_refused() -> None:
         plan_keyless(TableBatch(TARGET, SCHEMA, [event]), Watermark())
 
 
-def test_a_toast_placeholder_is_a_data_error() -> None:
+def test_an_unchanged_toast_value_is_the_before_rows_or_a_data_error() -> None:
+    """An update that leaves a large value untouched: the value comes from ``before``
+    (REPLICA IDENTITY FULL logs the old row whole). Nowhere to take it from: a DataError."""
+    update = change(Op.UPDATE, ("b", 2.5), ("c", UNCHANGED_TOAST), 10, 5)
+    plan = plan_keyless(TableBatch(TARGET, SCHEMA, [update]), Watermark())
+    assert [a.values for a in plan.adds] == [("c", 2.5)]
     event = change(Op.CREATE, None, ("b", UNCHANGED_TOAST), 10, 5)
     with pytest.raises(DataError, match="TOAST"):
         plan_keyless(TableBatch(TARGET, SCHEMA, [event]), Watermark())
