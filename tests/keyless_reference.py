@@ -57,7 +57,7 @@ def bag(*rows: Row) -> Counter[Hashable]:
 
 
 VALUES = st.tuples(
-    st.sampled_from(["a", "b", None]), st.sampled_from([0.0, 1.5, float("nan"), None])
+    st.sampled_from(["a", "b", None]), st.sampled_from([0.0, -0.0, 1.5, float("nan"), None])
 )
 
 

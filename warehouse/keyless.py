@@ -98,9 +98,12 @@ def alter_identity(table: str) -> str:
 
 
 def _same(value: Any) -> Hashable:
-    """A hashable stand-in with the warehouse's equality: NaNs equal, lists as tuples."""
+    """A hashable stand-in with the warehouse's equality: NaNs equal, -0.0 not 0.0, lists as
+    tuples."""
     if isinstance(value, float) and math.isnan(value):
         return ("NaN",)
+    if isinstance(value, float) and value == 0.0:
+        return ("zero", math.copysign(1.0, value))
     if isinstance(value, decimal.Decimal) and value.is_nan():
         return ("NaN",)
     if isinstance(value, list):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -189,6 +190,8 @@ def test_every_type_matches_null_safely_on_its_stored_value(wh: Warehouse) -> No
     nan = {**NULL_ROW, "id": 3, "f64": float("nan"), "f32": float("nan")}
     month = {**NULL_ROW, "id": 4, "span": Interval(1, 0, 0)}
     days = {**NULL_ROW, "id": 4, "span": Interval(0, 30, 0)}
+    zero = {**NULL_ROW, "id": 5, "f64": 0.0}
+    minus_zero = {**NULL_ROW, "id": 5, "f64": -0.0}
 
     def counted(*rows: dict[str, Any]) -> Counter[tuple[Any, Any]]:
         return Counter((row["id"], row["span"]) for row in rows)
@@ -202,6 +205,14 @@ def test_every_type_matches_null_safely_on_its_stored_value(wh: Warehouse) -> No
     stats = apply(wh, src.delete(month), target=KINDS_TARGET)
     assert stats.deleted == 1
     assert counted(*wh.fetch_table(KINDS_TARGET)) == counted(full, nulls, nan)
+    # -0.0 and 0.0 are equal by IEEE, not the same value: deleting -0.0 leaves 0.0
+    apply(wh, src.insert(minus_zero), src.insert(zero), target=KINDS_TARGET)
+    stats = apply(wh, src.delete(minus_zero), target=KINDS_TARGET)
+    assert stats.deleted == 1
+    [left] = [r["f64"] for r in wh.fetch_table(KINDS_TARGET) if r["id"] == 5]
+    assert (left, math.copysign(1.0, left)) == (0.0, 1.0)
+    stats = apply(wh, src.delete(zero), target=KINDS_TARGET)
+    assert stats.deleted == 1
     stats = apply(wh, *(src.delete(row) for row in (full, nulls, nan)), target=KINDS_TARGET)
     assert stats.deleted == 3
     assert wh.fetch_table(KINDS_TARGET) == []

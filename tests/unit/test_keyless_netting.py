@@ -88,6 +88,18 @@ def test_nan_rows_are_one_value() -> None:
     assert math.isnan(events[0].after["f"])  # type: ignore[index]
 
 
+def test_minus_zero_is_not_zero() -> None:
+    """Equal by IEEE, different values: an insert of -0.0 and a delete of 0.0 don't cancel."""
+    events = [
+        change(Op.CREATE, None, ("a", -0.0), 10, 5, 0),
+        change(Op.DELETE, ("a", 0.0), None, 20, 15, 1),
+    ]
+    plan = plan_keyless(TableBatch(TARGET, SCHEMA, events), Watermark())
+    assert [a.values for a in plan.adds] == [("a", -0.0)]
+    assert [(v, k) for v, k in plan.removes] == [(("a", 0.0), 1)]
+    assert row_identity(("a", -0.0)) != row_identity(("a", 0.0))
+
+
 def test_the_pair_orders_transactions_where_the_lsn_alone_does_not() -> None:
     """A transaction that began first commits second: its change LSN is lower than the
     first-committed one's, its sequence[0] higher. Both apply; a re-send of both applies none."""

@@ -34,17 +34,22 @@ def _compare(exact: Exact, value: exp.Expr, dtype: exp.DataType) -> exp.Expr:
     return value if exact is None else exact(value, dtype)
 
 
+def _sign(value: exp.Expr) -> exp.Expr:
+    """``ATAN2(x, -1)``: pi for 0.0, -pi for -0.0 (which ``=`` holds equal), NaN for NaN."""
+    return exp.Anonymous(this="ATAN2", expressions=[value, exp.Literal.number(-1)])
+
+
 def row_match(m: TargetTable, exact: Exact, alias: str = T) -> exp.Expr:
-    """Every data column of ``alias`` NULL-safely equal to the stage's value."""
-    return exp.and_(
-        *[
-            exp.NullSafeEQ(
-                this=_compare(exact, col(name, alias), dtype),
-                expression=_compare(exact, m.staged(name), dtype),
-            )
-            for name, dtype in m.columns
-        ]
-    )
+    """Every data column of ``alias`` NULL-safely equal to the stage's value (floats: and the
+    same sign of zero, as IEEE equality holds -0.0 = 0.0 but they are different values)."""
+    conds: list[exp.Expr] = []
+    for name, dtype in m.columns:
+        stored = _compare(exact, col(name, alias), dtype)
+        staged = _compare(exact, m.staged(name), dtype)
+        conds.append(exp.NullSafeEQ(this=stored, expression=staged))
+        if dtype.is_type(exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE):
+            conds.append(exp.NullSafeEQ(this=_sign(stored.copy()), expression=_sign(staged.copy())))
+    return exp.and_(*conds)
 
 
 def _numbered(m: TargetTable, stage: StageName, exact: Exact) -> exp.Subquery:
