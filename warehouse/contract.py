@@ -32,6 +32,7 @@ class MetadataColumns:
     # the commit part of the two-part position (Debezium's ``source.sequence[0]``); NULL when
     # unknown (snapshot rows, rows written before this column existed): see cdc.model.newer
     commit_lsn: str = "_cdc_commit_lsn"
+    row: str = "_cdc_row"  # tables without a primary key: each row's surrogate id
 
 
 @dataclass(frozen=True, slots=True)

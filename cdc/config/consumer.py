@@ -28,7 +28,8 @@ class ConsumerConfig(SectionModel):
         default="_cdc_",
         description="Prefix of the metadata columns on every replicated table "
         "(`<prefix>lsn`, `<prefix>txid`, `<prefix>op`, `<prefix>source_ts`, "
-        "`<prefix>loaded_at`, `<prefix>deleted`, `<prefix>commit_lsn`).",
+        "`<prefix>loaded_at`, `<prefix>deleted`, `<prefix>commit_lsn`, and `<prefix>row` on "
+        "tables without a primary key).",
     )
 
     @field_validator("metadata_prefix")
@@ -47,4 +48,5 @@ class ConsumerConfig(SectionModel):
             loaded_at=f"{p}loaded_at",
             deleted=f"{p}deleted",
             commit_lsn=f"{p}commit_lsn",
+            row=f"{p}row",
         )

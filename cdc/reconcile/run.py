@@ -29,6 +29,7 @@ from cdc.consumer.fitting import fit_batch, override_type
 from cdc.model import TableSchema
 from cdc.reconcile.bisect import bisect
 from cdc.reconcile.lag import LagProbe, settle
+from cdc.reconcile.multiset import reconcile_multiset
 from cdc.reconcile.repair import repair_batch
 from cdc.reconcile.report import RunReport, TableResult
 from cdc.reconcile.rows import Key, RowsDiff, diff_rows
@@ -186,6 +187,12 @@ class Reconciler:
         )
         schema = src.schema
         wh = WarehouseSide(self.warehouse, target, schema)
+        if not schema.key:
+            self._multiset(table, src, wh, result, repair)
+            result.seconds = time.perf_counter() - started
+            self.compute.append(ComputeRow("reconcile", target.name, wh.seconds, wh.calls,
+                                           dt.datetime.now(dt.UTC)))  # fmt: skip
+            return result
         s = self.settings
         found = bisect(src, wh, leaf_rows=s.leaf_rows, fanout=s.fanout, pair=self.pair)
         result.source_rows, result.warehouse_rows = found.source.rows, found.warehouse.rows
@@ -227,6 +234,20 @@ class Reconciler:
         self.compute.append(ComputeRow("reconcile", target.name, wh.seconds, wh.calls,
                                        dt.datetime.now(dt.UTC)))  # fmt: skip
         return result
+
+    def _multiset(self, table: TableConfig, src: SourceTable, wh: WarehouseSide,
+                  result: TableResult, repair: bool) -> None:  # fmt: skip
+        """A table without a primary key, compared as a multiset (no repair)."""
+        target = self.config.table_target(table)
+        reconcile_multiset(
+            self.conn, src, lambda: wh.timed(lambda: self.warehouse.fetch_table(target)),
+            lambda position: self.probe.applied(table, position, self.settings.lag_timeout),
+            result, rounds=self.settings.rounds, json_values=self.json_values,
+        )  # fmt: skip
+        if repair and result.diffs:
+            result.remaining = result.diffs
+            log.warning("no repair for a table without a primary key: re-snapshot it",
+                        table=table.target_name, differences=result.diffs)  # fmt: skip
 
     def _settle(
         self,
@@ -293,7 +314,9 @@ def reconcile(
 ) -> RunReport:
     """Compare (and with ``repair``, fix) the chosen tables; raises :class:`ReconcileError`
     before any work for an unknown table, a missing source table or one without a primary
-    key. The run is recorded in ``reconcile_runs`` unless ``record`` is False."""
+    key that has no REPLICA IDENTITY FULL (one with it is compared as a multiset:
+    :mod:`cdc.reconcile.multiset`). The run is recorded in ``reconcile_runs`` unless
+    ``record`` is False."""
     chosen = resolve_tables(config, tables)
     settings = settings or ReconcileSettings()
     run_id = uuid.uuid4().hex[:12]
@@ -303,7 +326,7 @@ def reconcile(
         problems = []
         for t in chosen:
             try:
-                schemas[t.name] = reflect_table(conn, t.source)
+                schemas[t.name] = reflect_table(conn, t.source, keyless=True)
             except SourceTableError as exc:
                 problems.append(f"{t.name}: {exc}")
         if problems:

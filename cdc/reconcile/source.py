@@ -137,6 +137,11 @@ class SourceTable:
         with self.conn.cursor(row_factory=dict_row) as cur:
             return list(cur.execute(text, params).fetchall())
 
+    def all_rows(self) -> list[dict[str, Any]]:
+        """Every row (a table without a primary key is compared whole)."""
+        source = self.ref.expr() if isinstance(self.ref, TableRef) else self.ref
+        return self._rows(pg_text(exp.select(*self._projections()).from_(source)), [])
+
     def range_rows(self, ranges: Sequence[KeyRange]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for rng in ranges:

@@ -28,7 +28,9 @@ __all__ = [
     "SourceTableError",
     "column_refusals",
     "column_type",
+    "keyless_refusal",
     "plan_filter",
+    "primary_key",
     "qualified",
     "reflect_table",
     "slot_position",
@@ -111,6 +113,8 @@ def column_refusals(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
     ).fetchone()
     full = identity is not None and identity[0] == "f"
     out = []
+    if not full and not primary_key(conn, table):
+        out.append(keyless_refusal(name))
     for row in conn.execute(_COLUMNS, (name,)):
         try:
             column_type(row)
@@ -125,6 +129,25 @@ def column_refusals(conn: psycopg.Connection[Any], table: TableId) -> list[str]:
                 f"ALTER TABLE {name} REPLICA IDENTITY FULL"
             )
     return out
+
+
+def keyless_refusal(name: str) -> str:
+    """Why a table without a primary key and without REPLICA IDENTITY FULL is refused, with
+    the statement that fixes it (``name``: the quoted table name)."""
+    return (
+        f"the table has no primary key and its REPLICA IDENTITY is not FULL: rows of a table "
+        "without a primary key are matched on all their columns, and only with REPLICA "
+        "IDENTITY FULL does PostgreSQL log (and Debezium send) every column of an updated or "
+        "deleted row (without it, PostgreSQL refuses the table's UPDATEs and DELETEs once it "
+        f"is published). Run ALTER TABLE {name} REPLICA IDENTITY FULL; at the source (or add a "
+        "primary key), then restart `cdc run`; the topic of such a table must have ONE "
+        "partition"
+    )
+
+
+def primary_key(conn: psycopg.Connection[Any], table: TableId) -> tuple[str, ...]:
+    """The table's primary key columns, in key order (empty: it has none)."""
+    return tuple(row[0] for row in conn.execute(_KEY, (qualified(table),)))
 
 
 def source_dsn(source: SourceConfig) -> str:
@@ -209,11 +232,14 @@ def column_type(row: Sequence[Any]) -> ColumnType:
     )
 
 
-def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
+def reflect_table(
+    conn: psycopg.Connection[Any], table: TableId, *, keyless: bool = False
+) -> TableSchema:
     """The table's columns (in order) and primary key as Debezium would describe them.
 
     Raises :class:`SourceTableError` for a table that doesn't exist, one without a primary
-    key, or a column whose type has no lossless mapping.
+    key (with ``keyless``: one without a primary key and without REPLICA IDENTITY FULL; one
+    with it has an empty key), or a column whose type has no lossless mapping.
     """
     name = qualified(table)
     exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
@@ -229,11 +255,19 @@ def reflect_table(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
         except SourceTableError as exc:
             raise SourceTableError(f"{table} column {row[0]!r}: {exc}") from None
         columns.append(Column(row[0], ctype, row[4]))
-    key = tuple(row[0] for row in conn.execute(_KEY, (name,)))
+    key = primary_key(conn, table)
+    if not key and keyless:
+        identity = conn.execute(
+            "SELECT relreplident FROM pg_class WHERE oid = %s::regclass", (name,)
+        ).fetchone()
+        if identity is not None and identity[0] == "f":
+            return TableSchema(table, tuple(columns), ())
+        raise SourceTableError(f"source table {table}: {keyless_refusal(name)}")
     if not key:
         raise SourceTableError(
-            f"source table {table} has no primary key: snapshots and reconciliation match "
-            "rows by key; add one (ALTER TABLE ... ADD PRIMARY KEY)"
+            f"source table {table} has no primary key: snapshots match rows by key; add one "
+            "(ALTER TABLE ... ADD PRIMARY KEY). The stream, Debezium's initial snapshot and "
+            "`cdc reconcile` take it without one (REPLICA IDENTITY FULL)"
         )
     return TableSchema(table, tuple(columns), key)
 

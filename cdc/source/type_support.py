@@ -18,10 +18,13 @@ from cdc.model import Kind
 from cdc.source.catalog import (
     SourceTableError,
     column_refusals,
+    primary_key,
+    qualified,
     reflect_table,
     source_connection,
     source_dsn,
 )
+from warehouse.sql.target import keyless_refusal
 
 log = structlog.get_logger("cdc.types")
 
@@ -67,12 +70,33 @@ def _wide_decimals(conn: psycopg.Connection[Any], table: TableConfig) -> list[st
     ]
 
 
+def _keyless_settings(
+    config: Config, conn: psycopg.Connection[Any], table: TableConfig
+) -> list[str]:
+    """A table without a primary key is mirrored as a multiset: settings that need a key
+    (mode scd2, soft_delete, quarantining contracts) are refused, and so are snapshot modes
+    that snapshot a streamed table again."""
+    why = keyless_refusal(config.table_target(table))
+    if not why and config.source.snapshot_mode in ("always", "when_needed"):
+        why = (
+            f"source.snapshot_mode {config.source.snapshot_mode!r} lets Debezium snapshot it "
+            "again after its changes streamed, which can't be applied exactly without a key "
+            "(which streamed changes the snapshot holds is unknown). Set snapshot_mode "
+            "'initial' (or 'no_data', 'never'), or add a primary key at the source"
+        )
+    exists = conn.execute("SELECT to_regclass(%s)", (qualified(table.source),)).fetchone()
+    if not why or exists is None or exists[0] is None or primary_key(conn, table.source):
+        return []
+    return [f"the table has no primary key, and {why}"]
+
+
 def table_problems(config: Config, conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
     """Configured table name -> why it can't be replicated exactly (only tables with
     problems). An override can't bring back what Debezium loses: refused types stay refused."""
     out: dict[str, list[str]] = {}
     for table in config.tables:
         problems = column_refusals(conn, table.source)
+        problems += _keyless_settings(config, conn, table)
         problems += _wide_decimals(conn, table)
         problems += _override_problems(conn, table)
         if problems:

@@ -133,6 +133,8 @@ def test_a_table_without_primary_key_is_parked_and_the_others_flow(pipeline: Pip
     keyless_topic = config.topic_for(config.table("keyless"))
     assert set(stats.parked) == {keyless_topic}
     assert "no primary key" in stats.parked[keyless_topic]
+    # refused before any row moved (REPLICA IDENTITY is not FULL), with the statement to run
+    assert 'ALTER TABLE "public"."keyless" REPLICA IDENTITY FULL;' in stats.parked[keyless_topic]
     warehouse = open_warehouse(config)
     try:
         keyed = warehouse.fetch_table(config.table_target(config.table("keyed")))

@@ -368,13 +368,17 @@ def test_added_column_with_a_default_fills_existing_rows_and_older_events(
     ]
 
 
-def test_a_table_without_primary_key_is_refused_with_what_to_do(wh: DuckDBWarehouse) -> None:
+def test_a_history_table_without_primary_key_is_refused_with_what_to_do(
+    wh: DuckDBWarehouse,
+) -> None:
+    """Keyless mirror tables are mirrored (tests/conformance/test_keyless_contract.py); a
+    keyless scd2 table has no history to keep and is parked with what to do."""
     keyless = TableSchema(TableId("public", "log"), (Column("msg", ColumnType(Kind.TEXT)),), ())
     event = ev(Op.CREATE, {}, 1, keyless, commit_us=T0_US, topic="pg.public.log", msg="hi")
     with pytest.raises(
         IncompatibleSchemaChangeError, match=r"no primary key.*ADD PRIMARY KEY"
     ) as e:
-        wh.apply([TableBatch(TableTarget("log"), keyless, [event])], [])
+        wh.apply([TableBatch(TableTarget("log", mode="scd2"), keyless, [event])], [])
     assert e.value.table == "log"
 
 

@@ -49,6 +49,20 @@ DIALECT: Final = "duckdb"
 __all__ = ["DIALECT", "DuckDBWarehouse", "map_error"]
 
 
+def exact_value(value: exp.Expr, dtype: exp.DataType) -> exp.Expr:
+    """A value as compared when rows are matched on all columns: DuckDB's INTERVAL equality
+    normalises (``'1 month' = '30 days'``) and a list's compares floats by IEEE (``[-0.0] =
+    [0.0]``); their text forms don't (floats print round-trip exact)."""
+    floats = (exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE)
+    element = dtype.expressions[0] if dtype.expressions else None
+    listed = dtype.is_type(exp.DataType.Type.ARRAY, exp.DataType.Type.LIST)
+    if dtype.is_type(exp.DataType.Type.INTERVAL) or (
+        listed and isinstance(element, exp.DataType) and element.is_type(*floats)
+    ):
+        return exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
+    return value
+
+
 class DuckDBWarehouse(DuckDBTiering, SqlWarehouse):
     """A DuckDB file as the warehouse (see the module docstring for the connection policy)."""
 
@@ -63,6 +77,7 @@ class DuckDBWarehouse(DuckDBTiering, SqlWarehouse):
     )
     checksum_dialect: ClassVar[ChecksumDialect] = "duckdb"
     _bookkeeping_keys: ClassVar[bool] = True
+    _exact_value: ClassVar[sql.keyless.Exact] = exact_value
 
     def __init__(
         self,

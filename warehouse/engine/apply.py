@@ -47,6 +47,7 @@ from warehouse.base import (
     TableTarget,
 )
 from warehouse.engine.core import I64, Field, Stage, meta_kinds, naming_table
+from warehouse.engine.keyless import KeylessSteps, KeylessWork
 from warehouse.engine.truncate import TruncateSteps
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
@@ -74,9 +75,10 @@ class TableWork:
     into: Stage = None  # its stage; None: nothing to write
     toast: frozenset[int] = frozenset()
     held: list[QuarantineRow] = field(default_factory=list)
+    keyless: KeylessWork | None = None  # a table without a primary key (warehouse.keyless)
 
 
-class ApplyTemplate(TruncateSteps):
+class ApplyTemplate(TruncateSteps, KeylessSteps):
     """:meth:`apply` and :meth:`load_rows` on the engine hooks."""
 
     @contextlib.contextmanager
@@ -111,7 +113,8 @@ class ApplyTemplate(TruncateSteps):
             planned = []
             for batch in kept:
                 with naming_table(batch.target.name):
-                    planned.append((self._target_table(batch), carry_key_changes(batch)))
+                    carry = carry_key_changes(batch) if batch.schema.key else KeyChangeCarry(batch)
+                    planned.append((self._target_table(batch), carry))
             work = [self._prepare(c, m, carry, quarantine, resolve, pending)
                     for m, carry in planned]  # fmt: skip
             truncates = [self._prepare_truncate(c, b, cut, marks) for b, cut in cuts]
@@ -147,6 +150,13 @@ class ApplyTemplate(TruncateSteps):
         """One table's DDL, reads, plan and stage, before its writes."""
         batch, name = carry.batch, carry.batch.target.name
         self._tagged = name
+        if not m.key:
+            work = TableWork(batch, m, TableApplyStats(name))
+            with naming_table(name):
+                self._refuse_stray(c, batch)
+                self._ensure_table(c, batch, m, pending)
+                work.keyless = self._prepare_keyless(c, batch)
+            return work
         unresolved = 0
         if carry.asks:
             with naming_table(name):
@@ -177,6 +187,11 @@ class ApplyTemplate(TruncateSteps):
 
     def _write(self, c: Any, w: TableWork) -> None:
         """The set-based statements of one table, in the transaction."""
+        if w.keyless is not None:
+            self._write_keyless(c, w.m, w.keyless, w.stats)
+            if w.keyless.into is not None and not self.capabilities.transactional_ddl:
+                self._register(c, w.batch)
+            return
         if w.into is None:
             return
         assert w.stage is not None

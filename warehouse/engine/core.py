@@ -259,6 +259,9 @@ class EngineCore(Warehouse):
         self._exec(c, sql.create_table(self._ref("reconcile_runs"), runs))
         cuts = list(zip(sql.TRUNCATION_LOG, map(t, (TEXT, I64, I64, TSTZ, TSTZ)), strict=True))
         self._exec(c, sql.create_table(self._ref("truncations"), cuts))
+        marks = [(n, t(TEXT if n == "table_name" else I64)) for n in sql.WATERMARK_COLUMNS]
+        self._exec(c, sql.create_table(self._ref("keyless_positions"), [*marks, ("updated_at",
+                                       t(TSTZ))], ("table_name",) if keys else ()))  # fmt: skip
         self._cost_ddl(c)
         self._engine_ddl(c)
 
@@ -412,6 +415,8 @@ class EngineCore(Warehouse):
         registered = self._check_mode(c, m, batch.target.mode)
         defaults = {col.name: col for col in batch.schema.columns if col.default is not None}
         columns = [*m.columns, *self._meta_columns(batch.target)]
+        if not m.key:  # a keyless table's rows: told apart by a surrogate id
+            columns.append((batch.target.metadata.row, self._type(TEXT)))
         stored = self._sync_table(c, m.target, columns, defaults)
         gone = sql.dropped_columns(stored, batch.schema.names, batch.target, registered)
         if gone:

@@ -17,7 +17,8 @@ One module per kind of statement:
 - :mod:`.bookkeeping`: offsets, registry; :mod:`.quarantine`; :mod:`.audit`: reconcile runs;
 - :mod:`.tiering`: lifecycle tiering (tier bookkeeping, moves, the history view);
 - :mod:`.truncation`: TRUNCATE (set-based over the table) and the truncation marks;
-- :mod:`.dropped`: columns dropped at the source (``on_column_drop``).
+- :mod:`.dropped`: columns dropped at the source (``on_column_drop``);
+- :mod:`.keyless`: tables without a primary key (multiset apply, the table's watermark).
 
 This package re-exports every builder.
 """
@@ -54,6 +55,7 @@ from warehouse.sql.history import (
     history_examples,
     scd2_close_gaps,
 )
+from warehouse.sql.keyless import WATERMARK_COLUMNS
 from warehouse.sql.logical_merge import (
     logical_guard_counts,
     logical_hard_delete,
@@ -142,6 +144,7 @@ __all__ = [
     "QUARANTINE_ORIGIN",
     "REGISTRY_COLUMNS",
     "TRUNCATION_LOG",
+    "WATERMARK_COLUMNS",
     "Columns",
     "D",
     "S",

@@ -28,7 +28,8 @@ class TargetTable:
     """What the apply statements need to know about one target table.
 
     ``columns`` are the data columns in schema order (stage column ``c<i>`` is column i);
-    ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes;
+    ``markers`` is the delete-marker table (key columns + lsn), None with soft deletes and
+    for a table without a primary key (``key`` empty: :mod:`warehouse.keyless`);
     ``scd2`` is set for history tables; ``value`` reads a staged column as its target type
     (default: ``CAST``; the Snowflake adapter parses JSON text into VARIANT and ARRAY).
     """
@@ -64,8 +65,36 @@ class TargetTable:
 def reserved_columns(target: TableTarget) -> set[str]:
     """The names a target table keeps for itself: every metadata column, and for a history
     table the validity columns. Source columns may not use them; reads leave them out."""
-    names = {n for n, _ in metadata_types(target.metadata, True)}
+    names = {n for n, _ in metadata_types(target.metadata, True)} | {target.metadata.row}
     return names | (set(target.scd2.names) if target.mode == "scd2" else set())
+
+
+def keyless_refusal(target: TableTarget) -> str:
+    """Why a table without a primary key can't have the table's settings (mode ``scd2``,
+    ``soft_delete``, quarantining contracts), with what to do; empty when it can."""
+    if target.mode == "scd2":
+        return (
+            "mode 'scd2' keeps the history of each key: rows without a key have no identity "
+            "from one change to the next, so there is no history to keep. Set `mode: mirror` "
+            "for this table in cdc.yaml, or add a primary key at the source (ALTER TABLE ... ADD "
+            "PRIMARY KEY) and re-snapshot the table"
+        )
+    if target.soft_delete:
+        return (
+            "soft_delete marks a deleted key's row: of equal rows without a key none is the "
+            "one deleted, and a deleted row's mark could not tell a re-insert from a new row. "
+            "Set `soft_delete: false` for this table in cdc.yaml, or add a primary key at the "
+            "source (ALTER TABLE ... ADD PRIMARY KEY) and re-snapshot the table"
+        )
+    if target.quarantine:
+        return (
+            "on_violation 'quarantine' holds a key's later changes behind its quarantined "
+            "one, and a replayed change of a table without a key is older than the table's "
+            "watermark, so it would never apply. Set `on_violation: dlq` or `fail` for this "
+            "table in cdc.yaml, or add a primary key at the source (ALTER TABLE ... ADD "
+            "PRIMARY KEY) and re-snapshot the table"
+        )
+    return ""
 
 
 def target_table(
@@ -78,7 +107,9 @@ def target_table(
     """The statements' view of a batch's target table, checked (both adapters).
 
     Refuses what can't be replicated: an unknown mode (terminal), a source table without a
-    primary key or with columns named like the metadata or validity columns, a type the
+    primary key in mode ``scd2``, with soft deletes or quarantine (:func:`keyless_refusal`),
+    or with
+    columns named like the metadata or validity columns, a type the
     engine can't hold (the table is parked). History tables and hard-delete mirror tables
     keep delete markers in ``bookkeeping.<table>__deleted`` (so do tiered soft-delete mirror
     tables: tiering records there the deleted rows it moves out).
@@ -86,11 +117,10 @@ def target_table(
     target, source = batch.target, batch.schema
     if target.mode not in ("mirror", "scd2"):
         raise TerminalWarehouseError(f"table {target.name!r}: mode {target.mode!r} unsupported")
-    if not source.key:
+    if not source.key and keyless_refusal(target):
         raise IncompatibleSchemaChangeError(
-            f"table {target.name!r}: the source table {source.table} has no primary key, so "
-            "its changes can't be matched to rows; the table is parked. Add a primary key "
-            "at the source (ALTER TABLE ... ADD PRIMARY KEY), then re-snapshot the table",
+            f"table {target.name!r}: the source table {source.table} has no primary key, and "
+            f"{keyless_refusal(target)}; the table is parked",
             table=target.name,
         )
     scd2 = target.scd2 if target.mode == "scd2" else None
@@ -118,7 +148,8 @@ def target_table(
     except IncompatibleSchemaChangeError as exc:
         exc.table = exc.table or target.name
         raise
-    keep_markers = scd2 is not None or not target.soft_delete or target.tiered
+    keeps = scd2 is not None or not target.soft_delete or target.tiered
+    keep_markers = bool(source.key) and keeps
     return TargetTable(
         target=TableRef(schema, target.name),
         markers=TableRef(bookkeeping, f"{target.name}__deleted") if keep_markers else None,
