@@ -2,11 +2,12 @@
 
 A DuckDB file gets an scd2 table ``bench_dim`` (bigint key, text, numeric(12,2), timestamptz)
 registered through the warehouse (one small batch), then ``rows`` closed versions bulk-inserted
-by SQL, their closing times spread over the last 24 months. The figure is ``rows / seconds``
-of one pass (select the due rows as Arrow, write one zstd Parquet file per month, read each
-back and check rows + checksum, one transaction deleting the hot rows and redefining the
-history view), next to the raw rate of DuckDB writing the same rows to Parquet. Local folder;
-no stack needed. A benchmark: it prints figures and never fails on timing.
+by SQL, their closing times spread over 24 months ending 40 days ago (all due: hot is 30
+days). The figure is ``rows / seconds`` of one pass (select the due rows as Arrow, write one
+zstd Parquet file per month, read each back and check rows + checksum, one transaction deleting
+the hot rows and redefining the history view), next to the raw rate of DuckDB writing the same
+rows to Parquet. Local folder; no stack needed. A benchmark: it prints figures and the targets
+it missed, and exits 0 whenever it ran.
 
 Run: ``.venv/bin/python tests/bench/tier_bench.py --rows 1000000`` (also part of make bench).
 """
@@ -49,6 +50,8 @@ SCHEMA = TableSchema(
     ("id",),
 )
 
+RATIO_TARGET = 0.25  # of DuckDB's own COPY TO parquet of the same rows (issue 22)
+
 CONFIG = """\
 source: {host: 127.0.0.1, port: 5432, database: bench, user: postgres, password: x}
 kafka: {bootstrap_servers: 127.0.0.1:9092, group_id: bench}
@@ -86,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             SELECT g + 1 AS id, 'name ' || g AS name, (g % 100000) / 100.0 AS price,
                    now() AS seen, g + 10 AS _cdc_lsn, g AS _cdc_txid, 'u' AS _cdc_op,
                    now() AS _cdc_source_ts, now() AS _cdc_loaded_at, false AS _cdc_deleted,
-                   now() - INTERVAL 760 DAY + g * (INTERVAL 730 DAY / ?) AS valid_from,
-                   now() - INTERVAL 750 DAY + g * (INTERVAL 730 DAY / ?) AS valid_to,
+                   now() - INTERVAL 780 DAY + g * (INTERVAL 730 DAY / ?) AS valid_from,
+                   now() - INTERVAL 770 DAY + g * (INTERVAL 730 DAY / ?) AS valid_to,
                    false AS is_current
             FROM range(?) t(g)
             """,
@@ -108,9 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     files = f"{result.files.get('warm', 0)} warm + {result.files.get('cold', 0)} cold files"
     print(f"tier pass: {moved:,} rows moved in {seconds:.2f} s = {moved / seconds:,.0f} rows/s "
           f"({files})")  # fmt: skip
+    ratio = raw / seconds * (moved / args.rows)
     print(f"raw DuckDB COPY TO parquet of the same rows: {args.rows / raw:,.0f} rows/s "
-          f"(the pass runs at {raw / seconds * (moved / args.rows):.0%} of it)")  # fmt: skip
-    return 0 if moved == args.rows else 1
+          f"(the pass runs at {ratio:.0%} of it)")  # fmt: skip
+    missed = []
+    if moved != args.rows:  # every version closed 40+ days ago: all are due (hot: 30d)
+        missed.append(f"rows moved {moved:,} of {args.rows:,}")
+    if ratio < RATIO_TARGET:
+        missed.append(f"ratio {ratio:.2f} < {RATIO_TARGET} x raw COPY")
+    print(
+        f"tiering targets: {'MISSED: ' + '; '.join(missed) if missed else 'met'} "
+        "(a benchmark, not a test: exit 0 whenever it ran)"
+    )
+    return 0
 
 
 if __name__ == "__main__":
