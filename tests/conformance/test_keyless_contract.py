@@ -33,6 +33,7 @@ from cdc.model import (
     TableId,
     TableSchema,
 )
+from warehouse import sql
 from warehouse.base import (
     IncompatibleSchemaChangeError,
     TableApplyStats,
@@ -362,3 +363,17 @@ def test_replace_loads_a_table_the_stream_never_wrote(wh: Warehouse) -> None:
     assert wh.replace_keyless(TableBatch(target, LOGS, reads), Watermark()) == 2
     assert multiset(wh, target) == bag(r("a", 1), r("a", 1))
     assert wh.keyless_watermark(target) == Watermark()
+
+
+def test_a_watermark_table_without_the_txid_column_is_upgraded_in_place(wh: Warehouse) -> None:
+    """``_cdc.keyless_positions`` as created before it held the transaction id: the first
+    apply of a process adds the column, and the stream goes on."""
+    engine: Any = wh
+    src = Source()
+    apply(wh, src.insert(r("a", 1)))
+    with engine._session(None) as c:
+        engine._exec(c, sql.drop_column(engine._ref("keyless_positions"), "txid"))
+    engine._bookkept = False
+    apply(wh, src.insert(r("a", 1)))
+    assert multiset(wh) == bag(r("a", 1), r("a", 1))
+    assert wh.keyless_watermark(TARGET).txid == src.lsn
