@@ -17,7 +17,8 @@ source read saw. One attempt:
    the attempt is retried from 1.
 4. :meth:`warehouse.base.Warehouse.replace_keyless`: delete the rows and insert the source's
    (op ``r``, position L) in one transaction, if the watermark is still the one checked
-   (compare-and-set; moved: retry from 1). The watermark is kept: every change after it in
+   (compare-and-set; moved, or a write conflict with the consumer's transaction on an engine
+   that detects it: retry from 1). The watermark is kept: every change after it in
    the stream commits after every change up to L was applied, so after L (its transaction is
    invisible in S and not in the rows read), and it applies on top of the re-load.
 
@@ -44,7 +45,7 @@ import structlog
 from cdc.consumer.fitting import fit_batch
 from cdc.reconcile.repair import repair_batch
 from cdc.reconcile.source import SourceTable, current_lsn
-from warehouse.base import TableTarget, Warehouse, WatermarkMovedError
+from warehouse.base import TableTarget, TransientWarehouseError, Warehouse, WatermarkMovedError
 
 log = structlog.get_logger("cdc.reconcile")
 _WRAP = 1 << 32
@@ -140,9 +141,9 @@ def quiet_replace(
             )
         try:
             return warehouse.replace_keyless(batch, mark)
-        except WatermarkMovedError:
+        except (WatermarkMovedError, TransientWarehouseError) as exc:  # a conflict: the same
             log.info("keyless table changed during the re-load; reading again",
-                     table=target.name, attempt=attempt)  # fmt: skip
+                     table=target.name, attempt=attempt, reason=str(exc))  # fmt: skip
     raise QuietReplaceError(
         f"table {target.name!r}: the table kept changing during {attempts} attempts to re-load "
         "it exactly; repair it at a quieter moment"

@@ -13,7 +13,7 @@ from cdc.model import Column, ColumnType, Kind, TableId, TableSchema
 from cdc.reconcile import quiet
 from cdc.reconcile.quiet import full_xid
 from cdc.reconcile.repair import model_value
-from warehouse.base import TableBatch, TableTarget, WatermarkMovedError
+from warehouse.base import TableBatch, TableTarget, TransientWarehouseError, WatermarkMovedError
 from warehouse.duckdb.adapter import DuckDBWarehouse
 from warehouse.keyless import Watermark
 
@@ -50,13 +50,16 @@ class _Warehouse:
     """The warehouse side of a re-load: a watermark, and a replace that may find it moved."""
 
     def __init__(self, moved: bool) -> None:
-        self.moved, self.replaced = moved, 0
+        self.moved, self.replaced, self.conflicts = moved, 0, 0
         self.capabilities = DuckDBWarehouse.capabilities
 
     def keyless_watermark(self, target: TableTarget) -> Watermark:
         return Watermark(commit_lsn=5, lsn=9, txid=700)
 
     def replace_keyless(self, batch: TableBatch, expected: Watermark) -> int:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise TransientWarehouseError("transaction conflict")
         if self.moved:
             raise WatermarkMovedError("moved", table=batch.target.name)
         self.replaced += 1
@@ -113,3 +116,13 @@ def test_a_consumer_that_does_not_catch_up_stops_the_reload(reads: list[int]) ->
     with pytest.raises(quiet.QuietReplaceError, match="is `cdc run` running"):
         _replace(wh, caught_up=False)
     assert (len(reads), wh.replaced) == (1, 0)
+
+
+def test_a_write_conflict_with_the_consumer_is_retried(
+    reads: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quiet, "visible", lambda conn, txid, snapshot: True)
+    wh = _Warehouse(moved=False)
+    wh.conflicts = 1
+    assert _replace(wh) == 2
+    assert (len(reads), wh.replaced) == (2, 1)
