@@ -63,6 +63,7 @@ from warehouse.errors import (
     TerminalWarehouseError,
     TransientWarehouseError,
     WarehouseError,
+    WatermarkMovedError,
 )
 
 __all__ = [
@@ -74,8 +75,8 @@ __all__ = [
     "QuarantineRow", "QuarantinedChange", "RangeChecksum", "ReconcileRun", "RegisteredTable",
     "Scd2Options", "SourceRows", "TableApplyStats", "TableBatch", "TableMode", "TableStorage",
     "TableTarget", "TerminalWarehouseError", "TransientWarehouseError", "Warehouse",
-    "WarehouseError", "compute_values", "cost_report_row", "cost_report_values",
-    "history_report", "reconcile_run", "reconcile_values", "registry_json",
+    "WarehouseError", "WatermarkMovedError", "compute_values", "cost_report_row",
+    "cost_report_values", "history_report", "reconcile_run", "reconcile_values", "registry_json",
 ]  # fmt: skip
 
 ChecksumDialect = Literal["duckdb", "snowflake"]
@@ -157,6 +158,18 @@ class Warehouse(abc.ABC):
         instead (same statements, no per-row planning)."""
         batches = [TableBatch(rows.target, rows.schema, rows.events())] if rows.rows else []
         return self.apply(batches, offsets)
+
+    def keyless_watermark(self, target: TableTarget) -> Any:
+        """A keyless table's stored watermark (:class:`warehouse.keyless.Watermark`; empty
+        when nothing was applied)."""
+        raise NotImplementedError(f"{type(self).__name__} does not mirror keyless tables")
+
+    def replace_keyless(self, batch: TableBatch, expected: Any) -> int:
+        """Re-load a keyless table in ONE transaction: delete its rows and insert the batch's
+        snapshot reads (fresh surrogate ids), the watermark kept, if the watermark is still
+        ``expected`` (else :class:`WatermarkMovedError`, nothing written). Returns the rows
+        inserted."""
+        raise NotImplementedError(f"{type(self).__name__} does not mirror keyless tables")
 
     def takes_columns(self, target: TableTarget) -> bool:
         """Whether :meth:`load_rows` takes rows of ``target`` as Arrow columns

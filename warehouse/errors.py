@@ -42,3 +42,13 @@ class IncompatibleSchemaChangeError(WarehouseError):
     def __init__(self, message: str, table: str | None = None) -> None:
         super().__init__(message)
         self.table = table
+
+
+class WatermarkMovedError(WarehouseError):
+    """A keyless table's re-load (``Warehouse.replace_keyless``) found the table's watermark
+    moved since the caller checked it: the stream applied changes meanwhile. Nothing was
+    written; read the source again and retry."""
+
+    def __init__(self, message: str, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table

@@ -48,12 +48,15 @@ Values = tuple[Any, ...]  # a row's values, in schema column order
 @dataclass(frozen=True, slots=True)
 class Watermark:
     """A keyless table's applied position: streamed ``(commit_lsn, lsn)`` and snapshot read
-    ``(read_lsn, read_offset)``; None where nothing of that kind was applied."""
+    ``(read_lsn, read_offset)``; None where nothing of that kind was applied. ``txid``: the
+    source transaction id (Debezium's ``source.txId``) of the last applied streamed change,
+    which tells whether a source snapshot saw it (:mod:`cdc.reconcile.quiet`)."""
 
     commit_lsn: int | None = None
     lsn: int | None = None
     read_lsn: int | None = None
     read_offset: int | None = None
+    txid: int | None = None
 
     @property
     def streamed(self) -> tuple[int, int] | None:
@@ -242,7 +245,7 @@ def plan_keyless(batch: TableBatch, stored: Watermark) -> KeylessPlan:
         if not _after(pos, mark):
             stale += 1
             continue
-        mark = replace(mark, commit_lsn=pos.commit_lsn, lsn=pos.lsn)
+        mark = replace(mark, commit_lsn=pos.commit_lsn, lsn=pos.lsn, txid=pos.tx_id)
         old = None
         if event.op in (Op.UPDATE, Op.DELETE):
             old = _row(event, event.before, schema, "before")
@@ -261,6 +264,23 @@ def plan_keyless(batch: TableBatch, stored: Watermark) -> KeylessPlan:
         events=len(batch.events),
         stale=stale,
     )
+
+
+def replace_plan(batch: TableBatch, kept: Watermark) -> KeylessPlan:
+    """A re-load of a keyless table (:meth:`warehouse.base.Warehouse.replace_keyless`): every
+    stored row replaced by the batch's snapshot reads (one copy each), the watermark ``kept``
+    as it is (the stream goes on after it)."""
+    _check_partition(batch)
+    schema = batch.schema
+    adds = []
+    for event in batch.events:
+        if event.op is not Op.READ:
+            raise ValueError(f"a re-load of {schema.table} takes snapshot reads, not {event.op}")
+        pos = event.position
+        adds.append(Added(_row(event, event.after, schema, "after"), pos.lsn, pos.tx_id,
+                          event.op, pos.commit_ts_us))  # fmt: skip
+    return KeylessPlan(table=batch.target.name, schema=schema, replace=True, removes=(),
+                       adds=tuple(adds), watermark=kept, events=len(adds), stale=0)  # fmt: skip
 
 
 def keyless_stage(plan: KeylessPlan) -> pa.Table:

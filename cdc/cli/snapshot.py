@@ -80,7 +80,9 @@ def snapshot(
     """Snapshot tables while replication runs: an initial load, or a re-load after doubt.
 
     Every table is checked first (configured, exists, has a primary key, the filter parses,
-    the connector's slot exists); nothing is read before all pass. A bulk snapshot stopped or
+    the connector's slot exists); nothing is read before all pass. Bulk: a table without a
+    primary key but with REPLICA IDENTITY FULL is re-loaded whole and exactly (no filter;
+    `cdc run` must be running), as `cdc reconcile --repair` does. A bulk snapshot stopped or
     killed halfway resumes when run again: the chunks already loaded are skipped. Changes the
     stream applies meanwhile always win over the snapshot's older values.
 

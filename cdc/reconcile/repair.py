@@ -38,8 +38,8 @@ def model_value(ct: ColumnType, value: Any) -> Any:
     """A source value (``source_connection``) in the form the apply path stages: times with a
     zone in UTC (a TIMETZ with ``tzinfo=UTC``, as Debezium sends it), lists element-wise;
     far dates and timestamps (BC, ±infinity) and 24:00:00 as they are."""
-    if value is None or value.__class__ in _FAR:
-        return value
+    if value is None or value.__class__ in _FAR or isinstance(value, float):
+        return value  # a float as it is: NaN too (normalise() gives its comparison text)
     if ct.kind is Kind.ARRAY and ct.element is not None:
         return [model_value(ct.element, v) for v in value]
     if ct.kind is Kind.TIMETZ:

@@ -46,6 +46,7 @@ class TableResult:
     rechecks: int = 0
     seconds: float = 0.0
     error: str | None = None
+    note: str | None = None  # what a repair did (or why it did not)
 
     @property
     def diffs(self) -> int:
@@ -89,6 +90,8 @@ class TableResult:
             parts.append("unsettled " + "; ".join(key_text(k) for k in self.unsettled[:limit]))
         if self.history is not None and self.history.examples:
             parts.append("history " + "; ".join(self.history.examples[:limit]))
+        if self.note:
+            parts.append(self.note)
         if self.error:
             parts.append(self.error)
         return " | ".join(parts)
@@ -114,6 +117,7 @@ class TableResult:
                 "history": list(self.history.examples[:EXAMPLES]) if self.history else [],
             },
             "error": self.error,
+            "note": self.note,
         }  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from cdc.model import TableSchema
 from cdc.reconcile.bisect import bisect
 from cdc.reconcile.lag import LagProbe, settle
 from cdc.reconcile.multiset import reconcile_multiset
+from cdc.reconcile.quiet import QuietReplaceError, quiet_replace
 from cdc.reconcile.repair import repair_batch
 from cdc.reconcile.report import RunReport, TableResult
 from cdc.reconcile.rows import Key, RowsDiff, diff_rows
@@ -237,17 +238,39 @@ class Reconciler:
 
     def _multiset(self, table: TableConfig, src: SourceTable, wh: WarehouseSide,
                   result: TableResult, repair: bool) -> None:  # fmt: skip
-        """A table without a primary key, compared as a multiset (no repair)."""
+        """A table without a primary key, compared as a multiset; repaired by an exact
+        re-load (:mod:`cdc.reconcile.quiet`) and compared again."""
         target = self.config.table_target(table)
         reconcile_multiset(
             self.conn, src, lambda: wh.timed(lambda: self.warehouse.fetch_table(target)),
             lambda position: self.probe.applied(table, position, self.settings.lag_timeout),
             result, rounds=self.settings.rounds, json_values=self.json_values,
         )  # fmt: skip
-        if repair and result.diffs:
-            result.remaining = result.diffs
-            log.warning("no repair for a table without a primary key: re-snapshot it",
-                        table=table.target_name, differences=result.diffs)  # fmt: skip
+        if not (repair and result.diffs):
+            return
+        found = result.diffs
+        try:
+            replaced = quiet_replace(
+                self.conn, src, self.warehouse, target,
+                lambda position: self.probe.applied(table, position, self.settings.lag_timeout),
+                attempts=self.settings.rounds,
+            )  # fmt: skip
+        except QuietReplaceError as exc:
+            result.remaining = found
+            result.note = f"not repaired: {exc}"
+            log.warning("keyless table not repaired", table=table.target_name, reason=str(exc))
+            return
+        after = TableResult(result.table, result.source_table, result.mode)
+        reconcile_multiset(
+            self.conn, src, lambda: wh.timed(lambda: self.warehouse.fetch_table(target)),
+            lambda position: self.probe.applied(table, position, self.settings.lag_timeout),
+            after, rounds=self.settings.rounds, json_values=self.json_values,
+        )  # fmt: skip
+        result.remaining = after.diffs
+        result.repaired = max(0, found - after.diffs)
+        result.note = f"repaired (replaced {replaced} rows)"
+        log.info("keyless table re-loaded", table=table.target_name, rows=replaced,
+                 differences=found, remaining=after.diffs)  # fmt: skip
 
     def _settle(
         self,
@@ -355,3 +378,39 @@ def reconcile(
             if own:
                 wh.close()
     return report
+
+
+def reload_keyless(
+    config: Config,
+    table: str,
+    *,
+    settings: ReconcileSettings | None = None,
+    warehouse: Warehouse | None = None,
+) -> int:
+    """Re-load one table without a primary key exactly (:func:`cdc.reconcile.quiet.
+    quiet_replace`, what ``reconcile --repair`` does to a differing keyless table); returns the
+    rows written. Raises :class:`ReconcileError` for a table with a primary key,
+    :class:`cdc.reconcile.quiet.QuietReplaceError` when it can't be made exact."""
+    [chosen] = resolve_tables(config, [table])
+    settings = settings or ReconcileSettings()
+    with source_connection(source_url(config)) as conn:
+        try:
+            reflected = reflect_table(conn, chosen.source, keyless=True)
+        except SourceTableError as exc:
+            raise ReconcileError(f"{chosen.name}: {exc}") from exc
+        if reflected.key:
+            raise ReconcileError(f"{chosen.name} has a primary key: repair it by key")
+        overrides = {name: override_type(o.type) for name, o in chosen.columns.items()}
+        own = warehouse is None
+        wh = open_warehouse(config) if warehouse is None else warehouse
+        try:
+            src = SourceTable(conn, reflected, peer=wh.checksum_dialect, overrides=overrides)
+            probe = LagProbe(config, wh, conn)
+            return quiet_replace(
+                conn, src, wh, config.table_target(chosen),
+                lambda position: probe.applied(chosen, position, settings.lag_timeout),
+                attempts=settings.rounds,
+            )  # fmt: skip
+        finally:
+            if own:
+                wh.close()

@@ -42,6 +42,8 @@ from cdc.config import Config, TableConfig
 from cdc.consumer.fitting import first_unfit
 from cdc.model import KafkaOrigin, TableSchema
 from cdc.names import path_segment
+from cdc.reconcile.quiet import QuietReplaceError
+from cdc.reconcile.run import reload_keyless
 from cdc.snapshot.plan import (
     Chunk,
     SnapshotPlan,
@@ -117,6 +119,7 @@ class Request:
 
     table: TableConfig
     schema: TableSchema
+    keyless: bool = False  # no primary key: re-loaded whole (cdc.reconcile.quiet)
 
 
 @dataclass(slots=True)
@@ -162,7 +165,18 @@ def check_request(config: Config, tables: Sequence[str], where: str | None = Non
             try:
                 schema = reflect_table(conn, table.source)
             except SourceTableError as exc:
-                raise SnapshotError(str(exc)) from None
+                try:  # no primary key: with REPLICA IDENTITY FULL, an exact re-load
+                    schema = reflect_table(conn, table.source, keyless=True)
+                except SourceTableError:
+                    raise SnapshotError(str(exc)) from None
+            if not schema.key:
+                if where:
+                    raise SnapshotError(
+                        f"table {table.name} has no primary key: it is re-loaded whole and "
+                        "exactly, which a --where filter can't be"
+                    )
+                out.append(Request(table, schema, keyless=True))
+                continue
             if table.columns:
                 raise SnapshotError(
                     f"table {table.name} has column type overrides, which the bulk method does "
@@ -287,8 +301,17 @@ def _new_plan(
 def snapshot_table(
     config: Config, warehouse: Warehouse, request: Request, options: BulkOptions
 ) -> TableSnapshot:
-    """Bulk-load one validated table (resuming a saved plan unless ``options.fresh``)."""
+    """Bulk-load one validated table (resuming a saved plan unless ``options.fresh``); a
+    table without a primary key is re-loaded whole, exactly (:mod:`cdc.reconcile.quiet`)."""
     started = time.perf_counter()
+    if request.keyless:
+        try:
+            rows = reload_keyless(config, request.table.name, warehouse=warehouse)
+        except QuietReplaceError as exc:
+            raise SnapshotError(str(exc)) from None
+        return TableSnapshot(request.table.name, config.table_target(request.table).name,
+                             "reload", 0, 1, chunks_loaded=1, rows=rows, upserted=rows,
+                             seconds=time.perf_counter() - started)  # fmt: skip
     folder = state_dir(config, options)
     path = _plan_file(folder, request.table.target_name)
     url = source_dsn(config.source)

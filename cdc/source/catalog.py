@@ -266,8 +266,9 @@ def reflect_table(
     if not key:
         raise SourceTableError(
             f"source table {table} has no primary key: snapshots match rows by key; add one "
-            "(ALTER TABLE ... ADD PRIMARY KEY). The stream, Debezium's initial snapshot and "
-            "`cdc reconcile` take it without one (REPLICA IDENTITY FULL)"
+            "(ALTER TABLE ... ADD PRIMARY KEY). The stream, Debezium's initial snapshot, "
+            "`cdc reconcile` and a bulk `cdc snapshot` (a whole, exact re-load) take it "
+            "without one with REPLICA IDENTITY FULL"
         )
     return TableSchema(table, tuple(columns), key)
 

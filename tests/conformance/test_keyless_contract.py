@@ -33,14 +33,16 @@ from cdc.model import (
     TableId,
     TableSchema,
 )
+from warehouse import sql
 from warehouse.base import (
     IncompatibleSchemaChangeError,
     TableApplyStats,
     TableBatch,
     TableTarget,
     Warehouse,
+    WatermarkMovedError,
 )
-from warehouse.keyless import row_identity
+from warehouse.keyless import Watermark, row_identity
 
 pytestmark = pytest.mark.conformance
 
@@ -321,3 +323,57 @@ def test_arrays_of_floats_tell_minus_zero_and_nan_apart(wh: Warehouse) -> None:
     assert stats.deleted == 2
     left = sorted(repr(r["v"]) for r in wh.fetch_table(target))
     assert left == ["[-0.0, 1.5]", "[2.5, None]"]
+
+
+def test_replace_reloads_the_multiset_and_keeps_the_watermark(wh: Warehouse) -> None:
+    """``replace_keyless``: every stored row replaced by the batch's reads (duplicates as
+    copies) in one transaction, the watermark kept, so the stream goes on after it; a
+    watermark moved since the caller read it refuses the re-load and writes nothing."""
+    src = Source()
+    last = src.insert(r("b", 2))
+    apply(wh, src.insert(r("a", 1)), src.insert(r("a", 1)), last)
+    mark = wh.keyless_watermark(TARGET)
+    assert mark.lsn == src.lsn and mark.txid == src.lsn
+    reads = [read(LOGS, row, 2_000) for row in (r("a", 1), r("c", None), r("c", None))]
+    assert wh.replace_keyless(TableBatch(TARGET, LOGS, reads), mark) == 3
+    assert multiset(wh) == bag(r("a", 1), r("c", None), r("c", None))
+    assert wh.keyless_watermark(TARGET) == mark
+    # the stream goes on: a change already applied is stale, a newer one applies
+    assert apply(wh, resent(last)).stale == 1
+    assert multiset(wh) == bag(r("a", 1), r("c", None), r("c", None))
+    stats = apply(wh, src.delete(r("c", None)))
+    assert (stats.deleted, stats.stale) == (1, 0)
+    assert multiset(wh) == bag(r("a", 1), r("c", None))
+    # compare-and-set: the watermark moved (the change above), so the old one is refused
+    with pytest.raises(WatermarkMovedError, match="stream applied changes") as caught:
+        wh.replace_keyless(TableBatch(TARGET, LOGS, [read(LOGS, r("z", 9), 3_000)]), mark)
+    assert caught.value.table == "logs"
+    assert multiset(wh) == bag(r("a", 1), r("c", None))
+    moved = wh.keyless_watermark(TARGET)
+    assert moved != mark and moved.lsn == src.lsn
+    assert wh.replace_keyless(TableBatch(TARGET, LOGS, []), moved) == 0
+    assert multiset(wh) == Counter()
+    assert wh.keyless_watermark(TARGET) == moved
+
+
+def test_replace_loads_a_table_the_stream_never_wrote(wh: Warehouse) -> None:
+    target = TableTarget("fresh")
+    assert wh.keyless_watermark(target) == Watermark()
+    reads = [read(LOGS, r("a", 1), 2_000), read(LOGS, r("a", 1), 2_000)]
+    assert wh.replace_keyless(TableBatch(target, LOGS, reads), Watermark()) == 2
+    assert multiset(wh, target) == bag(r("a", 1), r("a", 1))
+    assert wh.keyless_watermark(target) == Watermark()
+
+
+def test_a_watermark_table_without_the_txid_column_is_upgraded_in_place(wh: Warehouse) -> None:
+    """``_cdc.keyless_positions`` as created before it held the transaction id: the first
+    apply of a process adds the column, and the stream goes on."""
+    engine: Any = wh
+    src = Source()
+    apply(wh, src.insert(r("a", 1)))
+    with engine._session(None) as c:
+        engine._exec(c, sql.drop_column(engine._ref("keyless_positions"), "txid"))
+    engine._bookkept = False
+    apply(wh, src.insert(r("a", 1)))
+    assert multiset(wh) == bag(r("a", 1), r("a", 1))
+    assert wh.keyless_watermark(TARGET).txid == src.lsn

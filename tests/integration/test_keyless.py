@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import threading
+import time
 from collections import Counter
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
@@ -26,9 +29,11 @@ from stack_support import engine_warehouse
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
-from cdc.local.pipeline import write_stack_config
-from cdc.reconcile.run import ReconcileSettings, reconcile
+from cdc.local.pipeline import ReplicatorThread, write_stack_config
+from cdc.reconcile.quiet import QuietReplaceError, full_xid
+from cdc.reconcile.run import ReconcileSettings, reconcile, reload_keyless
 from cdc.runtime import open_warehouse
+from cdc.snapshot.bulk import BulkOptions, SnapshotError, check_request, snapshot_table
 from cdc.source.type_support import table_problems
 from warehouse.duckdb.settings import DuckDBSettings
 from warehouse.snowflake.settings import SnowflakeSettings
@@ -203,6 +208,119 @@ def test_a_keyless_table_replicates_as_a_multiset_and_one_without_full_identity_
     assert (result.status, len(result.missing), result.extra) == ("diffs", 1, []), result.to_json()
     assert result.missing[0][0] == "d"
     assert warehouse_bag(config) == expected - bag([("d", 4, 1.0, None)])
+
+    # ---- repaired by an exact re-load; the stream goes on on top of it ----------------------
+    [result] = reconcile(config, ["public.logs"], repair=True, settings=FAST).tables
+    assert (result.status, result.repaired, result.left) == ("repaired", 1, 0), result.error
+    assert result.note == f"repaired (replaced {sum(expected.values())} rows)", result.note
+    assert warehouse_bag(config) == expected
+    [result] = reconcile(config, ["public.logs"], settings=FAST).tables
+    assert (result.status, result.diffs, result.unsettled) == ("ok", 0, []), result.to_json()
+    with psycopg.connect(p.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO logs VALUES ('d', 4, 1.0, NULL), ('e', 5, 2.0, NULL)")
+        conn.execute("INSERT INTO logs VALUES ('e', 5, 2.0, NULL)")
+        conn.execute(f"DELETE FROM logs WHERE ctid = {one_of('msg = ' + repr('a'))}")
+        conn.execute(f"UPDATE logs SET n = 6 WHERE ctid = {one_of('msg = ' + repr('e'))}")
+        [(xid,)] = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchall()
+    replicate(p, config)
+    expected = source_bag(p.url)
+    assert warehouse_bag(config) == expected
+    assert expected[("e", 5, 2.0, None)] == 1 and expected[("e", 6, 2.0, None)] == 1, expected
+    # the watermark holds Debezium's txId of the last change: the 32-bit id, widened exactly
+    warehouse = open_warehouse(config)
+    try:
+        mark = warehouse.keyless_watermark(config.table_target(config.table("logs")))
+    finally:
+        warehouse.close()
+    assert mark.txid is not None and full_xid(mark.txid, xid + 5) == xid, (mark, xid)
+
+    # ---- a writer keeps changing the table during a re-load: exact, or it gives up --------
+    _reload_while_writing(p, config)
+
+    # ---- `cdc snapshot` (bulk) re-loads it the same way ------------------------------------
+    _bulk_snapshot_reloads(p, config)
+
+
+def _bulk_snapshot_reloads(p: Pipeline, config: Config) -> None:
+    """A bulk snapshot of the keyless table: no filter (it can't be exact), a copy lost in the
+    warehouse is back, and the stream goes on on top of it."""
+    with pytest.raises(SnapshotError, match="no primary key: it is re-loaded whole"):
+        check_request(config, ["public.logs"], where="n = 1")
+    engine_sql(
+        config,
+        'DELETE FROM {t} WHERE "_cdc_row" = (SELECT min("_cdc_row") FROM {t} WHERE "msg" = \'e\')',
+    )
+    [request] = check_request(config, ["public.logs"])
+    assert request.keyless
+    warehouse = open_warehouse(config)
+    try:
+        result = snapshot_table(config, warehouse, request, BulkOptions())
+    finally:
+        warehouse.close()
+    expected = source_bag(p.url)
+    assert (result.rows, result.chunks_loaded) == (sum(expected.values()), 1), result
+    assert warehouse_bag(config) == expected
+    with psycopg.connect(p.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO logs VALUES ('f', 1, 1.0, NULL), ('f', 1, 1.0, NULL)")
+        conn.execute(f"DELETE FROM logs WHERE ctid = {one_of('msg = ' + repr('e'))}")
+    p.sql(f"UPDATE logs SET n = 2 WHERE ctid = {one_of('msg = ' + repr('f'))}")
+    replicate(p, config)
+    assert warehouse_bag(config) == source_bag(p.url)
+
+
+def _keyless_writes(url: str, stop: threading.Event) -> None:
+    """Bursts of transactions on duplicate rows (insert copies, delete or update one copy),
+    with pauses between bursts."""
+    rng = random.Random(7)
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.is_set():
+            for _ in range(rng.randint(1, 8)):
+                with conn.transaction():
+                    v = rng.randint(1, 3)
+                    conn.execute("INSERT INTO logs VALUES ('w', %s, 1.0, NULL), "
+                                 "('w', %s, 1.0, NULL)", [v, v])  # fmt: skip
+                    conn.execute(f"DELETE FROM logs WHERE ctid = {one_of('n = %s')}", [v])
+                    conn.execute(f"UPDATE logs SET n = n + 1 WHERE ctid = {one_of('n = %s')}",
+                                 [rng.randint(1, 3)])  # fmt: skip
+            stop.wait(rng.choice([0.05, 0.5, 2.0]))
+
+
+def _reload_while_writing(p: Pipeline, config: Config) -> None:
+    """One copy lost in the warehouse, then a re-load while a writer changes the table and the
+    consumer streams it. It either succeeds (the stream applies the later changes on top) or
+    gives up saying so; after a quiet re-load if it gave up, and once the stream caught up,
+    the table equals the source as a multiset."""
+    engine_sql(
+        config,
+        'DELETE FROM {t} WHERE "_cdc_row" = (SELECT min("_cdc_row") FROM {t} WHERE "msg" = \'e\')',
+    )
+    consumer = ReplicatorThread(config).start()
+    stop = threading.Event()
+    writer = threading.Thread(target=_keyless_writes, args=(p.url, stop), daemon=True)
+    outcome: int | str
+    try:
+        consumer.wait_caught_up()
+        writer.start()
+        time.sleep(1)
+        try:
+            outcome = reload_keyless(config, "public.logs", settings=FAST)
+        except QuietReplaceError as exc:
+            outcome = str(exc)
+            assert "kept changing" in outcome and "quieter moment" in outcome, outcome
+    finally:
+        stop.set()
+        writer.join(30)
+        consumer.stop()
+    print(f"re-load during writes: {outcome!r}")
+    if isinstance(outcome, str):
+        replicate(p, config)
+        assert reload_keyless(config, "public.logs", settings=FAST) == sum(
+            source_bag(p.url).values()
+        )
+    replicate(p, config)
+    assert warehouse_bag(config) == source_bag(p.url)
+    [result] = reconcile(config, ["public.logs"], settings=FAST).tables
+    assert (result.status, result.diffs) == ("ok", 0), result.to_json()
 
 
 def test_settings_a_keyless_table_cant_have_are_refused_before_any_row_moves(

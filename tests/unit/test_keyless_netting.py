@@ -66,7 +66,7 @@ def test_two_equal_rows_one_deleted_leaves_one() -> None:
     )
     m.apply([change(Op.DELETE, ("a", 1.0), None, 30, 25, 2)])
     assert m.rows == bag(("a", 1.0))
-    assert m.mark == Watermark(25, 30, None, None)
+    assert m.mark == Watermark(25, 30, None, None, txid=30)
 
 
 def test_an_add_and_a_remove_of_one_value_cancel_in_the_batch() -> None:

@@ -50,6 +50,7 @@ from warehouse.engine.core import I64, Field, Stage, meta_kinds, naming_table
 from warehouse.engine.keyless import KeylessSteps, KeylessWork
 from warehouse.engine.truncate import TruncateSteps
 from warehouse.key_change import KeyChangeCarry, StoredRow, carry_key_changes
+from warehouse.keyless import Watermark, keyless_stage, replace_plan
 from warehouse.mirror import Key, MirrorPlan, event_key, plan_mirror
 from warehouse.quarantine import first_open, hold, open_keys
 from warehouse.scd2 import Scd2Plan, StoredVersion, plan_scd2, stored_tails
@@ -137,6 +138,30 @@ class ApplyTemplate(TruncateSteps, KeylessSteps):
         self._ensured.update(pending)
         stats = [*(w.stats for w in work), *(t.stats for t in truncates)]
         return ApplyResult(tables=stats, seconds=time.perf_counter() - started)
+
+    def keyless_watermark(self, target: TableTarget) -> Watermark:
+        return self._or_missing(lambda c: self._watermark(c, target.name), Watermark(),  # type: ignore[no-any-return]
+                                target.name)  # fmt: skip
+
+    def replace_keyless(self, batch: TableBatch, expected: Watermark) -> int:
+        name = batch.target.name
+        with naming_table(name):
+            m = self._target_table(batch)
+            plan = replace_plan(batch, expected)
+        data = keyless_stage(plan)
+        pending: Pending = {}
+        with self._session(name) as c, self._transaction(c) as writing:
+            with naming_table(name):
+                self._ensure_table(c, batch, m, pending)
+            work = KeylessWork(plan, data, self._reserve(c, "keyless", data))
+            writing()
+            self._check_watermark(c, name, expected)
+            self._write_keyless(c, m, work, TableApplyStats(name))
+            if not self.capabilities.transactional_ddl:
+                self._register(c, batch)
+        self._bookkept = True
+        self._ensured.update(pending)
+        return len(plan.adds)
 
     def _prepare(
         self,

@@ -260,8 +260,11 @@ class EngineCore(Warehouse):
         cuts = list(zip(sql.TRUNCATION_LOG, map(t, (TEXT, I64, I64, TSTZ, TSTZ)), strict=True))
         self._exec(c, sql.create_table(self._ref("truncations"), cuts))
         marks = [(n, t(TEXT if n == "table_name" else I64)) for n in sql.WATERMARK_COLUMNS]
-        self._exec(c, sql.create_table(self._ref("keyless_positions"), [*marks, ("updated_at",
-                                       t(TSTZ))], ("table_name",) if keys else ()))  # fmt: skip
+        positions = self._ref("keyless_positions")
+        self._exec(c, sql.create_table(positions, [*marks, ("updated_at", t(TSTZ))],
+                                       ("table_name",) if keys else ()))  # fmt: skip
+        if "txid" not in self._columns_of(c, positions):  # created before it held the txid
+            self._exec(c, sql.add_column(positions, "txid", t(I64)))
         self._cost_ddl(c)
         self._engine_ddl(c)
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import structlog
 
-from warehouse.base import DataError, TableApplyStats, TableBatch
+from warehouse.base import DataError, TableApplyStats, TableBatch, WatermarkMovedError
 from warehouse.engine.core import EngineCore, Stage
 from warehouse.keyless import KeylessPlan, Watermark, keyless_stage, plan_keyless
 from warehouse.sql import TargetTable
@@ -94,5 +94,18 @@ class KeylessSteps(EngineCore):
             stats.upserted = len(plan.adds)
         ref, mark = self._ref(LOG), plan.watermark
         self._exec(c, statements.watermark_delete(ref), [plan.table])
-        values = [plan.table, mark.commit_lsn, mark.lsn, mark.read_lsn, mark.read_offset]
+        values = [plan.table, mark.commit_lsn, mark.lsn, mark.read_lsn, mark.read_offset,
+                  mark.txid]  # fmt: skip
         self._exec(c, statements.watermark_insert(ref), values)
+
+    def _check_watermark(self, c: Any, name: str, expected: Watermark) -> None:
+        """The compare-and-set of a re-load, in its transaction: take the watermark row's lock
+        (a write), then read it; :class:`WatermarkMovedError` unless it is ``expected``."""
+        self._exec(c, statements.watermark_touch(self._ref(LOG)), [name])
+        stored = self._watermark(c, name)
+        if stored != expected:
+            raise WatermarkMovedError(
+                f"table {name!r}: the stream applied changes since the source was read "
+                f"(watermark {stored}, expected {expected}); nothing was replaced",
+                table=name,
+            )

@@ -26,7 +26,7 @@ from warehouse.sql.target import TargetTable
 Exact = Callable[[exp.Expr, exp.DataType], exp.Expr] | None
 
 COUNT, INDEX, ROW = "m_count", "m_index", "m_row"
-WATERMARK_COLUMNS: Final = ("table_name", "commit_lsn", "lsn", "read_lsn", "read_offset")
+WATERMARK_COLUMNS: Final = ("table_name", "commit_lsn", "lsn", "read_lsn", "read_offset", "txid")
 _N, _K, _R = "n", "k", "r"
 
 
@@ -120,6 +120,15 @@ def watermark_select(ref: TableRef) -> exp.Select:
         .from_(ref.expr())
         .where(exp.EQ(this=col("table_name"), expression=exp.Placeholder()))
     )
+
+
+def watermark_touch(ref: TableRef) -> exp.Update:
+    """Stamp a table's watermark row now (parameter: the table name): a write that takes the
+    row's lock (or conflicts) before a compare-and-set reads it."""
+    return exp.update(
+        ref.expr(), {"updated_at": exp.CurrentTimestamp()},
+        where=exp.EQ(this=col("table_name"), expression=exp.Placeholder()),
+    )  # fmt: skip
 
 
 def watermark_delete(ref: TableRef) -> exp.Delete:
