@@ -106,8 +106,24 @@ class Pipeline:
         start_debezium(self.stack, self.config, partitions=partitions)
 
     def wait_published(self, timeout: float = 120) -> None:
+        """:func:`wait_until_published`; on a timeout the message ends with the tail of the
+        Debezium log (the stack's folder is gone once the session ends)."""
         assert self.config is not None
-        wait_until_published(self.url, self.config.source.slot_name, timeout=timeout)
+        try:
+            wait_until_published(self.url, self.config.source.slot_name, timeout=timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"{exc}\n--- debezium.log (tail) ---\n{self.debezium_tail()}"
+            ) from None
+
+    def debezium_tail(self, lines: int = 80) -> str:
+        path = self.stack.debezium_log
+        if not path.exists():
+            return f"(no log at {path})"
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 256 * 1024))
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def replicate_until_caught_up(self, config: Config | None = None) -> Any:
         """Wait until Debezium published everything, then run a consumer to the end."""
