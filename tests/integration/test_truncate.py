@@ -38,19 +38,15 @@ import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import psycopg
 import pytest
-import snowflake.connector
-from stack_support import engine_warehouse, read_topic
+from stack_support import engine_warehouse, read_topic, stored
 
 from cdc.config import Config
 from cdc.consumer.settings import RunStats
 from cdc.local.pipeline import ReplicatorThread, write_stack_config
 from cdc.reconcile.run import ReconcileSettings, reconcile
 from cdc.runtime import open_warehouse
-from warehouse.duckdb.settings import DuckDBSettings
-from warehouse.snowflake.settings import SnowflakeSettings
 
 if TYPE_CHECKING:
     from stack_support import Pipeline
@@ -101,34 +97,18 @@ class Source:
 
 
 def stored_rows(config: Config, table: str) -> list[dict[str, Any]]:
-    """Every stored row of a warehouse table -- soft-deleted rows and closed versions
-    included, metadata columns too -- read with plain SQL on the engine (the adapter's reads
-    leave deleted rows out). Timestamps with a zone come back in UTC. (fakesnow fetches a NULL
-    timestamp as 1970-01-01: only non-null ones are asserted on from here.)"""
-    name = config.table_target(config.table(table)).name
-    section = config.warehouse
-    if isinstance(section, SnowflakeSettings):
-        with snowflake.connector.connect(**section.connect_kwargs("test", None)) as conn:
-            sf = conn.cursor()
-            sf.execute(f'SELECT * FROM "{section.schema_name}"."{name}"')
-            names = [d[0] for d in sf.description]
-            raw = sf.fetchall()
-    else:
-        assert isinstance(section, DuckDBSettings)
-        con = duckdb.connect(str(section.path))
-        try:
-            dk = con.execute(f'SELECT * FROM "{section.schema_name}"."{name}"')
-            names = [d[0] for d in dk.description]
-            raw = dk.fetchall()
-        finally:
-            con.close()
+    """Every stored row of a warehouse table (:func:`stack_support.stored`: soft-deleted rows
+    and closed versions included, metadata columns too). Timestamps with a zone come back in
+    UTC. (fakesnow fetches a NULL timestamp as 1970-01-01: only non-null ones are asserted on
+    from here.)"""
+    _, rows = stored(config, config.table_target(config.table(table)).name)
 
     def utc(value: Any) -> Any:
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             return value.astimezone(dt.UTC)
         return value
 
-    return [{n: utc(v) for n, v in zip(names, r, strict=True)} for r in raw]
+    return [{n: utc(v) for n, v in row.items()} for row in rows]
 
 
 def snapshot(config: Config) -> dict[str, list[str]]:
