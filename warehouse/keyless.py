@@ -37,7 +37,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from cdc.model import UNCHANGED_TOAST, ChangeEvent, Op, SourcePosition, TableId, TableSchema
+from cdc.model import (
+    UNCHANGED_TOAST,
+    ChangeEvent,
+    Op,
+    SourcePosition,
+    TableId,
+    TableSchema,
+    newer,
+)
 from warehouse.arrow import Stage, column_array
 from warehouse.base import DataError, IncompatibleSchemaChangeError, TableBatch
 from warehouse.sql.keyless import COUNT, INDEX, ROW
@@ -193,15 +201,13 @@ def _check_partition(batch: TableBatch) -> None:
 
 
 def _after(pos: SourcePosition, mark: Watermark) -> bool:
-    """A streamed change after the watermark: by ``(commit_lsn, lsn)``, an unknown commit part
-    counting as 0 (Debezium sends none before its first commit after a start, so it comes
-    first). A change without a commit part after changes with one (a connector restarted
-    without its stored commit position) compares by change LSN, as :func:`cdc.model.newer`."""
-    if mark.lsn is None:
+    """A streamed change after the watermark: :func:`cdc.model.newer`, with one difference. A
+    watermark without a commit part was set by Debezium's first transaction after a start
+    (it sends none before its first commit), so a change with a commit part comes after it
+    whatever its change LSN (the LSN alone is not monotonic across transactions)."""
+    if pos.commit_lsn is not None and mark.commit_lsn is None and mark.lsn is not None:
         return True
-    if pos.commit_lsn is None and mark.commit_lsn is not None:
-        return pos.lsn > mark.lsn
-    return (pos.commit_lsn or 0, pos.lsn) > (mark.commit_lsn or 0, mark.lsn)
+    return newer(pos.commit_lsn, pos.lsn, mark.commit_lsn, mark.lsn)
 
 
 def plan_keyless(batch: TableBatch, stored: Watermark) -> KeylessPlan:
